@@ -1,0 +1,58 @@
+//! `servant --config FILE`: the article's servant, a peer of the chat network.
+
+use std::process::ExitCode;
+
+use genp2p::cli::{self, Command};
+use genp2p::config::ServantConfig;
+use genp2p::servant::{self, Options};
+use log::error;
+
+const USAGE: &str = "\
+Usage: servant --config FILE [--no-input]
+
+Joins the network of the connection manager named in FILE (the article's config.xml:
+<config><connectionmgr>HOST</connectionmgr><port>N</port>...</config>, see conf/config.xml)
+and chats: each line typed is sent to every other servant; each message received is
+printed as `<name> text`. Type /help for commands. RUST_LOG=debug shows more.
+
+Options:
+  -c, --config FILE   the configuration file (default conf/config.xml)
+      --no-input      do not read standard input; run until SIGINT or SIGTERM
+  -h, --help          this text
+  -V, --version       the version
+";
+
+fn main() -> ExitCode {
+    let args = match cli::parse_args("servant", USAGE, true) {
+        Ok(Command::Run(args)) => args,
+        Ok(Command::Print(text)) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    cli::init_logging();
+    let path = args.config.unwrap_or_else(|| "conf/config.xml".into());
+    let config = match ServantConfig::load(&path) {
+        Ok(c) => c,
+        Err(e) => {
+            error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match servant::run(
+        config,
+        Options {
+            no_input: args.no_input,
+        },
+    ) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

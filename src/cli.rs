@@ -1,0 +1,84 @@
+//! What both binaries share: the command line, logging and signals.
+//!
+//! The binaries stay thin (parse flags, load the config, call the library, map errors to
+//! an exit code); the little they have in common lives here so they say things the same
+//! way.
+
+use std::path::PathBuf;
+use std::thread;
+
+use crossbeam_channel::Sender;
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+/// Flags common to both binaries.
+#[derive(Debug, Default)]
+pub struct Args {
+    pub config: Option<PathBuf>,
+    /// Servant only: do not read standard input; run until signalled.
+    pub no_input: bool,
+}
+
+/// What the command line asked for.
+pub enum Command {
+    Run(Args),
+    /// `--help` or `--version`: print this and exit 0.
+    Print(String),
+}
+
+/// Parses `--config FILE` (and `--no-input` where `allow_no_input`), `--help`, `--version`.
+pub fn parse_args(program: &str, usage: &str, allow_no_input: bool) -> Result<Command, String> {
+    use lexopt::prelude::*;
+    let mut args = Args::default();
+    let mut parser = lexopt::Parser::from_env();
+    while let Some(arg) = parser.next().map_err(|e| format!("{program}: {e}"))? {
+        match arg {
+            Short('c') | Long("config") => {
+                args.config = Some(
+                    parser
+                        .value()
+                        .map_err(|e| format!("{program}: {e}"))?
+                        .into(),
+                )
+            }
+            Long("no-input") if allow_no_input => args.no_input = true,
+            Short('h') | Long("help") => return Ok(Command::Print(usage.to_owned())),
+            Short('V') | Long("version") => {
+                return Ok(Command::Print(format!(
+                    "{program} {}\n",
+                    env!("CARGO_PKG_VERSION")
+                )))
+            }
+            _ => return Err(format!("{program}: {}; try --help", arg.unexpected())),
+        }
+    }
+    Ok(Command::Run(args))
+}
+
+/// Logs to standard error at `info` unless `RUST_LOG` says otherwise.
+pub fn init_logging() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+}
+
+/// Sends the name of each SIGINT or SIGTERM received to `tx`, from a thread named
+/// `signals`. Signals become ordinary messages, so shutdown takes the same path as
+/// `/quit` and end of input.
+pub fn forward_signals<T: Send + 'static>(
+    tx: Sender<T>,
+    wrap: fn(&'static str) -> T,
+) -> std::io::Result<()> {
+    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                let name = if sig == SIGINT { "SIGINT" } else { "SIGTERM" };
+                if tx.send(wrap(name)).is_err() {
+                    break;
+                }
+            }
+        })?;
+    Ok(())
+}

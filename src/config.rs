@@ -1,0 +1,464 @@
+//! The two configuration files: the manager's `<manager>` and the servant's `config.xml`.
+//!
+//! The article's servant read `config.xml` with MSXML and queried it with XPath
+//! (`./config/bans/ban[target = ...]`). We read the same shape with roxmltree into plain
+//! structs once, at start-up, so a mistake in the file is reported before anything listens,
+//! with the file, line and column roxmltree gives: `conf/a.xml:3:5: <port> must be ...`.
+//! Unknown elements are errors too: a misspelt `<hearbeat>` silently ignored is worse than
+//! a refusal to start.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use roxmltree::{Document, Node};
+
+use crate::protocol::check_token;
+
+/// A configuration file that cannot be used.
+#[derive(Debug)]
+pub enum ConfigError {
+    /// The file could not be read.
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not well-formed XML.
+    Xml {
+        path: PathBuf,
+        source: roxmltree::Error,
+    },
+    /// The XML is well formed but says something wrong, at `row:col`.
+    Invalid {
+        path: PathBuf,
+        row: u32,
+        col: u32,
+        message: String,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Read { path, source } => {
+                write!(f, "{}: cannot read: {source}", path.display())
+            }
+            ConfigError::Xml { path, source } => {
+                let pos = source.pos();
+                // roxmltree's message ends with "at row:col"; say the position our way.
+                let msg = source.to_string();
+                let msg = msg.rsplit_once(" at ").map_or(msg.as_str(), |(m, _)| m);
+                write!(
+                    f,
+                    "{}:{}:{}: malformed XML: {msg}",
+                    path.display(),
+                    pos.row,
+                    pos.col
+                )
+            }
+            ConfigError::Invalid {
+                path,
+                row,
+                col,
+                message,
+            } => {
+                write!(f, "{}:{row}:{col}: {message}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ConfigError::Read { source, .. } => Some(source),
+            ConfigError::Xml { source, .. } => Some(source),
+            ConfigError::Invalid { .. } => None,
+        }
+    }
+}
+
+/// The connection manager's settings (`<manager>`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManagerConfig {
+    /// `<bind>`: the address to listen on (default 0.0.0.0).
+    pub bind: IpAddr,
+    /// `<port>`: the port servants connect to (the article's 85; 0 lets the OS choose).
+    pub port: u16,
+    /// `<firstport>`: the first listen port handed out (the article's 2224).
+    pub first_port: u16,
+    /// `<timeout>`: seconds of silence after which a listed servant is dropped.
+    pub timeout: Duration,
+    /// `<idletimeout>`: seconds a client that never listens may stay connected silently.
+    pub idle_timeout: Duration,
+    /// `<maxconnections>`: connections held at once; newcomers beyond it are refused.
+    pub max_connections: usize,
+}
+
+impl Default for ManagerConfig {
+    fn default() -> Self {
+        ManagerConfig {
+            bind: IpAddr::from([0, 0, 0, 0]),
+            port: 8585,
+            first_port: 2224,
+            timeout: Duration::from_secs(6),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4000,
+        }
+    }
+}
+
+/// A servant's settings (`<config>`, the article's config.xml).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServantConfig {
+    /// `<connectionmgr>`: host name or address of the connection manager.
+    pub manager_host: String,
+    /// `<port>`: the connection manager's port.
+    pub manager_port: u16,
+    /// `<name>`: shown on this servant's messages (default: `servant-` and a part of its id).
+    pub name: Option<String>,
+    /// `<listen>`: listen on this port instead of the one the manager assigns (0: any).
+    pub listen: Option<u16>,
+    /// `<bind>`: the address to listen on (default 0.0.0.0).
+    pub bind: IpAddr,
+    /// `<heartbeat>`: seconds between heartbeats to the manager.
+    pub heartbeat: Duration,
+    /// `<queue>`: messages queued per peer before the oldest is dropped.
+    pub queue: usize,
+    /// `<bans><ban><target>`: addresses and host names whose connections are refused.
+    pub bans: Vec<String>,
+}
+
+impl Default for ServantConfig {
+    fn default() -> Self {
+        ServantConfig {
+            manager_host: String::new(),
+            manager_port: 8585,
+            name: None,
+            listen: None,
+            bind: IpAddr::from([0, 0, 0, 0]),
+            heartbeat: Duration::from_secs(2),
+            queue: 1024,
+            bans: Vec::new(),
+        }
+    }
+}
+
+/// Reads one file and walks its elements, turning every problem into a `ConfigError`
+/// that names the file and the position.
+struct Reader<'a, 'input> {
+    path: &'a Path,
+    doc: &'a Document<'input>,
+}
+
+impl<'a, 'input> Reader<'a, 'input> {
+    fn invalid(&self, node: Node, message: String) -> ConfigError {
+        let pos = self.doc.text_pos_at(node.range().start);
+        ConfigError::Invalid {
+            path: self.path.to_owned(),
+            row: pos.row,
+            col: pos.col,
+            message,
+        }
+    }
+
+    fn text<'n>(&self, node: Node<'n, 'input>) -> Result<&'n str, ConfigError> {
+        if let Some(child) = node.children().find(|c| c.is_element()) {
+            return Err(self.invalid(
+                child,
+                format!(
+                    "<{}> may hold only text, found <{}>",
+                    node.tag_name().name(),
+                    child.tag_name().name()
+                ),
+            ));
+        }
+        Ok(node.text().unwrap_or("").trim())
+    }
+
+    fn number<T: std::str::FromStr>(
+        &self,
+        node: Node,
+        what: &str,
+        lo: T,
+        hi: T,
+    ) -> Result<T, ConfigError>
+    where
+        T: PartialOrd + fmt::Display + Copy,
+    {
+        let text = self.text(node)?;
+        match text.parse::<T>() {
+            Ok(v) if v >= lo && v <= hi => Ok(v),
+            _ => Err(self.invalid(
+                node,
+                format!("<{what}> must be a number from {lo} to {hi}, found {text:?}"),
+            )),
+        }
+    }
+
+    fn seconds(&self, node: Node, what: &str) -> Result<Duration, ConfigError> {
+        let text = self.text(node)?;
+        match text.parse::<f64>() {
+            Ok(s) if s > 0.0 && s <= 86_400.0 => Ok(Duration::from_secs_f64(s)),
+            _ => Err(self.invalid(
+                node,
+                format!(
+                    "<{what}> must be a number of seconds above 0 (0.5 is fine), found {text:?}"
+                ),
+            )),
+        }
+    }
+
+    fn ip(&self, node: Node, what: &str) -> Result<IpAddr, ConfigError> {
+        let text = self.text(node)?;
+        text.parse().map_err(|_| {
+            self.invalid(
+                node,
+                format!("<{what}> must be an IP address, found {text:?}"),
+            )
+        })
+    }
+
+    /// Children that are elements; rejects text outside them.
+    fn elements<'n>(&self, node: Node<'n, 'input>) -> Result<Vec<Node<'n, 'input>>, ConfigError> {
+        let mut out = Vec::new();
+        for c in node.children() {
+            if c.is_element() {
+                out.push(c);
+            } else if c.is_text() && !c.text().unwrap_or("").trim().is_empty() {
+                return Err(self.invalid(
+                    c,
+                    format!(
+                        "unexpected text {:?} in <{}>",
+                        c.text().unwrap_or("").trim(),
+                        node.tag_name().name()
+                    ),
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    fn unknown(&self, node: Node, parent: &str, known: &str) -> ConfigError {
+        self.invalid(
+            node,
+            format!(
+                "unknown element <{}> in <{parent}> (known: {known})",
+                node.tag_name().name()
+            ),
+        )
+    }
+}
+
+fn parse_file<T>(
+    path: &Path,
+    text: &str,
+    root_name: &str,
+    read: impl FnOnce(&Reader, Node) -> Result<T, ConfigError>,
+) -> Result<T, ConfigError> {
+    let doc = Document::parse(text).map_err(|source| ConfigError::Xml {
+        path: path.to_owned(),
+        source,
+    })?;
+    let reader = Reader { path, doc: &doc };
+    let root = doc.root_element();
+    if root.tag_name().name() != root_name {
+        return Err(reader.invalid(
+            root,
+            format!(
+                "the root element must be <{root_name}>, found <{}>",
+                root.tag_name().name()
+            ),
+        ));
+    }
+    read(&reader, root)
+}
+
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+impl ManagerConfig {
+    pub fn load(path: &Path) -> Result<ManagerConfig, ConfigError> {
+        Self::parse(path, &read_file(path)?)
+    }
+
+    /// Parses the text of a manager configuration; `path` is used in messages only.
+    pub fn parse(path: &Path, text: &str) -> Result<ManagerConfig, ConfigError> {
+        parse_file(path, text, "manager", |r, root| {
+            let mut c = ManagerConfig::default();
+            let mut saw_port = false;
+            for el in r.elements(root)? {
+                match el.tag_name().name() {
+                    "port" => {
+                        c.port = r.number(el, "port", 0, u16::MAX)?;
+                        saw_port = true;
+                    }
+                    "bind" => c.bind = r.ip(el, "bind")?,
+                    "firstport" => c.first_port = r.number(el, "firstport", 1, u16::MAX)?,
+                    "timeout" => c.timeout = r.seconds(el, "timeout")?,
+                    "idletimeout" => c.idle_timeout = r.seconds(el, "idletimeout")?,
+                    "maxconnections" => {
+                        c.max_connections = r.number(el, "maxconnections", 1, 1_000_000)?
+                    }
+                    _ => {
+                        return Err(r.unknown(
+                            el,
+                            "manager",
+                            "port, bind, firstport, timeout, idletimeout, maxconnections",
+                        ))
+                    }
+                }
+            }
+            if !saw_port {
+                return Err(r.invalid(root, "missing <port> in <manager>".into()));
+            }
+            Ok(c)
+        })
+    }
+}
+
+impl ServantConfig {
+    pub fn load(path: &Path) -> Result<ServantConfig, ConfigError> {
+        Self::parse(path, &read_file(path)?)
+    }
+
+    /// Parses the text of a servant configuration; `path` is used in messages only.
+    pub fn parse(path: &Path, text: &str) -> Result<ServantConfig, ConfigError> {
+        parse_file(path, text, "config", |r, root| {
+            let mut c = ServantConfig::default();
+            let mut saw_manager = false;
+            for el in r.elements(root)? {
+                match el.tag_name().name() {
+                    "connectionmgr" => {
+                        let host = r.text(el)?;
+                        if host.is_empty() || host.contains(char::is_whitespace) {
+                            return Err(r.invalid(el, format!("<connectionmgr> must be a host name or address, found {host:?}")));
+                        }
+                        c.manager_host = host.to_owned();
+                        saw_manager = true;
+                    }
+                    "port" => c.manager_port = r.number(el, "port", 1, u16::MAX)?,
+                    "name" => {
+                        let name = r.text(el)?;
+                        check_token("<name>", name).map_err(|e| r.invalid(el, e.to_string()))?;
+                        c.name = Some(name.to_owned());
+                    }
+                    "listen" => c.listen = Some(r.number(el, "listen", 0, u16::MAX)?),
+                    "bind" => c.bind = r.ip(el, "bind")?,
+                    "heartbeat" => c.heartbeat = r.seconds(el, "heartbeat")?,
+                    "queue" => c.queue = r.number(el, "queue", 1, 1_000_000)?,
+                    "bans" => {
+                        for ban in r.elements(el)? {
+                            if ban.tag_name().name() != "ban" {
+                                return Err(r.unknown(ban, "bans", "ban"));
+                            }
+                            let mut target = None;
+                            for t in r.elements(ban)? {
+                                if t.tag_name().name() != "target" {
+                                    return Err(r.unknown(t, "ban", "target"));
+                                }
+                                let text = r.text(t)?;
+                                if text.is_empty() || text.contains(char::is_whitespace) {
+                                    return Err(r.invalid(t, format!("<target> must be an IP address or host name, found {text:?}")));
+                                }
+                                target = Some(text.to_owned());
+                            }
+                            match target {
+                                Some(t) => c.bans.push(t),
+                                None => {
+                                    return Err(r.invalid(ban, "missing <target> in <ban>".into()))
+                                }
+                            }
+                        }
+                    }
+                    _ => {
+                        return Err(r.unknown(
+                            el,
+                            "config",
+                            "connectionmgr, port, name, listen, bind, heartbeat, queue, bans",
+                        ))
+                    }
+                }
+            }
+            if !saw_manager {
+                return Err(r.invalid(root, "missing <connectionmgr> in <config>".into()));
+            }
+            Ok(c)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn servant(text: &str) -> Result<ServantConfig, String> {
+        ServantConfig::parse(Path::new("config.xml"), text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn the_articles_config_reads() {
+        let c = servant(
+            "<config>\n <connectionmgr>127.0.0.1</connectionmgr>\n <port>85</port>\n <bans>\n  <ban><target>1.1.1.1</target></ban>\n  <ban><target>fooUser234.fooISP23423.com</target></ban>\n </bans>\n</config>",
+        )
+        .unwrap();
+        assert_eq!(c.manager_host, "127.0.0.1");
+        assert_eq!(c.manager_port, 85);
+        assert_eq!(c.bans, vec!["1.1.1.1", "fooUser234.fooISP23423.com"]);
+    }
+
+    #[test]
+    fn errors_name_file_line_and_element() {
+        assert_eq!(
+            servant("<config>\n  <port>85</port>\n</config>").unwrap_err(),
+            "config.xml:1:1: missing <connectionmgr> in <config>"
+        );
+        assert_eq!(
+            servant(
+                "<config>\n <connectionmgr>h</connectionmgr>\n  <port>eighty</port>\n</config>"
+            )
+            .unwrap_err(),
+            "config.xml:3:3: <port> must be a number from 1 to 65535, found \"eighty\""
+        );
+        assert_eq!(
+            servant("<config><connectionmgr>h</connectionmgr><hearbeat>1</hearbeat></config>").unwrap_err(),
+            "config.xml:1:41: unknown element <hearbeat> in <config> (known: connectionmgr, port, name, listen, bind, heartbeat, queue, bans)"
+        );
+        let e = servant("<config><connectionmgr>h</connectionmgr>\n<port>85</config>").unwrap_err();
+        assert!(e.starts_with("config.xml:2:"), "{e}");
+        assert!(e.contains("malformed XML: "), "{e}");
+        assert!(!e.contains(" at 2:"), "the position is said once: {e}");
+        assert_eq!(
+            servant("<config><connectionmgr>h</connectionmgr><name>a b</name></config>")
+                .unwrap_err(),
+            "config.xml:1:41: <name> \"a b\" contains ' '"
+        );
+    }
+
+    #[test]
+    fn manager_config_defaults_and_limits() {
+        let m = ManagerConfig::parse(
+            Path::new("m.xml"),
+            "<manager><port>0</port><timeout>1.5</timeout></manager>",
+        )
+        .unwrap();
+        assert_eq!(m.port, 0);
+        assert_eq!(m.timeout, Duration::from_millis(1500));
+        assert_eq!(m.first_port, 2224);
+        let e = ManagerConfig::parse(
+            Path::new("m.xml"),
+            "<manager><port>85</port><timeout>0</timeout></manager>",
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            e,
+            "m.xml:1:25: <timeout> must be a number of seconds above 0 (0.5 is fine), found \"0\""
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! genp2p: the "Generic P2P" architecture on blocking sockets and threads.
+//!
+//! A light **connection manager** tells peers where each other are; **servants** listen,
+//! chat with every other servant directly and refuse the hosts they have banned. The
+//! design follows a 2004 VB6 tutorial (its parts and ours are mapped in
+//! docs/VB6-MAPPING.md); the wire format is in docs/PROTOCOL.md.
+//!
+//! The modules are the roles of that design:
+//! - [`config`]: the manager's `<manager>` file and the servant's `config.xml`;
+//! - [`lines`] and [`protocol`]: what travels on the wire;
+//! - [`registry`] and [`manager`]: the connection manager;
+//! - [`servant`]: the peer (its link to the manager, its listener, one sender per peer,
+//!   and the chat console);
+//! - [`cli`]: what both binaries share (flags, logging, signals).
+
+#![forbid(unsafe_code)]
+
+pub mod cli;
+pub mod config;
+pub mod lines;
+pub mod manager;
+pub mod protocol;
+pub mod registry;
+pub mod servant;

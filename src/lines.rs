@@ -1,0 +1,192 @@
+//! Reading one line at a time from a socket, with a cap on its length and a time-out.
+//!
+//! Every conversation in genp2p is line based, so that a person with `telnet` or `nc`
+//! can take part. The VB6 original read whatever had arrived (`GetData`) and treated it as
+//! one message; over TCP that is wrong as soon as two messages arrive together or one
+//! arrives in two pieces. `LineReader` frames the byte stream into lines instead, and it
+//! is the one place where bytes from the network are turned into text:
+//!
+//! - a line longer than the cap is an error, and the rest of it is skipped, so a peer that
+//!   never sends a newline cannot make us buffer without bound;
+//! - a line that is not UTF-8 is an error for that line only;
+//! - a read time-out leaves a half-received line in the buffer and reports `Idle`, so the
+//!   caller can send a heartbeat or drop a silent peer and then carry on reading.
+
+use std::fmt;
+use std::io::{self, Read};
+
+/// Why `LineReader::read_line` did not return a line.
+#[derive(Debug)]
+pub enum LineError {
+    /// The socket's read time-out passed with no complete line.
+    Idle,
+    /// A line was longer than the cap; it has been (or will be) skipped up to its newline.
+    TooLong { limit: usize },
+    /// A complete line was not valid UTF-8; it has been skipped.
+    InvalidUtf8,
+    /// The connection failed.
+    Io(io::Error),
+}
+
+impl fmt::Display for LineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LineError::Idle => write!(f, "no complete line before the time-out"),
+            LineError::TooLong { limit } => write!(f, "line longer than {limit} bytes"),
+            LineError::InvalidUtf8 => write!(f, "line is not valid UTF-8"),
+            LineError::Io(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for LineError {}
+
+/// Frames a byte stream into `\n`-terminated lines (a `\r` before the `\n` is dropped too).
+pub struct LineReader<R> {
+    inner: R,
+    /// Bytes received and not yet returned: `buf[..filled]`.
+    buf: Vec<u8>,
+    filled: usize,
+    /// How far `buf` has been searched for a newline already.
+    scanned: usize,
+    limit: usize,
+    /// Skipping the tail of an over-long line until its newline.
+    skipping: bool,
+}
+
+/// How much is read from the socket at a time.
+const CHUNK: usize = 16 * 1024;
+
+impl<R: Read> LineReader<R> {
+    /// `limit` is the longest line accepted, in bytes, not counting the line end.
+    pub fn new(inner: R, limit: usize) -> LineReader<R> {
+        LineReader {
+            inner,
+            buf: Vec::new(),
+            filled: 0,
+            scanned: 0,
+            limit,
+            skipping: false,
+        }
+    }
+
+    /// The reader this one wraps (for example to change the socket's time-out).
+    pub fn get_ref(&self) -> &R {
+        &self.inner
+    }
+
+    /// The next line without its line end; `Ok(None)` at the end of the stream. A partial
+    /// last line (no newline before the end of the stream) is dropped.
+    pub fn read_line(&mut self) -> Result<Option<String>, LineError> {
+        loop {
+            if let Some(pos) = self.buf[self.scanned..self.filled]
+                .iter()
+                .position(|&b| b == b'\n')
+            {
+                let end = self.scanned + pos;
+                let was_skipping = self.skipping;
+                self.skipping = false;
+                let line = if was_skipping {
+                    None
+                } else {
+                    let mut text_end = end;
+                    if text_end > 0 && self.buf[text_end - 1] == b'\r' {
+                        text_end -= 1;
+                    }
+                    Some(std::str::from_utf8(&self.buf[..text_end]).map(str::to_owned))
+                };
+                self.consume(end + 1);
+                match line {
+                    None => continue,
+                    Some(Ok(text)) => return Ok(Some(text)),
+                    Some(Err(_)) => return Err(LineError::InvalidUtf8),
+                }
+            }
+            self.scanned = self.filled;
+            // +1 leaves room for a trailing '\r' on a line of exactly `limit` bytes.
+            if self.filled > self.limit + 1 {
+                // Keep nothing of an over-long line: report it once, then skip to its end.
+                let report = !self.skipping;
+                self.skipping = true;
+                self.consume(self.filled);
+                if report {
+                    return Err(LineError::TooLong { limit: self.limit });
+                }
+            }
+            if self.buf.len() < self.filled + CHUNK {
+                self.buf.resize(self.filled + CHUNK, 0);
+            }
+            match self.inner.read(&mut self.buf[self.filled..]) {
+                Ok(0) => return Ok(None),
+                Ok(n) => self.filled += n,
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::TimedOut =>
+                {
+                    return Err(LineError::Idle)
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(LineError::Io(e)),
+            }
+        }
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.buf.copy_within(n..self.filled, 0);
+        self.filled -= n;
+        self.scanned = 0;
+        // Give back memory after a burst of long lines.
+        if self.buf.len() > 4 * CHUNK && self.filled < CHUNK {
+            self.buf.truncate(CHUNK);
+            self.buf.shrink_to_fit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], limit: usize) -> Vec<Result<String, String>> {
+        let mut r = LineReader::new(input, limit);
+        let mut out = Vec::new();
+        loop {
+            match r.read_line() {
+                Ok(Some(l)) => out.push(Ok(l)),
+                Ok(None) => return out,
+                Err(e) => out.push(Err(e.to_string())),
+            }
+        }
+    }
+
+    #[test]
+    fn splits_lines_and_strips_crlf() {
+        assert_eq!(
+            lines(b"a\r\nbb\n\nc", 10),
+            vec![Ok("a".into()), Ok("bb".into()), Ok("".into())]
+        );
+    }
+
+    #[test]
+    fn over_long_line_is_reported_once_and_skipped() {
+        let mut input = vec![b'x'; 100_000];
+        input.extend_from_slice(b"\nok\n");
+        assert_eq!(
+            lines(&input, 16),
+            vec![Err("line longer than 16 bytes".into()), Ok("ok".into())]
+        );
+    }
+
+    #[test]
+    fn line_at_the_limit_is_accepted_with_crlf() {
+        assert_eq!(lines(b"0123456789\r\n", 10), vec![Ok("0123456789".into())]);
+    }
+
+    #[test]
+    fn invalid_utf8_spoils_only_its_line() {
+        assert_eq!(
+            lines(b"\xff\xfe\nfine\n", 10),
+            vec![Err("line is not valid UTF-8".into()), Ok("fine".into())]
+        );
+    }
+}

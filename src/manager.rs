@@ -1,0 +1,394 @@
+//! The connection manager: tells servants where each other are, and nothing more.
+//!
+//! This is the article's connection manager form: `p2p_ConnectionRequest` (accept a
+//! client, give it a slot and a port), `p2p_DataArrival` (answer `needs peer list`) and
+//! `p2p_Close` (forget a client). The VB6 form ran all three on one UI thread with Winsock
+//! events; here each accepted connection gets two named threads:
+//!
+//! - `conn-ADDR` reads the client's lines and answers them (`handle_client`);
+//! - `push-N` writes everything queued for the client (`push_loop`), so a slow client
+//!   delays only itself. When its queue fills, the client is dropped: it will reconnect
+//!   and ask for the whole list, which is cheaper than buffering without bound.
+//!
+//! The registry sits behind one `Mutex`, the article's critical section, taken in short
+//! blocks that never include socket I/O (see `registry`).
+
+use std::fmt;
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver};
+use log::{debug, info, warn};
+
+use crate::config::ManagerConfig;
+use crate::lines::{LineError, LineReader};
+use crate::protocol::{ManagerCommand, ManagerMessage, PeerEntry, MANAGER_LINE_LIMIT};
+use crate::registry::{Change, Registry, Ticket};
+
+/// Lines queued for one client before it counts as not reading.
+const OUTBOX: usize = 1024;
+/// How long one write to a client may block.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bad lines in a row after which a client is disconnected.
+const MAX_BAD_LINES: u32 = 20;
+
+/// Why the connection manager cannot run.
+#[derive(Debug)]
+pub enum ManagerError {
+    /// The listening socket could not be bound (port busy, or not allowed).
+    Bind { addr: SocketAddr, source: io::Error },
+}
+
+impl fmt::Display for ManagerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManagerError::Bind { addr, source } => {
+                let hint = match source.kind() {
+                    io::ErrorKind::AddrInUse => ": another program listens there; choose another <port>",
+                    io::ErrorKind::PermissionDenied => ": ports below 1024 need root or CAP_NET_BIND_SERVICE; choose a <port> above 1023",
+                    _ => "",
+                };
+                write!(f, "cannot listen on {addr}: {source}{hint}")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ManagerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ManagerError::Bind { source, .. } => Some(source),
+        }
+    }
+}
+
+/// State shared by every connection thread.
+struct Shared {
+    config: ManagerConfig,
+    /// The article's `pDoc` and `iPortMax` behind its critical section. Written and read
+    /// by every `conn-` thread and the console, each time in one short block.
+    registry: Mutex<Registry<TcpStream>>,
+}
+
+impl Shared {
+    fn registry(&self) -> MutexGuard<'_, Registry<TcpStream>> {
+        // A panic while holding the lock cannot leave the table half-changed in a way that
+        // matters more than stopping the whole network would, so keep serving.
+        self.registry
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// A bound, not yet running connection manager.
+pub struct Manager {
+    listener: TcpListener,
+    shared: Arc<Shared>,
+}
+
+/// A fresh random token, for ids and the manager's epoch.
+pub fn random_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
+impl Manager {
+    /// Binds the manager's port. A busy or forbidden port is an error here, before any
+    /// thread starts.
+    pub fn bind(config: ManagerConfig) -> Result<Manager, ManagerError> {
+        let addr = SocketAddr::new(config.bind, config.port);
+        let listener =
+            TcpListener::bind(addr).map_err(|source| ManagerError::Bind { addr, source })?;
+        let registry = Registry::new(
+            config.first_port,
+            random_token(),
+            config.timeout.as_millis() as u64,
+        );
+        Ok(Manager {
+            listener,
+            shared: Arc::new(Shared {
+                config,
+                registry: Mutex::new(registry),
+            }),
+        })
+    }
+
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// A handle for the console: prints the list of servants on request.
+    pub fn console(&self) -> Console {
+        Console {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// Accepts clients until the process ends (the article's `p2p_ConnectionRequest`).
+    pub fn run(self) {
+        let mut last_refusal_log: Option<Instant> = None;
+        let mut refused_since_log = 0u64;
+        for stream in self.listener.incoming() {
+            let stream = match stream {
+                Ok(s) => s,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a little rather than spin.
+                    warn!("accept failed: {e}");
+                    thread::sleep(Duration::from_millis(50));
+                    continue;
+                }
+            };
+            let peer = match stream.peer_addr() {
+                Ok(a) => a,
+                Err(_) => continue,
+            };
+            let full = self.shared.registry().connections() >= self.shared.config.max_connections;
+            let refusal = if full {
+                Some(format!(
+                    "manager full: {} connections",
+                    self.shared.config.max_connections
+                ))
+            } else {
+                let shared = Arc::clone(&self.shared);
+                let s = match stream.try_clone() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!("{peer}: cannot use connection: {e}");
+                        continue;
+                    }
+                };
+                thread::Builder::new()
+                    .name(format!("conn-{peer}"))
+                    .spawn(move || handle_client(s, peer, &shared))
+                    .err()
+                    .map(|e| format!("cannot start a thread: {e}"))
+            };
+            if let Some(reason) = refusal {
+                refused_since_log += 1;
+                if last_refusal_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
+                    warn!("refusing {peer}: {reason} ({refused_since_log} refused since the last report)");
+                    last_refusal_log = Some(Instant::now());
+                    refused_since_log = 0;
+                }
+                let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
+                let _ = (&stream)
+                    .write_all(format!("{}\n", ManagerMessage::Error(reason).to_line()).as_bytes());
+            }
+        }
+    }
+}
+
+/// The manager's window onto the network, for its console (the article's manager form
+/// showed its peers in a list box).
+pub struct Console {
+    shared: Arc<Shared>,
+}
+
+impl Console {
+    pub fn peers(&self) -> Vec<PeerEntry> {
+        self.shared.registry().listed()
+    }
+
+    /// The list as an aligned table.
+    pub fn table(&self) -> String {
+        format_table(&self.peers())
+    }
+}
+
+pub fn format_table(peers: &[PeerEntry]) -> String {
+    let mut out = format!("{} servant(s) on the network\n", peers.len());
+    if !peers.is_empty() {
+        out.push_str(&format!(
+            "{:>6}  {:<40}  {:>5}  {:<20}  {}\n",
+            "offset", "ip", "port", "name", "id"
+        ));
+    }
+    for p in peers {
+        out.push_str(&format!(
+            "{:>6}  {:<40}  {:>5}  {:<20}  {}\n",
+            p.offset,
+            p.ip,
+            p.port,
+            p.name.as_deref().unwrap_or("-"),
+            p.id.as_deref().unwrap_or("-")
+        ));
+    }
+    out
+}
+
+fn describe(e: &PeerEntry) -> String {
+    format!("{} {}:{} (slot {})", e.label(), e.ip, e.port, e.offset)
+}
+
+/// Logs what a change did and closes the connections of clients it dropped. Called after
+/// the registry lock is released, because shutting a socket is I/O.
+fn after_change(change: Option<Change<TcpStream>>, verb: &str, why: &str, shared: &Shared) {
+    let Some(change) = change else { return };
+    let count = shared.registry().listed().len();
+    info!(
+        "peer {verb}: {}{why}; {count} on the network",
+        describe(&change.entry)
+    );
+    for (entry, socket) in change.dropped {
+        info!(
+            "peer left: {}: not reading its pushes; {count} on the network",
+            describe(&entry)
+        );
+        let _ = socket.shutdown(Shutdown::Both);
+    }
+}
+
+/// Serves one client for the life of its connection (the article's `p2p_DataArrival`
+/// and, at the end, `p2p_Close`).
+fn handle_client(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let _ = stream.set_read_timeout(Some(shared.config.idle_timeout));
+    let (writer, closer) = match (stream.try_clone(), stream.try_clone()) {
+        (Ok(w), Ok(c)) => (w, c),
+        (Err(e), _) | (_, Err(e)) => {
+            warn!("{peer}: cannot use connection: {e}");
+            return;
+        }
+    };
+    let (tx, rx) = bounded::<Arc<str>>(OUTBOX);
+    let (ticket, port) = shared.registry().connect(peer.ip(), tx.clone(), closer);
+    let spawned = thread::Builder::new()
+        .name(format!("push-{}", ticket.offset))
+        .spawn(move || push_loop(writer, rx));
+    if let Err(e) = spawned {
+        warn!("{peer}: refusing: cannot start a thread: {e}");
+        shared.registry().remove(&ticket);
+        return;
+    }
+    debug!(
+        "{peer}: connected (slot {}, assigned port {port})",
+        ticket.offset
+    );
+
+    let why = serve_lines(&stream, peer, &ticket, &tx, shared);
+    let change = shared.registry().remove(&ticket);
+    after_change(change, "left", &format!(": {why}"), shared);
+    debug!("{peer}: disconnected (slot {}): {why}", ticket.offset);
+    // Dropping `tx` (and the registry's copy, just removed) ends the push thread once it
+    // has written what is queued.
+    drop(tx);
+    let _ = stream.shutdown(Shutdown::Read);
+}
+
+/// Reads and answers lines until the client leaves; returns why it left.
+fn serve_lines(
+    stream: &TcpStream,
+    peer: SocketAddr,
+    ticket: &Ticket,
+    tx: &crossbeam_channel::Sender<Arc<str>>,
+    shared: &Shared,
+) -> String {
+    let mut reader = LineReader::new(stream, MANAGER_LINE_LIMIT);
+    let mut bad_lines = 0u32;
+    let reply = |line: String| -> bool { tx.try_send(Arc::from(line)).is_ok() };
+    loop {
+        let line = match reader.read_line() {
+            Ok(Some(line)) => line,
+            Ok(None) => return "connection closed".into(),
+            Err(LineError::Idle) => {
+                let listed = shared.registry().is_listed(ticket);
+                let limit = if listed {
+                    shared.config.timeout
+                } else {
+                    shared.config.idle_timeout
+                };
+                return format!("silent for {:.1}s", limit.as_secs_f64());
+            }
+            Err(LineError::Io(e)) => return format!("connection failed: {e}"),
+            Err(e @ (LineError::TooLong { .. } | LineError::InvalidUtf8)) => {
+                bad_lines += 1;
+                debug!("{peer}: {e}");
+                if bad_lines >= MAX_BAD_LINES
+                    || !reply(ManagerMessage::Error(e.to_string()).to_line())
+                {
+                    return format!("{bad_lines} bad lines in a row");
+                }
+                continue;
+            }
+        };
+        let answer = match ManagerCommand::parse(&line) {
+            Ok(ManagerCommand::NeedsPeerList { since }) => {
+                bad_lines = 0;
+                let reg = shared.registry();
+                match since {
+                    Some(v) if v == reg.version() => {
+                        ManagerMessage::Unchanged { version: v }.to_line()
+                    }
+                    _ => reg.peer_document(ticket),
+                }
+            }
+            Ok(ManagerCommand::Listening { port, id, name }) => {
+                bad_lines = 0;
+                let (change, doc) = {
+                    let mut reg = shared.registry();
+                    let change = reg.listen(ticket, port, id, name);
+                    // The reply is queued under the same lock as the join went out, so no
+                    // later change can reach this servant before the list it applies to.
+                    let doc = reg.peer_document(ticket);
+                    (change, doc)
+                };
+                if change.is_none() {
+                    return "dropped while registering".into();
+                }
+                let _ = stream.set_read_timeout(Some(shared.config.timeout));
+                after_change(change, "joined", "", shared);
+                doc
+            }
+            Ok(ManagerCommand::Bye) => return "said bye".into(),
+            Err(e) => {
+                bad_lines += 1;
+                debug!("{peer}: {e}");
+                if bad_lines >= MAX_BAD_LINES {
+                    return format!("{bad_lines} bad lines in a row");
+                }
+                ManagerMessage::Error(e.to_string()).to_line()
+            }
+        };
+        if !reply(answer) {
+            return "not reading its answers".into();
+        }
+    }
+}
+
+/// Writes whatever is queued for one client, as few writes as possible: everything that
+/// is waiting goes out in one `write` (the pushes of a join storm coalesce). Ends when the
+/// queue's senders are all gone, or the client stops taking data.
+fn push_loop(mut stream: TcpStream, rx: Receiver<Arc<str>>) {
+    let mut buf = Vec::with_capacity(4096);
+    while let Ok(first) = rx.recv() {
+        buf.clear();
+        buf.extend_from_slice(first.as_bytes());
+        buf.push(b'\n');
+        while buf.len() < 1 << 20 {
+            match rx.try_recv() {
+                Ok(more) => {
+                    buf.extend_from_slice(more.as_bytes());
+                    buf.push(b'\n');
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = stream.write_all(&buf) {
+            debug!("write failed: {e}");
+            let _ = stream.shutdown(Shutdown::Both);
+            return;
+        }
+    }
+    let _ = stream.flush();
+}

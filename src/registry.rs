@@ -1,0 +1,385 @@
+//! The connection manager's table of who is on the network.
+//!
+//! In the article this was `pDoc`, an MSXML document of `<peer>` elements guarded by a
+//! Win32 critical section, and `iPortMax`, the counter of listen ports handed out. Here it
+//! is a plain struct that `manager` keeps behind one `Mutex` (the critical section). Every
+//! method runs in a few microseconds and does no I/O: pushes to other servants go into
+//! their bounded outboxes with `try_send`, which never blocks, so the lock is never held
+//! while a socket is written.
+//!
+//! Why pushes are queued under the lock: a servant must see the list and the changes to
+//! it in the order they happened. Taking a snapshot for one servant and queueing a change
+//! for it in the same critical section is what guarantees that a `<join>` never overtakes
+//! the `<peers>` it follows.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crossbeam_channel::{Sender, TrySendError};
+
+use crate::protocol::{peer_xml, peers_open_tag, ManagerMessage, PeerEntry};
+
+/// A line queued for one client's writer thread.
+pub type Outbox = Sender<Arc<str>>;
+
+/// Names one connection for its whole life. Offsets are reused (lowest free first, as in
+/// the article), so a thread that outlives its slot must not remove the slot's next owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket {
+    pub offset: u32,
+    serial: u64,
+}
+
+/// One connected client: a servant, or a person with telnet.
+struct Slot<C> {
+    serial: u64,
+    /// Closes this client's connection (the manager's socket); handed back to the caller
+    /// when the registry drops a client, so the socket is shut outside the lock.
+    closer: C,
+    ip: IpAddr,
+    /// The assigned port until the client says `listening`, then the port it listens on.
+    port: u16,
+    name: Option<String>,
+    id: Option<String>,
+    /// Listed to others only once it listens (`listening`).
+    listed: bool,
+    /// Written by `publish` under the lock; read by this client's writer thread.
+    outbox: Outbox,
+    /// This peer's `<peer>` element as others see it (me FALSE), cached while listed.
+    xml: Arc<str>,
+}
+
+impl<C> Slot<C> {
+    fn entry(&self, offset: u32, me: bool) -> PeerEntry {
+        PeerEntry {
+            ip: self.ip.to_string(),
+            port: self.port,
+            offset,
+            me,
+            name: self.name.clone(),
+            id: self.id.clone(),
+        }
+    }
+}
+
+/// What a change did, for the manager to log and act on.
+#[derive(Debug)]
+pub struct Change<C> {
+    pub entry: PeerEntry,
+    /// Clients whose outbox was full: they are not reading, so they were removed and the
+    /// manager must close their connections.
+    pub dropped: Vec<(PeerEntry, C)>,
+}
+
+struct Removed<C> {
+    entry: PeerEntry,
+    closer: C,
+    was_listed: bool,
+}
+
+/// The peer table. See the module docs for the locking rule.
+pub struct Registry<C> {
+    slots: BTreeMap<u32, Slot<C>>,
+    serial: u64,
+    /// Offset of the listed servant with each id, to replace a stale registration.
+    by_id: HashMap<String, u32>,
+    /// The next listen port to hand out (the article's `iPortMax`).
+    next_port: u16,
+    first_port: u16,
+    version: u64,
+    epoch: String,
+    timeout_ms: u64,
+}
+
+impl<C> Registry<C> {
+    pub fn new(first_port: u16, epoch: String, timeout_ms: u64) -> Registry<C> {
+        Registry {
+            slots: BTreeMap::new(),
+            serial: 0,
+            by_id: HashMap::new(),
+            next_port: first_port,
+            first_port,
+            version: 0,
+            epoch,
+            timeout_ms,
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version
+    }
+
+    pub fn connections(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// A new client connected: give it the lowest free slot and the next port, as the
+    /// article's `p2p_ConnectionRequest` did. It is not listed until it listens.
+    pub fn connect(&mut self, ip: IpAddr, outbox: Outbox, closer: C) -> (Ticket, u16) {
+        let offset = (1..)
+            .find(|o| !self.slots.contains_key(o))
+            .expect("fewer than 2^32 slots");
+        let port = self.next_port;
+        self.next_port = if self.next_port == u16::MAX {
+            self.first_port
+        } else {
+            self.next_port + 1
+        };
+        self.serial += 1;
+        let serial = self.serial;
+        self.slots.insert(
+            offset,
+            Slot {
+                serial,
+                closer,
+                ip,
+                port,
+                name: None,
+                id: None,
+                listed: false,
+                outbox,
+                xml: Arc::from(""),
+            },
+        );
+        (Ticket { offset, serial }, port)
+    }
+
+    fn owns(&self, t: &Ticket) -> bool {
+        self.slots
+            .get(&t.offset)
+            .is_some_and(|s| s.serial == t.serial)
+    }
+
+    /// The client holding `t` listens on `port`: list it and tell everyone else.
+    /// A listed servant with the same id (a stale connection of the same process, say
+    /// half-open after a network fault) is dropped first and returned in `dropped`.
+    /// `None` when `t` no longer holds its slot.
+    pub fn listen(
+        &mut self,
+        t: &Ticket,
+        port: u16,
+        id: Option<String>,
+        name: Option<String>,
+    ) -> Option<Change<C>> {
+        if !self.owns(t) {
+            return None;
+        }
+        let mut dropped = Vec::new();
+        if let Some(old) = id.as_ref().and_then(|id| self.by_id.get(id)).copied() {
+            if old != t.offset {
+                let serial = self.slots[&old].serial;
+                if let Some(removed) = self.remove_slot(
+                    &Ticket {
+                        offset: old,
+                        serial,
+                    },
+                    &mut dropped,
+                ) {
+                    dropped.push((removed.entry, removed.closer));
+                }
+            }
+        }
+        let slot = self.slots.get_mut(&t.offset)?;
+        if let Some(old_id) = slot.id.take() {
+            self.by_id.remove(&old_id);
+        }
+        slot.port = port;
+        slot.id = id.clone();
+        slot.name = name;
+        slot.listed = true;
+        let entry = slot.entry(t.offset, false);
+        slot.xml = Arc::from(peer_xml(&entry));
+        if let Some(id) = id {
+            self.by_id.insert(id, t.offset);
+        }
+        self.version += 1;
+        let line = ManagerMessage::Join {
+            version: self.version,
+            peers: vec![entry.clone()],
+        }
+        .to_line();
+        self.publish(t.offset, line, &mut dropped);
+        Some(Change { entry, dropped })
+    }
+
+    /// The client holding `t` is gone (the article's `RemovePeerByOffset`). Returns the
+    /// change when it was listed, so the others were told; `None` when it was never
+    /// listed or had already been removed.
+    pub fn remove(&mut self, t: &Ticket) -> Option<Change<C>> {
+        let mut dropped = Vec::new();
+        let removed = self.remove_slot(t, &mut dropped)?;
+        removed.was_listed.then_some(Change {
+            entry: removed.entry,
+            dropped,
+        })
+    }
+
+    fn remove_slot(&mut self, t: &Ticket, dropped: &mut Vec<(PeerEntry, C)>) -> Option<Removed<C>> {
+        if !self.owns(t) {
+            return None;
+        }
+        let slot = self.slots.remove(&t.offset)?;
+        if let Some(id) = &slot.id {
+            if self.by_id.get(id) == Some(&t.offset) {
+                self.by_id.remove(id);
+            }
+        }
+        let entry = slot.entry(t.offset, false);
+        if slot.listed {
+            self.version += 1;
+            let line = ManagerMessage::Leave {
+                version: self.version,
+                peers: vec![entry.clone()],
+            }
+            .to_line();
+            self.publish(t.offset, line, dropped);
+        }
+        Some(Removed {
+            entry,
+            closer: slot.closer,
+            was_listed: slot.listed,
+        })
+    }
+
+    /// Queues `line` for every listed client but `except`. A client whose outbox is full
+    /// is not reading: it is removed (which tells the others in turn) and its closer is
+    /// added to `dropped`.
+    fn publish(&mut self, except: u32, line: String, dropped: &mut Vec<(PeerEntry, C)>) {
+        let line: Arc<str> = Arc::from(line);
+        let mut stalled = Vec::new();
+        for (&offset, slot) in &self.slots {
+            if offset == except || !slot.listed {
+                continue;
+            }
+            match slot.outbox.try_send(line.clone()) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => stalled.push(Ticket {
+                    offset,
+                    serial: slot.serial,
+                }),
+                // Its connection is closing; the closing thread removes it.
+                Err(TrySendError::Disconnected(_)) => {}
+            }
+        }
+        for t in stalled {
+            if let Some(removed) = self.remove_slot(&t, dropped) {
+                dropped.push((removed.entry, removed.closer));
+            }
+        }
+    }
+
+    /// The whole peer document as the holder of `t` sees it: every listed servant, plus
+    /// its own entry with `<me>TRUE</me>` (listed or not, so a newcomer learns its
+    /// assigned port, as in the article).
+    pub fn peer_document(&self, t: &Ticket) -> String {
+        let mut doc = peers_open_tag(self.version, &self.epoch, self.timeout_ms);
+        doc.reserve(self.slots.len() * 150 + 10);
+        for (&o, slot) in &self.slots {
+            if o == t.offset && slot.serial == t.serial {
+                doc.push_str(&peer_xml(&slot.entry(o, true)));
+            } else if slot.listed {
+                doc.push_str(&slot.xml);
+            }
+        }
+        doc.push_str("</peers>");
+        doc
+    }
+
+    /// The listed servants, for the manager's console.
+    pub fn listed(&self) -> Vec<PeerEntry> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| s.listed)
+            .map(|(&o, s)| s.entry(o, false))
+            .collect()
+    }
+
+    pub fn is_listed(&self, t: &Ticket) -> bool {
+        self.owns(t) && self.slots[&t.offset].listed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crossbeam_channel::{bounded, Receiver};
+
+    fn client(r: &mut Registry<()>, cap: usize) -> (Ticket, u16, Receiver<Arc<str>>) {
+        let (tx, rx) = bounded(cap);
+        let (t, p) = r.connect(IpAddr::from([10, 0, 0, 1]), tx, ());
+        (t, p, rx)
+    }
+
+    #[test]
+    fn slots_and_ports_follow_the_article() {
+        let mut r = Registry::new(2224, "e".into(), 6000);
+        let (t1, p1, _a) = client(&mut r, 8);
+        let (t2, p2, _b) = client(&mut r, 8);
+        assert_eq!((t1.offset, p1, t2.offset, p2), (1, 2224, 2, 2225));
+        r.remove(&t1);
+        let (t3, p3, _c) = client(&mut r, 8);
+        assert_eq!(
+            (t3.offset, p3),
+            (1, 2226),
+            "lowest free slot is reused; ports keep counting"
+        );
+        assert!(
+            r.remove(&t1).is_none(),
+            "an old ticket cannot remove the slot's new owner"
+        );
+        assert_eq!(r.connections(), 2);
+    }
+
+    #[test]
+    fn only_listening_servants_are_listed_and_told() {
+        let mut r = Registry::new(2224, "e".into(), 6000);
+        let (a, _, rxa) = client(&mut r, 8);
+        let (b, _, rxb) = client(&mut r, 8);
+        r.listen(&a, 4000, Some("ida".into()), Some("alice".into()));
+        assert!(
+            rxa.try_recv().is_err(),
+            "a servant is not told of its own join"
+        );
+        assert!(rxb.try_recv().is_err(), "an unlisted client gets no pushes");
+        let doc_b = r.peer_document(&b);
+        assert!(
+            doc_b.contains("<port>4000</port><offset>1</offset><me>FALSE</me><name>alice</name>")
+        );
+        assert!(doc_b.contains("<offset>2</offset><me>TRUE</me>"));
+        let doc_a = r.peer_document(&a);
+        assert!(
+            !doc_a.contains("<offset>2</offset>"),
+            "b is not listed to others before it listens"
+        );
+        r.listen(&b, 4001, Some("idb".into()), None);
+        let push = rxa.try_recv().unwrap();
+        assert!(push.starts_with("<join version=\"2\"><peer><ip>10.0.0.1</ip><port>4001</port>"));
+        let gone = r.remove(&b).unwrap();
+        assert_eq!(gone.entry.port, 4001);
+        assert!(rxa.try_recv().unwrap().starts_with("<leave version=\"3\">"));
+    }
+
+    #[test]
+    fn a_stalled_client_is_dropped_and_a_stale_id_replaced() {
+        let mut r = Registry::new(2224, "e".into(), 6000);
+        let (a, _, _rxa) = client(&mut r, 1);
+        r.listen(&a, 4000, Some("ida".into()), None);
+        let (b, _, _rxb) = client(&mut r, 8);
+        let change = r.listen(&b, 4001, Some("idb".into()), None).unwrap();
+        assert!(change.dropped.is_empty());
+        let (c, _, _rxc) = client(&mut r, 8);
+        let change = r.listen(&c, 4002, Some("idc".into()), None).unwrap();
+        assert_eq!(change.dropped.len(), 1, "a's outbox of one is full");
+        assert_eq!(change.dropped[0].0.offset, a.offset);
+        assert!(!r.is_listed(&a));
+        let (d, _, _rxd) = client(&mut r, 8);
+        let change = r.listen(&d, 4003, Some("idb".into()), None).unwrap();
+        assert_eq!(
+            change.dropped[0].0.offset, b.offset,
+            "the stale registration of idb is dropped"
+        );
+        assert_eq!(r.listed().len(), 2);
+        assert!(r.remove(&b).is_none());
+    }
+}

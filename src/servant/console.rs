@@ -1,0 +1,140 @@
+//! The servant's terminal: lines typed on standard input, and chat shown on standard output.
+//!
+//! In the article these were the form's `txtSend1` box (its `KeyPress` handler sent a line
+//! when Enter was pressed) and `txtChat1` (received text was appended to it). Here the
+//! `stdin` thread turns input lines into events for the core, and the `stdout` thread is
+//! the only writer of standard output: every received message and command answer goes
+//! through its channel, so lines never interleave, and it flushes only when it has nothing
+//! more to print, so a burst costs one write rather than one per line.
+
+use std::io::{self, BufWriter, IsTerminal, Write};
+
+use crossbeam_channel::{Receiver, Sender};
+use log::warn;
+
+use crate::lines::{LineError, LineReader};
+use crate::protocol::TEXT_LIMIT;
+
+/// What a typed line asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Input {
+    /// Send this text to every peer.
+    Say(String),
+    Peers,
+    Help,
+    Quit,
+    Unknown(String),
+}
+
+pub const HELP: &str = "\
+Type a line and press Enter to send it to every servant on the network.
+  /peers   who is on the network, and whether we reach them
+  /help    this text
+  /quit    leave the network (Ctrl-D and Ctrl-C do too)
+  //text   send a line that starts with /";
+
+impl Input {
+    pub fn parse(line: &str) -> Input {
+        if let Some(rest) = line.strip_prefix("//") {
+            return Input::Say(format!("/{rest}"));
+        }
+        match line.trim_end() {
+            "/peers" => Input::Peers,
+            "/help" => Input::Help,
+            "/quit" | "/exit" => Input::Quit,
+            cmd if cmd.starts_with('/') => Input::Unknown(cmd.to_owned()),
+            _ => Input::Say(line.to_owned()),
+        }
+    }
+}
+
+/// The `stdin` thread: sends each typed line to `tx`, then `on_end` at end of input.
+pub fn read_input<T>(tx: Sender<T>, wrap: fn(Input) -> T, on_end: T) {
+    let stdin = io::stdin();
+    let mut reader = LineReader::new(stdin.lock(), TEXT_LIMIT);
+    let mut number = 0u64;
+    loop {
+        number += 1;
+        match reader.read_line() {
+            Ok(Some(line)) => {
+                if line.is_empty() {
+                    continue;
+                }
+                if tx.send(wrap(Input::parse(&line))).is_err() {
+                    return;
+                }
+            }
+            Ok(None) => break,
+            Err(LineError::Io(e)) => {
+                warn!("standard input: {e}");
+                break;
+            }
+            Err(LineError::Idle) => continue,
+            Err(e) => warn!("standard input, line {number}: {e}; not sent"),
+        }
+    }
+    let _ = tx.send(on_end);
+}
+
+/// The `stdout` thread: prints each line; ends when every sender is gone.
+pub fn print_lines(rx: Receiver<String>) {
+    let stdout = io::stdout();
+    let terminal = stdout.is_terminal();
+    let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
+    let mut broken = false;
+    while let Ok(line) = rx.recv() {
+        if broken {
+            continue;
+        }
+        let mut write = |line: &str| -> io::Result<()> {
+            if terminal {
+                // Text arrives exactly as typed; on a terminal, control characters are shown
+                // as symbols so a peer cannot move the cursor or change colours.
+                let safe: String = line
+                    .chars()
+                    .map(|c| {
+                        if c.is_control() && c != '\t' {
+                            '\u{fffd}'
+                        } else {
+                            c
+                        }
+                    })
+                    .collect();
+                out.write_all(safe.as_bytes())?;
+            } else {
+                out.write_all(line.as_bytes())?;
+            }
+            out.write_all(b"\n")
+        };
+        let mut result = write(&line);
+        while result.is_ok() {
+            match rx.try_recv() {
+                Ok(more) => result = write(&more),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = result.and_then(|_| out.flush()) {
+            // Nobody reads our output any more (a closed pipe): keep serving, stop printing.
+            warn!("standard output: {e}; no longer printing received messages");
+            broken = true;
+        }
+    }
+    let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commands_and_text() {
+        assert_eq!(Input::parse("/peers"), Input::Peers);
+        assert_eq!(Input::parse("/quit "), Input::Quit);
+        assert_eq!(
+            Input::parse("//etc is a path"),
+            Input::Say("/etc is a path".into())
+        );
+        assert_eq!(Input::parse("  hi  "), Input::Say("  hi  ".into()));
+        assert_eq!(Input::parse("/nope"), Input::Unknown("/nope".into()));
+    }
+}

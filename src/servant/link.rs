@@ -1,0 +1,356 @@
+//! The servant's connection to the connection manager.
+//!
+//! This is the article's `Winsock1` control and its `Winsock1_DataArrival`: ask for the peer
+//! list, learn our assigned port from the `<me>TRUE</me>` entry, listen on it, and keep the
+//! list current. Unlike the article, where each heartbeat fetched the whole list, the
+//! manager pushes each change (`<join>`/`<leave>`) as it happens, and the heartbeat
+//! (`needs peer list since V`) costs a few bytes while nothing changes. Versions make this
+//! safe: a change that does not follow the version we hold means we missed something, and
+//! we ask for the whole list again.
+//!
+//! The thread `manager-link` owns the reading side. When the manager goes away it reports
+//! `Down` and reconnects with backoff; the core keeps chatting with the peers it knows
+//! meanwhile, and the link registers again (`listening PORT ID NAME`) when it is back.
+
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::Sender;
+use log::{debug, info, warn};
+
+use crate::lines::{LineError, LineReader};
+use crate::protocol::{ManagerCommand, ManagerMessage, PeerEntry, PeerList, PEER_DOC_LINE_LIMIT};
+
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_FIRST: Duration = Duration::from_millis(200);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// What the link tells the core.
+#[derive(Debug)]
+pub enum LinkEvent {
+    /// (Re)registered; `list` is the whole list at that moment.
+    Up {
+        list: PeerList,
+    },
+    /// The whole list, after a gap in the changes.
+    List(PeerList),
+    Join(Vec<PeerEntry>),
+    Leave(Vec<PeerEntry>),
+    /// The connection to the manager is lost; the link is reconnecting.
+    Down(String),
+}
+
+/// Who we are, as the manager should list us.
+#[derive(Debug, Clone)]
+pub struct Registration {
+    pub id: String,
+    pub name: String,
+    pub port: u16,
+}
+
+/// The writing side of the manager connection, shared by the link thread (heartbeats) and
+/// the core (`bye`). The mutex serializes whole lines on one socket and guards nothing
+/// else; writes have a time-out.
+#[derive(Default)]
+pub struct ManagerWriter {
+    stream: Mutex<Option<TcpStream>>,
+}
+
+impl ManagerWriter {
+    fn lock(&self) -> MutexGuard<'_, Option<TcpStream>> {
+        self.stream.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn send(&self, cmd: &ManagerCommand) -> io::Result<()> {
+        let mut line = cmd.to_line();
+        line.push('\n');
+        match &*self.lock() {
+            Some(s) => (&*s).write_all(line.as_bytes()),
+            None => Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "not connected to the manager",
+            )),
+        }
+    }
+
+    fn set(&self, stream: Option<TcpStream>) {
+        *self.lock() = stream;
+    }
+
+    /// Says `bye` and closes, so the manager drops us at once.
+    pub fn bye(&self) {
+        let _ = self.send(&ManagerCommand::Bye);
+        if let Some(s) = self.lock().take() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+/// Connects to the first of `addrs` that answers.
+pub fn connect(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
+    let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
+    for a in addrs {
+        match TcpStream::connect_timeout(a, CONNECT_TIMEOUT) {
+            Ok(s) => {
+                s.set_nodelay(true)?;
+                s.set_write_timeout(Some(WRITE_TIMEOUT))?;
+                s.set_read_timeout(Some(ANSWER_TIMEOUT))?;
+                return Ok(s);
+            }
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+/// Reads lines until one is a whole `<peers>` list (pushes before it are stale).
+fn read_list(reader: &mut LineReader<TcpStream>) -> io::Result<PeerList> {
+    loop {
+        let line = match reader.read_line() {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "the manager closed the connection",
+                ))
+            }
+            Err(LineError::Idle) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no answer from the manager",
+                ))
+            }
+            Err(LineError::Io(e)) => return Err(e),
+            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+        };
+        match ManagerMessage::parse(&line) {
+            Ok(ManagerMessage::Peers(list)) => return Ok(list),
+            Ok(ManagerMessage::Error(e)) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("the manager says: {e}"),
+                ))
+            }
+            Ok(_) => continue,
+            Err(e) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("from the manager: {e}"),
+                ))
+            }
+        }
+    }
+}
+
+/// The article's first step: ask for the list and read our assigned port from `me`.
+pub fn ask_assigned_port(stream: &TcpStream) -> io::Result<(LineReader<TcpStream>, u16)> {
+    (&*stream).write_all(b"needs peer list\n")?;
+    let mut reader = LineReader::new(stream.try_clone()?, PEER_DOC_LINE_LIMIT);
+    let list = read_list(&mut reader)?;
+    match list.me() {
+        Some(me) => Ok((reader, me.port)),
+        None => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the manager's list has no <me>TRUE</me> entry",
+        )),
+    }
+}
+
+/// Says `listening PORT ID NAME` and reads the whole list that answers it.
+pub fn register(
+    stream: &TcpStream,
+    reader: &mut LineReader<TcpStream>,
+    me: &Registration,
+) -> io::Result<PeerList> {
+    let cmd = ManagerCommand::Listening {
+        port: me.port,
+        id: Some(me.id.clone()),
+        name: Some(me.name.clone()),
+    };
+    (&*stream).write_all(format!("{}\n", cmd.to_line()).as_bytes())?;
+    read_list(reader)
+}
+
+/// An open, registered connection to the manager.
+pub struct Session {
+    pub stream: TcpStream,
+    pub reader: LineReader<TcpStream>,
+    /// The version of the list that answered the registration.
+    pub version: u64,
+    /// The manager's time-out for silent servants, from that list.
+    pub timeout_ms: u64,
+}
+
+/// The `manager-link` thread: keeps the list current over `session` and reconnects when
+/// it breaks (or first connects, when there is none yet). Runs until the core is gone.
+pub fn run(
+    addrs: Vec<SocketAddr>,
+    me: Registration,
+    heartbeat: Duration,
+    mut session: Option<Session>,
+    writer: &ManagerWriter,
+    events: Sender<LinkEvent>,
+) {
+    let mut backoff = BACKOFF_FIRST;
+    let mut failures = 0u32;
+    loop {
+        let s = match session.take() {
+            Some(s) => s,
+            None => match reconnect(&addrs, &me) {
+                Ok((s, list)) => {
+                    if failures > 0 {
+                        info!("connection manager is back after {failures} failed tries");
+                    }
+                    failures = 0;
+                    backoff = BACKOFF_FIRST;
+                    if events.send(LinkEvent::Up { list }).is_err() {
+                        return;
+                    }
+                    s
+                }
+                Err(e) => {
+                    failures += 1;
+                    if failures == 1 {
+                        warn!("cannot reach the connection manager: {e}; retrying with backoff");
+                    } else {
+                        debug!("cannot reach the connection manager (try {failures}): {e}");
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                    continue;
+                }
+            },
+        };
+        writer.set(s.stream.try_clone().ok());
+        let why = follow(
+            s.reader,
+            s.version,
+            s.timeout_ms,
+            heartbeat,
+            writer,
+            &events,
+        );
+        writer.set(None);
+        let _ = s.stream.shutdown(Shutdown::Both);
+        match why {
+            Some(why) => {
+                warn!("lost the connection manager: {why}; keeping the peers we know and reconnecting");
+                if events.send(LinkEvent::Down(why)).is_err() {
+                    return;
+                }
+            }
+            None => return,
+        }
+    }
+}
+
+/// Connects and registers again, with the port we already listen on.
+fn reconnect(addrs: &[SocketAddr], me: &Registration) -> io::Result<(Session, PeerList)> {
+    let stream = connect(addrs)?;
+    let mut reader = LineReader::new(stream.try_clone()?, PEER_DOC_LINE_LIMIT);
+    let list = register(&stream, &mut reader, me)?;
+    Ok((
+        Session {
+            stream,
+            reader,
+            version: list.version,
+            timeout_ms: list.timeout_ms,
+        },
+        list,
+    ))
+}
+
+/// Reads pushes and sends heartbeats until the connection fails (`Some(why)`) or the core
+/// is gone (`None`).
+fn follow(
+    mut reader: LineReader<TcpStream>,
+    mut version: u64,
+    timeout_ms: u64,
+    heartbeat: Duration,
+    writer: &ManagerWriter,
+    events: &Sender<LinkEvent>,
+) -> Option<String> {
+    // Beat at least three times per manager time-out, whatever the config says.
+    let beat = match timeout_ms {
+        0 => heartbeat,
+        t => heartbeat.min(Duration::from_millis(t / 3)),
+    }
+    .max(Duration::from_millis(50));
+    // Each beat is answered; this much silence means the manager (or the path) is dead.
+    let silence_limit = (beat * 3).max(Duration::from_secs(3));
+    let _ = reader.get_ref().set_read_timeout(Some(beat));
+    let mut last_beat = Instant::now();
+    let mut last_heard = Instant::now();
+    loop {
+        let event = match reader.read_line() {
+            Ok(Some(line)) => {
+                last_heard = Instant::now();
+                match ManagerMessage::parse(&line) {
+                    Ok(ManagerMessage::Peers(list)) => {
+                        version = list.version;
+                        Some(LinkEvent::List(list))
+                    }
+                    Ok(ManagerMessage::Unchanged { version: v }) if v == version => None,
+                    Ok(ManagerMessage::Join { version: v, peers }) if v == version + 1 => {
+                        version = v;
+                        Some(LinkEvent::Join(peers))
+                    }
+                    Ok(ManagerMessage::Leave { version: v, peers }) if v == version + 1 => {
+                        version = v;
+                        Some(LinkEvent::Leave(peers))
+                    }
+                    Ok(
+                        ManagerMessage::Join { version: v, .. }
+                        | ManagerMessage::Leave { version: v, .. },
+                    ) if v <= version => None,
+                    Ok(ManagerMessage::Error(e)) => {
+                        warn!("the connection manager says: {e}");
+                        None
+                    }
+                    Ok(other) => {
+                        debug!("list out of step ({other:?} after version {version}); asking for the whole list");
+                        if let Err(e) = writer.send(&ManagerCommand::NeedsPeerList { since: None })
+                        {
+                            return Some(e.to_string());
+                        }
+                        None
+                    }
+                    Err(e) => {
+                        warn!("from the connection manager: {e}; line skipped");
+                        None
+                    }
+                }
+            }
+            Ok(None) => return Some("the manager closed the connection".into()),
+            Err(LineError::Idle) => None,
+            Err(LineError::Io(e)) => return Some(e.to_string()),
+            Err(e) => {
+                warn!("from the connection manager: {e}; line skipped");
+                None
+            }
+        };
+        if let Some(ev) = event {
+            if events.send(ev).is_err() {
+                return None;
+            }
+        }
+        if last_heard.elapsed() > silence_limit {
+            return Some(format!(
+                "no answer for {:.1}s",
+                last_heard.elapsed().as_secs_f64()
+            ));
+        }
+        if last_beat.elapsed() >= beat {
+            last_beat = Instant::now();
+            if let Err(e) = writer.send(&ManagerCommand::NeedsPeerList {
+                since: Some(version),
+            }) {
+                return Some(e.to_string());
+            }
+        }
+    }
+}

@@ -1,0 +1,261 @@
+//! The servant's listening side: accepts connections from peers (and from people with
+//! telnet), refuses banned hosts, and shows what arrives.
+//!
+//! This is the article's `servants1_ConnectionRequest` (check the bans, accept into a free
+//! Winsock control) and `servants1_DataArrival` (append what arrived to the chat box). Each
+//! accepted connection gets its own named thread `recv-ADDR`. A connection that opens with
+//! `HELLO` is another servant: its `MSG` lines carry the writer's id and sequence number,
+//! and `Seen` makes sure each is shown once. Anything else is a person typing: each line is
+//! shown as chat from the connection's address, as in the article.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::Sender;
+use log::{debug, info, warn};
+
+use super::bans::Bans;
+use super::sender::PING_EVERY;
+use crate::lines::{LineError, LineReader};
+use crate::protocol::{ChatMessage, PeerLine, CHAT_LINE_LIMIT};
+
+/// A peer connection that sends nothing (not even a `PING`) for this long is closed.
+const IDLE_LIMIT: Duration = Duration::from_secs(4 * PING_EVERY.as_secs());
+/// A connection must say what it is within this time.
+const FIRST_LINE_LIMIT: Duration = Duration::from_secs(60);
+
+/// The last sequence number shown from each writer, to drop duplicates and notice gaps.
+#[derive(Default)]
+pub struct Seen {
+    /// Written and read by every `recv-` thread, in short blocks.
+    last: Mutex<HashMap<String, u64>>,
+}
+
+/// What `Seen::check` concluded about a message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Show,
+    /// Show it; `missed` messages before it never arrived.
+    ShowAfterGap {
+        missed: u64,
+    },
+    Duplicate,
+}
+
+impl Seen {
+    pub fn last_from(&self, origin: &str) -> u64 {
+        self.lock().get(origin).copied().unwrap_or(0)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+        self.last.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `m` and says whether to show it. `show` is called under the lock, so two
+    /// connections carrying the same writer's messages cannot reorder them.
+    pub fn deliver(&self, m: &ChatMessage, show: impl FnOnce(Verdict)) {
+        let mut last = self.lock();
+        let verdict = match last.get(&m.origin).copied() {
+            Some(l) if m.seq <= l => Verdict::Duplicate,
+            Some(l) if m.seq > l + 1 => Verdict::ShowAfterGap {
+                missed: m.seq - l - 1,
+            },
+            // First message from this writer: whatever came before was not meant for us.
+            _ => Verdict::Show,
+        };
+        if verdict != Verdict::Duplicate {
+            last.insert(m.origin.clone(), m.seq);
+        }
+        show(verdict);
+    }
+}
+
+/// What every receiving thread shares.
+pub struct Inbound {
+    /// Our `WELCOME` says who we are.
+    pub my_id: String,
+    pub bans: Arc<Bans>,
+    pub seen: Seen,
+    /// Lines for standard output (the article's `txtChat1`).
+    pub out: Sender<String>,
+}
+
+/// Accepts connections until the process ends (the article's `servants1_ConnectionRequest`).
+pub fn accept_loop(listener: TcpListener, inbound: Arc<Inbound>) {
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                warn!("accept failed: {e}");
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let Ok(peer) = stream.peer_addr() else {
+            continue;
+        };
+        if inbound.bans.refuses(peer.ip()) {
+            // Closed before anything it sent is read.
+            drop(stream);
+            continue;
+        }
+        let inb = Arc::clone(&inbound);
+        let spawned = thread::Builder::new()
+            .name(format!("recv-{peer}"))
+            .spawn(move || serve_connection(stream, peer, &inb));
+        if let Err(e) = spawned {
+            warn!("{peer}: refused: cannot start a thread: {e}");
+        }
+    }
+}
+
+/// Reads one connection to its end (the article's `servants1_DataArrival`).
+fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_read_timeout(Some(FIRST_LINE_LIMIT));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+    let mut reader = LineReader::new(&stream, CHAT_LINE_LIMIT);
+    let first = match reader.read_line() {
+        Ok(Some(line)) => line,
+        Ok(None) => return debug!("{peer}: closed without a word"),
+        Err(LineError::Idle) => {
+            return debug!(
+                "{peer}: said nothing for {}s; closed",
+                FIRST_LINE_LIMIT.as_secs()
+            )
+        }
+        Err(e) => {
+            info!("{peer}: {e}; closed");
+            return;
+        }
+    };
+    let _ = stream.set_read_timeout(Some(IDLE_LIMIT));
+    let why = match PeerLine::parse(&first) {
+        Some(Ok(PeerLine::Hello { id, name })) => {
+            let welcome = PeerLine::Welcome {
+                id: inbound.my_id.clone(),
+                last_seq: inbound.seen.last_from(&id),
+            };
+            if let Err(e) = (&stream).write_all(welcome.to_line().as_bytes()) {
+                return debug!("{peer} ({name}): cannot answer HELLO: {e}");
+            }
+            debug!("{peer}: servant {name} ({id}) connected");
+            servant_lines(&mut reader, peer, &name, inbound)
+        }
+        Some(Err(e)) => {
+            info!("{peer}: bad first line: {e}; closed");
+            return;
+        }
+        // A person typing: the article showed whatever arrived, from that address.
+        _ => {
+            show_plain(peer, &first, inbound);
+            loop {
+                match reader.read_line() {
+                    Ok(Some(line)) => show_plain(peer, &line, inbound),
+                    Ok(None) => break "closed".to_owned(),
+                    Err(LineError::Io(e)) => break e.to_string(),
+                    Err(LineError::Idle) => break format!("silent for {}s", IDLE_LIMIT.as_secs()),
+                    Err(e) => info!("{peer}: {e}; line skipped"),
+                }
+            }
+        }
+    };
+    debug!("{peer}: connection ended: {why}");
+}
+
+fn show_plain(peer: SocketAddr, line: &str, inbound: &Inbound) {
+    let _ = inbound.out.send(format!("<{peer}> {line}"));
+}
+
+/// Reads `MSG` lines from another servant.
+fn servant_lines(
+    reader: &mut LineReader<&TcpStream>,
+    peer: SocketAddr,
+    name: &str,
+    inbound: &Inbound,
+) -> String {
+    let mut complained = false;
+    loop {
+        let line = match reader.read_line() {
+            Ok(Some(line)) => line,
+            Ok(None) => return "closed".into(),
+            Err(LineError::Io(e)) => return e.to_string(),
+            Err(LineError::Idle) => return format!("silent for {}s", IDLE_LIMIT.as_secs()),
+            Err(e) => {
+                info!("{peer} ({name}): {e}; line skipped");
+                continue;
+            }
+        };
+        match PeerLine::parse(&line) {
+            Some(Ok(PeerLine::Msg(m))) => inbound.seen.deliver(&m, |verdict| match verdict {
+                Verdict::Duplicate => debug!(
+                    "{peer}: duplicate of message {} from {}; dropped",
+                    m.seq, m.name
+                ),
+                v => {
+                    if let Verdict::ShowAfterGap { missed } = v {
+                        warn!(
+                            "{missed} message(s) from {} before number {} never arrived",
+                            m.name, m.seq
+                        );
+                    }
+                    let _ = inbound.out.send(format!("<{}> {}", m.name, m.text));
+                }
+            }),
+            Some(Ok(PeerLine::Ping)) => {}
+            other => {
+                if !complained {
+                    let what = match other {
+                        Some(Err(e)) => e.to_string(),
+                        _ => format!(
+                            "unexpected line {:?}",
+                            line.chars().take(40).collect::<String>()
+                        ),
+                    };
+                    info!("{peer} ({name}): {what}; such lines are skipped (logged once per connection)");
+                    complained = true;
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(origin: &str, seq: u64) -> ChatMessage {
+        ChatMessage {
+            origin: origin.into(),
+            seq,
+            name: "n".into(),
+            text: "t".into(),
+        }
+    }
+
+    #[test]
+    fn duplicates_are_dropped_and_gaps_noticed() {
+        let seen = Seen::default();
+        let mut verdicts = Vec::new();
+        for (o, s) in [("a", 5), ("a", 6), ("a", 6), ("a", 4), ("b", 1), ("a", 9)] {
+            seen.deliver(&msg(o, s), |v| verdicts.push(v));
+        }
+        assert_eq!(
+            verdicts,
+            vec![
+                Verdict::Show,
+                Verdict::Show,
+                Verdict::Duplicate,
+                Verdict::Duplicate,
+                Verdict::Show,
+                Verdict::ShowAfterGap { missed: 2 }
+            ]
+        );
+        assert_eq!(seen.last_from("a"), 9);
+        assert_eq!(seen.last_from("zz"), 0);
+    }
+}

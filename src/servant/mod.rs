@@ -1,0 +1,634 @@
+//! The servant: a peer that listens, chats with every other servant directly and refuses
+//! the hosts it has banned.
+//!
+//! The article's servant was one VB6 form whose Winsock events did everything on the UI
+//! thread. Here its parts are threads, each named after its role, and they talk through
+//! channels:
+//!
+//! ```text
+//!   stdin ──┐                                   ┌──> send-alice ──> alice's port
+//!   signals ┼──> core (this module, main thread) ┼──> send-bob   ──> bob's port
+//!   manager-link ┘   owns the peer table          └──> ...
+//!   listen ──> recv-ADDR ... ──> stdout
+//! ```
+//!
+//! The core owns the table of peers outright (no lock): it alone starts and stops sender
+//! threads, when the link reports the list or a change to it. Stopping a sender is dropping
+//! its channel's sender: the thread delivers what it still holds, then ends. Shutdown is the
+//! same for `/quit`, end of input, SIGINT and SIGTERM: stop reading input, drop every
+//! sender's channel, wait a moment for them to deliver, say `bye` to the manager, exit 0.
+
+pub mod bans;
+pub mod console;
+pub mod link;
+pub mod listener;
+pub mod sender;
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::io;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use log::{debug, info, warn};
+
+use crate::config::ServantConfig;
+use crate::lines::LineReader;
+use crate::manager::random_token;
+use crate::protocol::{ChatMessage, PeerEntry, PeerLine, PeerList};
+use bans::Bans;
+use console::{Input, HELP};
+use link::{LinkEvent, ManagerWriter, Registration};
+use listener::{Inbound, Seen};
+use sender::{Outgoing, SenderStatus, Target};
+
+/// How long shutdown waits for senders to deliver what they hold.
+const LINGER: Duration = Duration::from_secs(3);
+/// Lines waiting for standard output before receivers wait for it.
+const PRINT_QUEUE: usize = 4096;
+
+/// Why a servant cannot run.
+#[derive(Debug)]
+pub enum ServantError {
+    /// `<connectionmgr>` does not resolve.
+    UnknownManager { host: String, source: io::Error },
+    /// The listening port could not be bound.
+    Listen { addr: SocketAddr, source: io::Error },
+    /// A thread could not be started, or signals not watched.
+    Start {
+        what: &'static str,
+        source: io::Error,
+    },
+}
+
+impl fmt::Display for ServantError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServantError::UnknownManager { host, source } => {
+                write!(f, "connection manager host {host:?} is unknown: {source}")
+            }
+            ServantError::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            ServantError::Start { what, source } => write!(f, "cannot start {what}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for ServantError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServantError::UnknownManager { source, .. }
+            | ServantError::Listen { source, .. }
+            | ServantError::Start { source, .. } => Some(source),
+        }
+    }
+}
+
+/// Everything the core waits for.
+enum Event {
+    Input(Input),
+    InputEnded,
+    Signal(&'static str),
+    Link(LinkEvent),
+}
+
+/// How the servant runs.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Do not read standard input: run until SIGINT or SIGTERM (a service, a demo companion).
+    pub no_input: bool,
+}
+
+/// A peer we send to.
+struct Peer {
+    entry: PeerEntry,
+    addr: SocketAddr,
+    /// Dropping it (with `drain`) stops the sender thread.
+    tx: Sender<Arc<Outgoing>>,
+    /// The core's handle on the same queue, to drop the oldest message when it is full.
+    drain: Receiver<Arc<Outgoing>>,
+    status: Arc<SenderStatus>,
+    thread: JoinHandle<()>,
+    dropped: u64,
+}
+
+/// The core's state.
+struct Core {
+    config: ServantConfig,
+    id: String,
+    name: String,
+    hello: String,
+    next_seq: u64,
+    peers: HashMap<String, Peer>,
+    /// Keys of peers the manager lists now. After reconnecting to a restarted manager, peers
+    /// it does not list yet are kept until `grace_until` (they are re-registering too).
+    listed: HashSet<String>,
+    grace_until: Option<Instant>,
+    epoch: String,
+    manager_up: bool,
+    out: Sender<String>,
+    /// Senders stopped while running, joined at shutdown if still running.
+    stopping: Vec<JoinHandle<()>>,
+}
+
+/// Resolves the manager's host name, failing clearly when it is unknown.
+fn resolve_manager(config: &ServantConfig) -> Result<Vec<SocketAddr>, ServantError> {
+    let host = config.manager_host.as_str();
+    let addrs: Vec<SocketAddr> = (host, config.manager_port)
+        .to_socket_addrs()
+        .map_err(|source| ServantError::UnknownManager {
+            host: host.to_owned(),
+            source,
+        })?
+        .collect();
+    if addrs.is_empty() {
+        let source = io::Error::new(io::ErrorKind::NotFound, "no addresses");
+        return Err(ServantError::UnknownManager {
+            host: host.to_owned(),
+            source,
+        });
+    }
+    Ok(addrs)
+}
+
+/// Binds our listening port: the one asked for in `<listen>`, or else the one the manager
+/// assigned, or, if that one is busy here, any free port.
+fn bind_listener(config: &ServantConfig, assigned: u16) -> Result<TcpListener, ServantError> {
+    let port = config.listen.unwrap_or(assigned);
+    let addr = SocketAddr::new(config.bind, port);
+    match TcpListener::bind(addr) {
+        Ok(l) => Ok(l),
+        Err(e) if config.listen.is_none() && e.kind() == io::ErrorKind::AddrInUse => {
+            let any = SocketAddr::new(config.bind, 0);
+            let l = TcpListener::bind(any)
+                .map_err(|source| ServantError::Listen { addr: any, source })?;
+            let got = l.local_addr().map(|a| a.port()).unwrap_or(0);
+            info!("assigned port {assigned} is busy here; listening on {got} instead");
+            Ok(l)
+        }
+        Err(source) => Err(ServantError::Listen { addr, source }),
+    }
+}
+
+fn spawn<F: FnOnce() + Send + 'static>(
+    name: &'static str,
+    f: F,
+) -> Result<JoinHandle<()>, ServantError> {
+    thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|source| ServantError::Start { what: name, source })
+}
+
+/// Runs a servant until `/quit`, end of input or a signal.
+pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> {
+    let addrs = resolve_manager(&config)?;
+    let id = random_token();
+    let name = config
+        .name
+        .clone()
+        .unwrap_or_else(|| format!("servant-{}", &id[..6]));
+    let (events_tx, events) = unbounded::<Event>();
+    crate::cli::forward_signals(events_tx.clone(), Event::Signal).map_err(|source| {
+        ServantError::Start {
+            what: "signal handling",
+            source,
+        }
+    })?;
+
+    // The article's start: connect, ask for the list, listen on the port in `<me>`.
+    let mut backoff = Duration::from_millis(200);
+    let mut tries = 0u32;
+    let (stream, mut reader, assigned) = loop {
+        let attempt = link::connect(&addrs).and_then(|s| {
+            let (reader, port) = link::ask_assigned_port(&s)?;
+            Ok((s, reader, port))
+        });
+        match attempt {
+            Ok(done) => break done,
+            Err(e) => {
+                tries += 1;
+                if tries == 1 {
+                    warn!(
+                        "cannot reach the connection manager at {}:{}: {e}; retrying with backoff",
+                        config.manager_host, config.manager_port
+                    );
+                }
+                // Wait, but leave at once on a signal.
+                if let Ok(Event::Signal(sig)) = events.recv_timeout(backoff) {
+                    info!("{sig}: leaving before joining");
+                    return Ok(());
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    };
+    let listener = bind_listener(&config, assigned)?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| ServantError::Listen {
+            addr: SocketAddr::new(config.bind, 0),
+            source,
+        })?
+        .port();
+    let (out_tx, out_rx) = bounded::<String>(PRINT_QUEUE);
+    let printer = spawn("stdout", move || console::print_lines(out_rx))?;
+    let inbound = Arc::new(Inbound {
+        my_id: id.clone(),
+        bans: Bans::start(config.bans.clone()),
+        seen: Seen::default(),
+        out: out_tx.clone(),
+    });
+    spawn("listen", move || listener::accept_loop(listener, inbound))?;
+
+    let me = Registration {
+        id: id.clone(),
+        name: name.clone(),
+        port,
+    };
+    let first = match link::register(&stream, &mut reader, &me) {
+        Ok(list) => Some((stream, reader, list)),
+        Err(e) => {
+            // Listening already; the link keeps trying to get us listed.
+            warn!("registering with the connection manager failed: {e}; retrying");
+            None
+        }
+    };
+    run_joined(
+        config, options, addrs, me, first, events_tx, events, out_tx, printer,
+    )
+}
+
+/// The first registration's connection and the list that answered it.
+type Session = (TcpStream, LineReader<TcpStream>, PeerList);
+
+/// Runs the joined servant: starts the link and the input, then the core loop.
+#[allow(clippy::too_many_arguments)]
+fn run_joined(
+    config: ServantConfig,
+    options: Options,
+    addrs: Vec<SocketAddr>,
+    me: Registration,
+    first: Option<Session>,
+    events_tx: Sender<Event>,
+    events: Receiver<Event>,
+    out_tx: Sender<String>,
+    printer: JoinHandle<()>,
+) -> Result<(), ServantError> {
+    let (id, name) = (me.id.clone(), me.name.clone());
+    let list = first
+        .as_ref()
+        .map(|(_, _, l)| l.clone())
+        .unwrap_or_default();
+    info!(
+        "joined as {name} ({id}), listening on port {}; {} other servant(s) on the network",
+        me.port,
+        list.peers.iter().filter(|p| !p.me).count()
+    );
+    let writer = Arc::new(ManagerWriter::default());
+    {
+        let (w, tx, heartbeat) = (Arc::clone(&writer), events_tx.clone(), config.heartbeat);
+        let session = first.map(|(s, r, l)| link::Session {
+            stream: s,
+            reader: r,
+            version: l.version,
+            timeout_ms: l.timeout_ms,
+        });
+        let (link_tx, link_rx) = unbounded::<LinkEvent>();
+        spawn("manager-link", move || {
+            link::run(addrs, me, heartbeat, session, &w, link_tx)
+        })?;
+        // Forward link events into the core's one channel.
+        spawn("link-events", move || {
+            for ev in link_rx {
+                if tx.send(Event::Link(ev)).is_err() {
+                    break;
+                }
+            }
+        })?;
+    }
+    if !options.no_input {
+        let tx = events_tx.clone();
+        spawn("stdin", move || {
+            console::read_input(tx, Event::Input, Event::InputEnded)
+        })?;
+    }
+    drop(events_tx);
+
+    let hello = PeerLine::Hello {
+        id: id.clone(),
+        name: name.clone(),
+    }
+    .to_line();
+    let mut core = Core {
+        config,
+        id,
+        name,
+        hello,
+        next_seq: 1,
+        peers: HashMap::new(),
+        listed: HashSet::new(),
+        grace_until: None,
+        epoch: list.epoch.clone(),
+        manager_up: true,
+        out: out_tx,
+        stopping: Vec::new(),
+    };
+    core.apply_list(list);
+    let why = core.run(&events);
+    info!("leaving: {why}");
+    core.shutdown();
+    writer.bye();
+    drop(core);
+    let _ = printer.join();
+    Ok(())
+}
+
+impl Core {
+    /// The core loop: one event at a time, until it is time to leave.
+    fn run(&mut self, events: &Receiver<Event>) -> String {
+        loop {
+            let wait = self.grace_until.map_or(Duration::from_secs(3600), |t| {
+                t.saturating_duration_since(Instant::now())
+            });
+            match events.recv_timeout(wait) {
+                Ok(Event::Input(Input::Say(text))) => self.say(text),
+                Ok(Event::Input(Input::Peers)) => self.show_peers(),
+                Ok(Event::Input(Input::Help)) => self.print(HELP.to_owned()),
+                Ok(Event::Input(Input::Unknown(cmd))) => {
+                    self.print(format!("unknown command {cmd}; /help lists the commands"))
+                }
+                Ok(Event::Input(Input::Quit)) => return "/quit".into(),
+                Ok(Event::InputEnded) => return "end of input".into(),
+                Ok(Event::Signal(name)) => return name.into(),
+                Ok(Event::Link(ev)) => self.on_link(ev),
+                Err(RecvTimeoutError::Timeout) => self.end_grace(),
+                Err(RecvTimeoutError::Disconnected) => return "every input is gone".into(),
+            }
+        }
+    }
+
+    fn print(&self, line: String) {
+        let _ = self.out.send(line);
+    }
+
+    /// The article's `txtSend1_KeyPress`: send the line to every peer, each through its own
+    /// sender thread. Never blocks: a full queue loses its oldest message instead.
+    fn say(&mut self, text: String) {
+        if text.len() > crate::protocol::TEXT_LIMIT {
+            warn!(
+                "line longer than {} bytes; not sent",
+                crate::protocol::TEXT_LIMIT
+            );
+            return;
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let msg = ChatMessage {
+            origin: self.id.clone(),
+            seq,
+            name: self.name.clone(),
+            text,
+        };
+        let out = Arc::new(Outgoing {
+            seq,
+            line: PeerLine::Msg(msg).to_line(),
+        });
+        for (key, peer) in &mut self.peers {
+            let mut item = Arc::clone(&out);
+            loop {
+                match peer.tx.try_send(item) {
+                    Ok(()) => break,
+                    Err(TrySendError::Full(back)) => {
+                        // A slow or unreachable peer: drop its oldest, never wait.
+                        let _ = peer.drain.try_recv();
+                        peer.dropped += 1;
+                        if peer.dropped == 1 || peer.dropped % 1000 == 0 {
+                            warn!(
+                                "{} is not taking messages; dropped {} oldest so far",
+                                peer.entry.label(),
+                                peer.dropped
+                            );
+                        }
+                        item = back;
+                    }
+                    Err(TrySendError::Disconnected(_)) => {
+                        debug!("sender for {key} has stopped");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn show_peers(&self) {
+        let mut lines = vec![format!(
+            "{} peer(s); manager {}",
+            self.peers.len(),
+            if self.manager_up {
+                "connected"
+            } else {
+                "unreachable, reconnecting"
+            }
+        )];
+        let mut peers: Vec<_> = self.peers.values().collect();
+        peers.sort_by_key(|p| p.entry.offset);
+        for p in peers {
+            let state = if p.status.connected.load(Ordering::Relaxed) {
+                "connected".to_owned()
+            } else {
+                match p.status.failures.load(Ordering::Relaxed) {
+                    0 => "connecting".to_owned(),
+                    n => format!("unreachable ({n} tries)"),
+                }
+            };
+            let held = if self.listed.contains(&p.entry.key()) {
+                ""
+            } else {
+                " [kept while the manager recovers]"
+            };
+            lines.push(format!(
+                "  {:<20} {:<24} slot {:<4} {state}, {} queued{held}",
+                p.entry.label(),
+                p.addr.to_string(),
+                p.entry.offset,
+                p.tx.len()
+            ));
+        }
+        lines.push(format!("  {:<20} (this servant)", self.name));
+        for l in lines {
+            self.print(l);
+        }
+    }
+
+    fn on_link(&mut self, ev: LinkEvent) {
+        match ev {
+            LinkEvent::Up { list } => {
+                self.manager_up = true;
+                if list.epoch != self.epoch {
+                    // A restarted manager: its list fills up as servants re-register.
+                    let grace =
+                        Duration::from_millis(list.timeout_ms.max(3000)) + Duration::from_secs(2);
+                    info!("the connection manager restarted; keeping known peers for {:.0}s while they rejoin", grace.as_secs_f64());
+                    self.grace_until = Some(Instant::now() + grace);
+                    self.epoch = list.epoch.clone();
+                }
+                self.apply_list(list);
+            }
+            LinkEvent::List(list) => self.apply_list(list),
+            LinkEvent::Join(entries) => {
+                for e in entries {
+                    self.listed.insert(e.key());
+                    self.add_or_update(e);
+                }
+            }
+            LinkEvent::Leave(entries) => {
+                for e in entries {
+                    let key = e.key();
+                    self.listed.remove(&key);
+                    if self
+                        .peers
+                        .get(&key)
+                        .is_some_and(|p| p.entry.offset == e.offset || e.id.is_some())
+                    {
+                        self.remove(&key, "left the network");
+                    }
+                }
+            }
+            LinkEvent::Down(_) => self.manager_up = false,
+        }
+    }
+
+    /// Makes the peer table match a whole list (keeping absent peers during a grace period).
+    fn apply_list(&mut self, list: PeerList) {
+        self.listed = list
+            .peers
+            .iter()
+            .filter(|p| !self.is_me(p))
+            .map(PeerEntry::key)
+            .collect();
+        for e in list.peers {
+            if !self.is_me(&e) {
+                self.add_or_update(e);
+            }
+        }
+        if self.grace_until.is_none() {
+            self.drop_unlisted();
+        }
+    }
+
+    fn end_grace(&mut self) {
+        if self.grace_until.is_some_and(|t| Instant::now() >= t) {
+            self.grace_until = None;
+            self.drop_unlisted();
+        }
+    }
+
+    fn drop_unlisted(&mut self) {
+        let gone: Vec<String> = self
+            .peers
+            .keys()
+            .filter(|k| !self.listed.contains(*k))
+            .cloned()
+            .collect();
+        for key in gone {
+            self.remove(&key, "is no longer listed");
+        }
+    }
+
+    fn is_me(&self, e: &PeerEntry) -> bool {
+        e.me || e.id.as_deref() == Some(self.id.as_str())
+    }
+
+    fn add_or_update(&mut self, entry: PeerEntry) {
+        if self.is_me(&entry) {
+            return;
+        }
+        let key = entry.key();
+        let addr = match entry.ip.parse::<IpAddr>() {
+            Ok(ip) => SocketAddr::new(ip, entry.port),
+            Err(_) => {
+                warn!(
+                    "the manager lists {} with a bad address {:?}; ignored",
+                    entry.label(),
+                    entry.ip
+                );
+                return;
+            }
+        };
+        if let Some(p) = self.peers.get_mut(&key) {
+            if p.addr == addr {
+                p.entry = entry;
+                return;
+            }
+            // Same servant, new address: start over with a fresh sender.
+            self.remove(&key, "moved");
+        }
+        let (tx, rx) = bounded::<Arc<Outgoing>>(self.config.queue);
+        let status = Arc::new(SenderStatus::default());
+        let target = Target {
+            addr,
+            label: entry.label(),
+            hello: self.hello.clone(),
+        };
+        match sender::spawn(target, rx.clone(), Arc::clone(&status)) {
+            Ok(thread) => {
+                info!(
+                    "peer joined: {} at {addr} (slot {})",
+                    entry.label(),
+                    entry.offset
+                );
+                self.peers.insert(
+                    key,
+                    Peer {
+                        entry,
+                        addr,
+                        tx,
+                        drain: rx,
+                        status,
+                        thread,
+                        dropped: 0,
+                    },
+                );
+            }
+            Err(e) => warn!(
+                "cannot start a sender for {}: {e}; it will not hear from us",
+                entry.label()
+            ),
+        }
+    }
+
+    /// The article's "discontinue attempting to communicate with the servant who left":
+    /// dropping the channel ends the sender thread.
+    fn remove(&mut self, key: &str, why: &str) {
+        if let Some(p) = self.peers.remove(key) {
+            info!("peer left: {} at {} ({why})", p.entry.label(), p.addr);
+            drop(p.tx);
+            drop(p.drain);
+            self.stopping.retain(|h| !h.is_finished());
+            self.stopping.push(p.thread);
+        }
+    }
+
+    /// Stops every sender, giving them `LINGER` to deliver what they hold.
+    fn shutdown(&mut self) {
+        let mut threads: Vec<JoinHandle<()>> = std::mem::take(&mut self.stopping);
+        for (_, p) in self.peers.drain() {
+            drop(p.tx);
+            drop(p.drain);
+            threads.push(p.thread);
+        }
+        let deadline = Instant::now() + LINGER;
+        while Instant::now() < deadline && threads.iter().any(|t| !t.is_finished()) {
+            thread::sleep(Duration::from_millis(10));
+        }
+        for t in threads {
+            if t.is_finished() {
+                let _ = t.join();
+            }
+        }
+    }
+}
