@@ -1,0 +1,52 @@
+# genp2p: `make demo` shows it working, `make test` tests it. `make help` lists the rest.
+
+CARGO  ?= cargo
+CONFIG ?= conf/config.xml
+MANAGER_CONFIG ?= conf/manager.xml
+N      ?= 5
+RELEASE := target/release
+
+.PHONY: help build release test demo manager servant clean \
+        lan-up lan-down lan-demo lan-test bench deps
+
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+deps: ## check that a Rust toolchain is there
+	@command -v $(CARGO) >/dev/null || { echo "cargo not found: install Rust from https://rustup.rs"; exit 1; }
+
+build: deps ## debug build of both binaries
+	$(CARGO) build
+
+release: deps ## optimised build of both binaries
+	$(CARGO) build --release
+
+test: deps ## unit and end-to-end tests (no root needed)
+	$(CARGO) test --all-targets
+
+demo: release ## a manager and three servants on this machine, chatting, then a clean stop
+	@bash scripts/demo.sh
+
+manager: release ## run the connection manager (MANAGER_CONFIG=conf/manager.xml)
+	$(RELEASE)/connection-manager --config $(MANAGER_CONFIG)
+
+servant: release ## run a servant on this terminal (CONFIG=conf/config.xml)
+	$(RELEASE)/servant --config $(CONFIG)
+
+lan-up: release ## N hosts in network namespaces on one bridge (root; N=5)
+	@bash lab/lab.sh up $(N)
+
+lan-demo: release ## manager on host 1, a servant on every other host, chatting (root)
+	@bash lab/lab.sh demo $(N)
+
+lan-test: release ## the LAN scenarios, PASS or FAIL each (root)
+	@bash lab/lab.sh test
+
+lan-down: ## remove everything the lab made (safe to repeat)
+	@bash lab/lab.sh down
+
+bench: release ## measure genp2p beside its baselines (QUICK=1 for about a minute)
+	@bash bench/run.sh
+
+clean: ## remove build output
+	$(CARGO) clean
