@@ -154,7 +154,13 @@ struct Reader<'a, 'input> {
 
 impl<'a, 'input> Reader<'a, 'input> {
     fn invalid(&self, node: Node, message: String) -> ConfigError {
-        let pos = self.doc.text_pos_at(node.range().start);
+        let mut start = node.range().start;
+        if node.is_text() {
+            // Point at the text itself, not at the end of the line before it.
+            let raw = &self.doc.input_text()[node.range()];
+            start += raw.len() - raw.trim_start().len();
+        }
+        let pos = self.doc.text_pos_at(start);
         ConfigError::Invalid {
             path: self.path.to_owned(),
             row: pos.row,
@@ -221,10 +227,18 @@ impl<'a, 'input> Reader<'a, 'input> {
     }
 
     /// Children that are elements; rejects text outside them.
+    ///
+    /// A second element of the same name is refused too (only `<ban>` may repeat): a file
+    /// that says a thing twice must not silently mean the last.
     fn elements<'n>(&self, node: Node<'n, 'input>) -> Result<Vec<Node<'n, 'input>>, ConfigError> {
-        let mut out = Vec::new();
+        let mut out: Vec<Node<'n, 'input>> = Vec::new();
         for c in node.children() {
             if c.is_element() {
+                let name = c.tag_name().name();
+                if name != "ban" && out.iter().any(|o| o.tag_name().name() == name) {
+                    let parent = node.tag_name().name();
+                    return Err(self.invalid(c, format!("<{name}> appears twice in <{parent}>")));
+                }
                 out.push(c);
             } else if c.is_text() && !c.text().unwrap_or("").trim().is_empty() {
                 return Err(self.invalid(
@@ -438,6 +452,24 @@ mod tests {
                 .unwrap_err(),
             "config.xml:1:41: <name> \"a b\" contains ' '"
         );
+    }
+
+    #[test]
+    fn repeated_elements_are_refused_but_bans_repeat() {
+        assert_eq!(
+            servant(
+                "<config><connectionmgr>h</connectionmgr><port>1</port><port>2</port></config>"
+            )
+            .unwrap_err(),
+            "config.xml:1:55: <port> appears twice in <config>"
+        );
+        assert_eq!(
+            servant("<config><connectionmgr>h</connectionmgr><bans><ban><target>a</target><target>b</target></ban></bans></config>")
+                .unwrap_err(),
+            "config.xml:1:70: <target> appears twice in <ban>"
+        );
+        let c = servant("<config><connectionmgr>h</connectionmgr><bans><ban><target>a</target></ban><ban><target>b</target></ban></bans></config>").unwrap();
+        assert_eq!(c.bans, vec!["a", "b"]);
     }
 
     #[test]

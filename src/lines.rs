@@ -86,20 +86,27 @@ impl<R: Read> LineReader<R> {
                 let end = self.scanned + pos;
                 let was_skipping = self.skipping;
                 self.skipping = false;
+                let mut text_end = end;
+                if text_end > 0 && self.buf[text_end - 1] == b'\r' {
+                    text_end -= 1;
+                }
                 let line = if was_skipping {
+                    // The tail of a line already reported as too long.
                     None
+                } else if text_end > self.limit {
+                    // Too long, though it arrived whole in one read.
+                    Some(Err(LineError::TooLong { limit: self.limit }))
                 } else {
-                    let mut text_end = end;
-                    if text_end > 0 && self.buf[text_end - 1] == b'\r' {
-                        text_end -= 1;
-                    }
-                    Some(std::str::from_utf8(&self.buf[..text_end]).map(str::to_owned))
+                    Some(
+                        std::str::from_utf8(&self.buf[..text_end])
+                            .map(str::to_owned)
+                            .map_err(|_| LineError::InvalidUtf8),
+                    )
                 };
                 self.consume(end + 1);
                 match line {
                     None => continue,
-                    Some(Ok(text)) => return Ok(Some(text)),
-                    Some(Err(_)) => return Err(LineError::InvalidUtf8),
+                    Some(result) => return result.map(Some),
                 }
             }
             self.scanned = self.filled;
@@ -174,6 +181,14 @@ mod tests {
         assert_eq!(
             lines(&input, 16),
             vec![Err("line longer than 16 bytes".into()), Ok("ok".into())]
+        );
+    }
+
+    #[test]
+    fn over_long_line_arriving_whole_is_refused() {
+        assert_eq!(
+            lines(b"0123456789A\nok\n", 10),
+            vec![Err("line longer than 10 bytes".into()), Ok("ok".into())]
         );
     }
 

@@ -239,17 +239,18 @@ fn after_change(change: Option<Change<TcpStream>>, verb: &str, why: &str, shared
         "peer {verb}: {}{why}; {count} on the network",
         describe(&change.entry)
     );
-    for (entry, socket) in change.dropped {
+    for (entry, socket, reason) in change.dropped {
         info!(
-            "peer left: {}: not reading its pushes; {count} on the network",
+            "peer left: {}: {reason}; {count} on the network",
             describe(&entry)
         );
         let _ = socket.shutdown(Shutdown::Both);
     }
 }
 
-/// Serves one client for the life of its connection (the article's `p2p_DataArrival`
-/// and, at the end, `p2p_Close`).
+/// Serves one client for the life of its connection: registers it (the rest of the
+/// article's `p2p_ConnectionRequest`), answers it (`p2p_DataArrival`, in `serve_lines`)
+/// and forgets it when the connection ends (`p2p_Close`).
 fn handle_client(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
@@ -286,7 +287,8 @@ fn handle_client(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
     let _ = stream.shutdown(Shutdown::Read);
 }
 
-/// Reads and answers lines until the client leaves; returns why it left.
+/// The article's `p2p_DataArrival`: reads and answers lines until the client leaves;
+/// returns why it left.
 fn serve_lines(
     stream: &TcpStream,
     peer: SocketAddr,
@@ -326,29 +328,38 @@ fn serve_lines(
             Ok(ManagerCommand::NeedsPeerList { since }) => {
                 bad_lines = 0;
                 let reg = shared.registry();
-                match since {
+                let answer = match since {
                     Some(v) if v == reg.version() => {
                         ManagerMessage::Unchanged { version: v }.to_line()
                     }
                     _ => reg.peer_document(ticket),
+                };
+                // Queued before the lock is released, so no change made after this
+                // snapshot can reach the client ahead of it.
+                if !reply(answer) {
+                    return "not reading its answers".into();
                 }
+                continue;
             }
             Ok(ManagerCommand::Listening { port, id, name }) => {
                 bad_lines = 0;
-                let (change, doc) = {
+                let (change, queued) = {
                     let mut reg = shared.registry();
                     let change = reg.listen(ticket, port, id, name);
                     // The reply is queued under the same lock as the join went out, so no
                     // later change can reach this servant before the list it applies to.
-                    let doc = reg.peer_document(ticket);
-                    (change, doc)
+                    let queued = change.is_some() && reply(reg.peer_document(ticket));
+                    (change, queued)
                 };
                 if change.is_none() {
                     return "dropped while registering".into();
                 }
                 let _ = stream.set_read_timeout(Some(shared.config.timeout));
                 after_change(change, "joined", "", shared);
-                doc
+                if !queued {
+                    return "not reading its answers".into();
+                }
+                continue;
             }
             Ok(ManagerCommand::Bye) => return "said bye".into(),
             Err(e) => {

@@ -200,7 +200,7 @@ pub struct PeerList {
     pub version: u64,
     /// Random per run of the manager: a new epoch means a restarted manager.
     pub epoch: String,
-    /// Seconds of silence after which the manager drops a listed servant.
+    /// Milliseconds of silence after which the manager drops a listed servant.
     pub timeout_ms: u64,
     pub peers: Vec<PeerEntry>,
 }

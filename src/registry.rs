@@ -69,8 +69,11 @@ pub struct Change<C> {
     pub entry: PeerEntry,
     /// Clients whose outbox was full: they are not reading, so they were removed and the
     /// manager must close their connections.
-    pub dropped: Vec<(PeerEntry, C)>,
+    pub dropped: Vec<Dropped<C>>,
 }
+
+/// A client the registry removed on its own, its closer, and why.
+pub type Dropped<C> = (PeerEntry, C, &'static str);
 
 struct Removed<C> {
     entry: PeerEntry,
@@ -176,14 +179,25 @@ impl<C> Registry<C> {
                     },
                     &mut dropped,
                 ) {
-                    dropped.push((removed.entry, removed.closer));
+                    dropped.push((
+                        removed.entry,
+                        removed.closer,
+                        "replaced by a newer connection with the same id",
+                    ));
                 }
             }
         }
         let slot = self.slots.get_mut(&t.offset)?;
+        let before = slot.listed.then(|| slot.entry(t.offset, false));
         if let Some(old_id) = slot.id.take() {
             self.by_id.remove(&old_id);
         }
+        // Listed before under another id: servants file peers by id, so tell them the old
+        // one left, or they would keep it as a stale peer.
+        if let Some(before) = before.filter(|b| b.id != id) {
+            self.announce(false, before, &mut dropped);
+        }
+        let slot = self.slots.get_mut(&t.offset)?;
         slot.port = port;
         slot.id = id.clone();
         slot.name = name;
@@ -193,17 +207,11 @@ impl<C> Registry<C> {
         if let Some(id) = id {
             self.by_id.insert(id, t.offset);
         }
-        self.version += 1;
-        let line = ManagerMessage::Join {
-            version: self.version,
-            peers: vec![entry.clone()],
-        }
-        .to_line();
-        self.publish(t.offset, line, &mut dropped);
+        self.announce(true, entry.clone(), &mut dropped);
         Some(Change { entry, dropped })
     }
 
-    /// The client holding `t` is gone (the article's `RemovePeerByOffset`). Returns the
+    /// The client holding `t` is gone (the article's `p2p_Close` and `RemovePeerByOffset`). Returns the
     /// change when it was listed, so the others were told; `None` when it was never
     /// listed or had already been removed.
     pub fn remove(&mut self, t: &Ticket) -> Option<Change<C>> {
@@ -215,7 +223,7 @@ impl<C> Registry<C> {
         })
     }
 
-    fn remove_slot(&mut self, t: &Ticket, dropped: &mut Vec<(PeerEntry, C)>) -> Option<Removed<C>> {
+    fn remove_slot(&mut self, t: &Ticket, dropped: &mut Vec<Dropped<C>>) -> Option<Removed<C>> {
         if !self.owns(t) {
             return None;
         }
@@ -227,13 +235,7 @@ impl<C> Registry<C> {
         }
         let entry = slot.entry(t.offset, false);
         if slot.listed {
-            self.version += 1;
-            let line = ManagerMessage::Leave {
-                version: self.version,
-                peers: vec![entry.clone()],
-            }
-            .to_line();
-            self.publish(t.offset, line, dropped);
+            self.announce(false, entry.clone(), dropped);
         }
         Some(Removed {
             entry,
@@ -242,10 +244,23 @@ impl<C> Registry<C> {
         })
     }
 
+    /// A new version of the list: tells every other listed client that `entry` joined
+    /// (`<join>`) or left (`<leave>`).
+    fn announce(&mut self, joined: bool, entry: PeerEntry, dropped: &mut Vec<Dropped<C>>) {
+        self.version += 1;
+        let (version, offset, peers) = (self.version, entry.offset, vec![entry]);
+        let message = if joined {
+            ManagerMessage::Join { version, peers }
+        } else {
+            ManagerMessage::Leave { version, peers }
+        };
+        self.publish(offset, message.to_line(), dropped);
+    }
+
     /// Queues `line` for every listed client but `except`. A client whose outbox is full
     /// is not reading: it is removed (which tells the others in turn) and its closer is
     /// added to `dropped`.
-    fn publish(&mut self, except: u32, line: String, dropped: &mut Vec<(PeerEntry, C)>) {
+    fn publish(&mut self, except: u32, line: String, dropped: &mut Vec<Dropped<C>>) {
         let line: Arc<str> = Arc::from(line);
         let mut stalled = Vec::new();
         for (&offset, slot) in &self.slots {
@@ -264,12 +279,13 @@ impl<C> Registry<C> {
         }
         for t in stalled {
             if let Some(removed) = self.remove_slot(&t, dropped) {
-                dropped.push((removed.entry, removed.closer));
+                dropped.push((removed.entry, removed.closer, "not reading its pushes"));
             }
         }
     }
 
-    /// The whole peer document as the holder of `t` sees it: every listed servant, plus
+    /// The article's per-asker copy of `pDoc` in `p2p_DataArrival`: the whole peer document
+    /// as the holder of `t` sees it: every listed servant, plus
     /// its own entry with `<me>TRUE</me>` (listed or not, so a newcomer learns its
     /// assigned port, as in the article).
     pub fn peer_document(&self, t: &Ticket) -> String {
@@ -381,5 +397,23 @@ mod tests {
         );
         assert_eq!(r.listed().len(), 2);
         assert!(r.remove(&b).is_none());
+    }
+
+    #[test]
+    fn listening_again_under_another_id_announces_the_old_one_left() {
+        let mut r = Registry::new(2224, "e".into(), 6000);
+        let (a, _, rxa) = client(&mut r, 8);
+        r.listen(&a, 4000, Some("ida".into()), None);
+        let (b, _, _rxb) = client(&mut r, 8);
+        r.listen(&b, 4001, Some("old".into()), None);
+        r.listen(&b, 4001, Some("new".into()), None);
+        let pushes: Vec<_> = rxa.try_iter().collect();
+        assert_eq!(pushes.len(), 3, "{pushes:?}");
+        assert!(
+            pushes[1].starts_with("<leave version=\"3\">") && pushes[1].contains("<id>old</id>")
+        );
+        assert!(
+            pushes[2].starts_with("<join version=\"4\">") && pushes[2].contains("<id>new</id>")
+        );
     }
 }
