@@ -76,13 +76,25 @@ pub fn read_input<T>(tx: Sender<T>, wrap: fn(Input) -> T, on_end: T) {
     let _ = tx.send(on_end);
 }
 
-/// The `stdout` thread: prints each line; ends when every sender is gone.
-pub fn print_lines(rx: Receiver<String>) {
+/// The `stdout` thread: prints each line; ends when every sender is gone, or when `stop`
+/// disconnects, once what is already queued is printed. The receiving threads hold
+/// senders for as long as the process listens, so shutdown ends the printer through `stop`.
+pub fn print_lines(rx: Receiver<String>, stop: Receiver<()>) {
     let stdout = io::stdout();
     let terminal = stdout.is_terminal();
     let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
     let mut broken = false;
-    while let Ok(line) = rx.recv() {
+    loop {
+        let line = crossbeam_channel::select! {
+            recv(rx) -> line => match line {
+                Ok(line) => line,
+                Err(_) => break,
+            },
+            recv(stop) -> _ => match rx.try_recv() {
+                Ok(line) => line,
+                Err(_) => break,
+            },
+        };
         if broken {
             continue;
         }

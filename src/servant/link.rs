@@ -14,6 +14,7 @@
 
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,9 @@ pub struct Registration {
 #[derive(Default)]
 pub struct ManagerWriter {
     stream: Mutex<Option<TcpStream>>,
+    /// Set by the core when it says `bye`; read by the link thread, which then stops
+    /// instead of reconnecting (the manager closing after our `bye` is no reason to rejoin).
+    leaving: AtomicBool,
 }
 
 impl ManagerWriter {
@@ -77,12 +81,17 @@ impl ManagerWriter {
         }
     }
 
+    fn leaving(&self) -> bool {
+        self.leaving.load(Ordering::SeqCst)
+    }
+
     fn set(&self, stream: Option<TcpStream>) {
         *self.lock() = stream;
     }
 
     /// Says `bye` and closes, so the manager drops us at once.
     pub fn bye(&self) {
+        self.leaving.store(true, Ordering::SeqCst);
         let _ = self.send(&ManagerCommand::Bye);
         if let Some(s) = self.lock().take() {
             let _ = s.shutdown(Shutdown::Both);
@@ -198,6 +207,9 @@ pub fn run(
     let mut backoff = BACKOFF_FIRST;
     let mut failures = 0u32;
     loop {
+        if writer.leaving() {
+            return;
+        }
         let s = match session.take() {
             Some(s) => s,
             None => match reconnect(&addrs, &me) {
@@ -237,6 +249,7 @@ pub fn run(
         writer.set(None);
         let _ = s.stream.shutdown(Shutdown::Both);
         match why {
+            Some(_) if writer.leaving() => return,
             Some(why) => {
                 warn!("lost the connection manager: {why}; keeping the peers we know and reconnecting");
                 if events.send(LinkEvent::Down(why)).is_err() {

@@ -235,7 +235,10 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         })?
         .port();
     let (out_tx, out_rx) = bounded::<String>(PRINT_QUEUE);
-    let printer = spawn("stdout", move || console::print_lines(out_rx))?;
+    // Dropping `stop_printer` ends the printer: the receivers' copies of `out_tx` live as
+    // long as the listening thread, that is, as long as the process.
+    let (stop_printer, printer_stop) = bounded::<()>(0);
+    let printer = spawn("stdout", move || console::print_lines(out_rx, printer_stop))?;
     let inbound = Arc::new(Inbound {
         my_id: id.clone(),
         bans: Bans::start(config.bans.clone()),
@@ -258,7 +261,15 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         }
     };
     run_joined(
-        config, options, addrs, me, first, events_tx, events, out_tx, printer,
+        config,
+        options,
+        addrs,
+        me,
+        first,
+        events_tx,
+        events,
+        out_tx,
+        (printer, stop_printer),
     )
 }
 
@@ -276,7 +287,7 @@ fn run_joined(
     events_tx: Sender<Event>,
     events: Receiver<Event>,
     out_tx: Sender<String>,
-    printer: JoinHandle<()>,
+    (printer, stop_printer): (JoinHandle<()>, Sender<()>),
 ) -> Result<(), ServantError> {
     let (id, name) = (me.id.clone(), me.name.clone());
     let list = first
@@ -343,6 +354,7 @@ fn run_joined(
     core.shutdown();
     writer.bye();
     drop(core);
+    drop(stop_printer);
     let _ = printer.join();
     Ok(())
 }

@@ -1,0 +1,139 @@
+//! Chat between three servants: every line typed into one appears exactly once on each
+//! other, as `<name> text`, with the text exactly as typed and in the order typed; the
+//! writer does not print its own lines.
+
+mod common;
+
+use common::*;
+
+/// Texts that must survive the trip byte for byte.
+const TEXTS: &[&str] = &[
+    "hello",
+    "  two  leading and inner  spaces",
+    "trailing spaces   ",
+    "<b>bold</b> & <i>&amp;</i> \"quoted\" 'single'",
+    "ünïcödé ✓ 日本語 🦀",
+    "MSG looks like a protocol word",
+    "tab\there",
+    "a",
+];
+
+#[test]
+fn each_line_reaches_every_other_servant_exactly_once() {
+    let dir = TestDir::new("chat-three");
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let mut s = start_mesh(&dir, m.port, &["alice", "bob", "carol"]);
+
+    for w in s.iter_mut() {
+        let name = w.name.clone();
+        for t in TEXTS {
+            w.proc.send(t);
+        }
+        // A last line marks the end: messages from one writer arrive in order, so once it
+        // is shown, everything before it has been too.
+        w.proc.send(&format!("end of {name}"));
+    }
+    for r in &s {
+        for w in &s {
+            if r.name != w.name {
+                r.wait_heard(&w.name, &format!("end of {}", w.name));
+            }
+        }
+    }
+    for r in &s {
+        for w in &s {
+            let heard = r.heard_from(&w.name);
+            if r.name == w.name {
+                assert!(
+                    heard.is_empty(),
+                    "{} printed its own lines: {heard:?}\n{}",
+                    r.name,
+                    dump()
+                );
+                continue;
+            }
+            let mut want: Vec<String> = TEXTS.iter().map(|t| t.to_string()).collect();
+            want.push(format!("end of {}", w.name));
+            assert_eq!(
+                heard,
+                want,
+                "{} heard from {} (exactly once each, as typed, in order)\n{}",
+                r.name,
+                w.name,
+                dump()
+            );
+        }
+    }
+    // Nothing else was printed: every stdout line is one of the others' messages.
+    for r in &s {
+        let total: usize = s
+            .iter()
+            .filter(|w| w.name != r.name)
+            .map(|w| r.heard_from(&w.name).len())
+            .sum();
+        assert_eq!(
+            r.proc.stdout().len(),
+            total,
+            "{}: stray output\n{}",
+            r.name,
+            dump()
+        );
+    }
+}
+
+#[test]
+fn a_burst_of_200_lines_keeps_its_order() {
+    let dir = TestDir::new("chat-burst");
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let mut s = start_mesh(&dir, m.port, &["alice", "bob", "carol"]);
+    let burst: String = (1..=200)
+        .map(|i| format!("line {i:03} of the burst\n"))
+        .collect();
+    // One write: the servant reads them as fast as it can.
+    s[0].proc.send_bytes(burst.as_bytes());
+    let want: Vec<String> = (1..=200)
+        .map(|i| format!("line {i:03} of the burst"))
+        .collect();
+    for r in &s[1..] {
+        r.wait_heard("alice", "line 200 of the burst");
+        assert_eq!(
+            r.heard_from("alice"),
+            want,
+            "{} shows the burst once, in order\n{}",
+            r.name,
+            dump()
+        );
+    }
+    assert!(s[0].proc.stdout().is_empty(), "{}", dump());
+}
+
+#[test]
+fn lines_typed_at_once_by_everyone_each_arrive_once() {
+    // All three write at the same time: each receiver shows each writer's lines in that
+    // writer's order, and nothing twice.
+    let dir = TestDir::new("chat-crossfire");
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let mut s = start_mesh(&dir, m.port, &["alice", "bob", "carol"]);
+    for srv in s.iter_mut() {
+        let name = srv.name.clone();
+        let lines: String = (1..=50).map(|i| format!("{name} says {i}\n")).collect();
+        srv.proc.send_bytes(lines.as_bytes());
+    }
+    for r in &s {
+        for w in &s {
+            if r.name == w.name {
+                continue;
+            }
+            r.wait_heard(&w.name, &format!("{} says 50", w.name));
+            let want: Vec<String> = (1..=50).map(|i| format!("{} says {i}", w.name)).collect();
+            assert_eq!(
+                r.heard_from(&w.name),
+                want,
+                "{} from {}\n{}",
+                r.name,
+                w.name,
+                dump()
+            );
+        }
+    }
+}

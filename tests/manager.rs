@@ -1,0 +1,149 @@
+//! The connection manager on its own, spoken to as telnet would: the article's
+//! `needs peer list` and its `<peers>` document, and the ways it refuses to start.
+
+mod common;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use common::*;
+
+/// Registers a raw client as a listed servant and returns it, with the list that answered.
+fn register(manager_port: u16, port: u16, id: &str, name: &str) -> (Raw, Vec<PeerInfo>) {
+    let mut c = Raw::connect(manager_port);
+    c.send(&format!("listening {port} {id} {name}"));
+    let line = c.expect_line_where("the <peers> answering `listening`", |l| {
+        l.starts_with("<peers")
+    });
+    match parse_peers(&line, "peers") {
+        Ok(p) => (c, p),
+        Err(e) => fail(&e),
+    }
+}
+
+#[test]
+fn needs_peer_list_answers_one_line_with_me_true_only_for_the_asker() {
+    let dir = TestDir::new("peer-list");
+    let m = start_manager(&dir, "<timeout>30</timeout>");
+    let (mut alice, first) = register(m.port, 40001, "ida", "alice");
+    assert_eq!(
+        first.len(),
+        1,
+        "alice's own list holds only her: {first:?}\n{}",
+        dump()
+    );
+    assert!(first[0].me);
+    let (_bob, _) = register(m.port, 40002, "idb", "bob");
+
+    // A fresh client, as telnet would, types the article's command.
+    let mut asker = Raw::connect(m.port);
+    asker.send("needs peer list");
+    let line = asker.expect_line("the peer list");
+    assert!(
+        line.starts_with("<peers") && line.ends_with("</peers>"),
+        "one line holding the whole document: {line:?}\n{}",
+        dump()
+    );
+    assert_eq!(
+        asker.read_line(Duration::from_millis(300)),
+        Got::Nothing,
+        "the answer is a single line\n{}",
+        dump()
+    );
+    let peers = parse_peers(&line, "peers").unwrap_or_else(|e| fail(&e));
+    assert_eq!(peers.len(), 3, "alice, bob and the asker: {peers:?}");
+    let me: Vec<&PeerInfo> = peers.iter().filter(|p| p.me).collect();
+    assert_eq!(me.len(), 1, "exactly one <me>TRUE</me>: {line}");
+    assert_eq!(me[0].name, None, "the asker never gave a name: {line}");
+    let alice_entry = peers.iter().find(|p| p.name.as_deref() == Some("alice"));
+    let alice_entry = alice_entry.unwrap_or_else(|| fail(&format!("no alice in {line}")));
+    assert_eq!(
+        (
+            alice_entry.ip.as_str(),
+            alice_entry.port,
+            alice_entry.id.as_deref(),
+            alice_entry.me
+        ),
+        ("127.0.0.1", 40001, Some("ida"), false)
+    );
+    let mut offsets: Vec<u32> = peers.iter().map(|p| p.offset).collect();
+    offsets.sort();
+    assert_eq!(
+        offsets,
+        vec![1, 2, 3],
+        "each client has its own slot: {line}"
+    );
+
+    // Alice, asking on her own connection, is TRUE in her copy and bob is FALSE.
+    alice.send("needs peer list");
+    let line = alice.expect_line_where("alice's list", |l| l.starts_with("<peers"));
+    let peers = parse_peers(&line, "peers").unwrap_or_else(|e| fail(&e));
+    let trues: Vec<Option<&str>> = peers
+        .iter()
+        .filter(|p| p.me)
+        .map(|p| p.name.as_deref())
+        .collect();
+    assert_eq!(trues, vec![Some("alice")], "{line}");
+    assert!(
+        peers
+            .iter()
+            .any(|p| p.name.as_deref() == Some("bob") && !p.me),
+        "{line}"
+    );
+}
+
+#[test]
+fn busy_port_is_one_error_line_naming_the_address() {
+    let dir = TestDir::new("busy-port");
+    let busy = TcpListener::bind("127.0.0.1:0").expect("bind a port to make it busy");
+    let port = busy.local_addr().expect("local address").port();
+    let mut p = spawn_manager(&dir, "manager", port, "<bind>127.0.0.1</bind>");
+    let status = p.wait_exit();
+    assert!(!status.success(), "a busy port must fail\n{}", dump());
+    let err = p.stderr();
+    assert_eq!(err.len(), 1, "a single error line\n{}", dump());
+    assert!(
+        err[0].contains(&format!("127.0.0.1:{port}")),
+        "the line names the address\n{}",
+        dump()
+    );
+    assert!(err[0].contains("ERROR"), "{}", dump());
+    drop(busy);
+}
+
+#[test]
+fn missing_config_file_is_one_error_line() {
+    let dir = TestDir::new("manager-missing-config");
+    let mut p = Proc::spawn(
+        "manager",
+        MANAGER_BIN,
+        &["--config".into(), "no-such-manager.xml".into()],
+        "info",
+        &dir.path,
+    );
+    let status = p.wait_exit();
+    assert!(!status.success(), "{}", dump());
+    let err = p.stderr();
+    assert_eq!(err.len(), 1, "a single error line\n{}", dump());
+    assert!(
+        log_message(&err[0]).starts_with("no-such-manager.xml: cannot read: "),
+        "names the file and the reason\n{}",
+        dump()
+    );
+}
+
+#[test]
+fn console_lists_registered_servants() {
+    // The article's manager form showed its peers; ours prints them when Enter is pressed.
+    let dir = TestDir::new("manager-console");
+    let mut m = start_manager(&dir, "<timeout>30</timeout>");
+    let (_a, _) = register(m.port, 40011, "ida", "alice");
+    m.proc.send("peers");
+    m.proc.wait_stdout("1 servant(s)", |l| {
+        l.starts_with("1 servant(s) on the network")
+    });
+    let line = m.proc.wait_stdout("alice's row", |l| {
+        l.contains("alice") && l.contains("40011")
+    });
+    assert!(line.contains("127.0.0.1"), "{line}\n{}", dump());
+}

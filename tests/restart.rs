@@ -1,0 +1,67 @@
+//! The connection manager dies and a new one starts on the same port: servants keep
+//! chatting with the peers they know meanwhile, and rejoin the new manager by themselves.
+
+mod common;
+
+use common::*;
+
+#[test]
+fn servants_rejoin_a_restarted_manager() {
+    let dir = TestDir::new("restart");
+    let mut m1 = start_manager(&dir, MANAGER_DEFAULTS);
+    let port = m1.port;
+    let mut s = start_mesh(&dir, port, &["alice", "bob"]);
+    wait_listed(port, &["alice", "bob"]);
+
+    m1.proc.kill();
+    for srv in &s {
+        srv.proc.wait_log("lost the connection manager");
+    }
+    // No manager: the servants still reach each other.
+    s[0].proc.send("while the manager is down");
+    s[1].wait_heard("alice", "while the manager is down");
+    s[1].proc.send("still here too");
+    s[0].wait_heard("bob", "still here too");
+
+    // A new manager on the same port: both come back to its list on their own.
+    let m2 = start_manager_on(&dir, port, MANAGER_DEFAULTS);
+    assert_eq!(m2.port, port, "{}", dump());
+    wait_listed(port, &["alice", "bob"]);
+    for srv in &s {
+        srv.proc.wait_log("the connection manager restarted");
+    }
+    let entries = listed(port);
+    for srv in &s {
+        let e = entries
+            .iter()
+            .find(|e| e.name.as_deref() == Some(srv.name.as_str()))
+            .unwrap_or_else(|| fail(&format!("{} is not listed: {entries:?}", srv.name)));
+        assert_eq!(
+            (e.port, e.id.as_deref()),
+            (srv.port, Some(srv.id.as_str())),
+            "rejoined with the same port and id\n{}",
+            dump()
+        );
+    }
+
+    // The network works as before: a newcomer is known to both, and all chat.
+    let carol = start_servant(&dir, "carol", port, "");
+    s.push(carol);
+    wait_mesh(&s);
+    s[2].proc.send("hello after the restart");
+    s[0].wait_heard("carol", "hello after the restart");
+    s[1].wait_heard("carol", "hello after the restart");
+    s[0].proc.send("alice after the restart");
+    s[1].wait_heard("alice", "alice after the restart");
+    s[2].wait_heard("alice", "alice after the restart");
+    // Nobody was shown anything twice across the restart.
+    assert_eq!(
+        s[1].heard_from("alice"),
+        vec!["while the manager is down", "alice after the restart"],
+        "{}",
+        dump()
+    );
+    // The old peers were never dropped: no "peer left" between alice and bob.
+    assert_eq!(s[0].proc.count_log("peer left: bob"), 0, "{}", dump());
+    assert_eq!(s[1].proc.count_log("peer left: alice"), 0, "{}", dump());
+}
