@@ -92,7 +92,8 @@ impl Bans {
         *self.addresses.write().unwrap_or_else(|p| p.into_inner()) = set;
     }
 
-    /// True when connections from `ip` must be refused. Logs the first refusal of each address.
+    /// The ban test of the article's `servants1_ConnectionRequest`: true when connections
+    /// from `ip` must be refused. Logs the first refusal of each address.
     pub fn refuses(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         if !self

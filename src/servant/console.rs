@@ -48,7 +48,7 @@ impl Input {
     }
 }
 
-/// The `stdin` thread: sends each typed line to `tx`, then `on_end` at end of input.
+/// The article's `txtSend1_KeyPress`, as the `stdin` thread: sends each typed line to `tx`, then `on_end` at end of input.
 pub fn read_input<T>(tx: Sender<T>, wrap: fn(Input) -> T, on_end: T) {
     let stdin = io::stdin();
     let mut reader = LineReader::new(stdin.lock(), TEXT_LIMIT);
@@ -76,7 +76,7 @@ pub fn read_input<T>(tx: Sender<T>, wrap: fn(Input) -> T, on_end: T) {
     let _ = tx.send(on_end);
 }
 
-/// The `stdout` thread: prints each line; ends when every sender is gone, or when `stop`
+/// The article's `txtChat1`, as the `stdout` thread: prints each line; ends when every sender is gone, or when `stop`
 /// disconnects, once what is already queued is printed. The receiving threads hold
 /// senders for as long as the process listens, so shutdown ends the printer through `stop`.
 pub fn print_lines(rx: Receiver<String>, stop: Receiver<()>) {

@@ -155,7 +155,8 @@ fn read_list(reader: &mut LineReader<TcpStream>) -> io::Result<PeerList> {
     }
 }
 
-/// The article's first step: ask for the list and read our assigned port from `me`.
+/// The first half of the article's `Winsock1_DataArrival`: ask for the list and read our
+/// assigned port from the `<me>TRUE</me>` entry.
 pub fn ask_assigned_port(stream: &TcpStream) -> io::Result<(LineReader<TcpStream>, u16)> {
     (&*stream).write_all(b"needs peer list\n")?;
     let mut reader = LineReader::new(stream.try_clone()?, PEER_DOC_LINE_LIMIT);
@@ -277,7 +278,8 @@ fn reconnect(addrs: &[SocketAddr], me: &Registration) -> io::Result<(Session, Pe
     ))
 }
 
-/// Reads pushes and sends heartbeats until the connection fails (`Some(why)`) or the core
+/// The article's `Winsock1_DataArrival` and its heartbeat, for the life of one connection:
+/// reads pushes and sends heartbeats until the connection fails (`Some(why)`) or the core
 /// is gone (`None`).
 fn follow(
     mut reader: LineReader<TcpStream>,

@@ -167,11 +167,12 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
     debug!("{peer}: connection ended: {why}");
 }
 
+/// `servants1_DataArrival` for a person typing: the line, from the connection's address.
 fn show_plain(peer: SocketAddr, line: &str, inbound: &Inbound) {
     let _ = inbound.out.send(format!("<{peer}> {line}"));
 }
 
-/// Reads `MSG` lines from another servant.
+/// `servants1_DataArrival` for another servant: reads its `MSG` lines and shows each once.
 fn servant_lines(
     reader: &mut LineReader<&TcpStream>,
     peer: SocketAddr,

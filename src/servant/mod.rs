@@ -154,7 +154,8 @@ fn resolve_manager(config: &ServantConfig) -> Result<Vec<SocketAddr>, ServantErr
     Ok(addrs)
 }
 
-/// Binds our listening port: the one asked for in `<listen>`, or else the one the manager
+/// The end of the article's `Winsock1_DataArrival` (`servants1(0).Listen`). Binds our
+/// listening port: the one asked for in `<listen>`, or else the one the manager
 /// assigned, or, if that one is busy here, any free port.
 fn bind_listener(config: &ServantConfig, assigned: u16) -> Result<TcpListener, ServantError> {
     let port = config.listen.unwrap_or(assigned);
@@ -436,6 +437,7 @@ impl Core {
         }
     }
 
+    /// `/peers`: the article's `userList1`, with each peer's state.
     fn show_peers(&self) {
         let mut lines = vec![format!(
             "{} peer(s); manager {}",
@@ -476,6 +478,7 @@ impl Core {
         }
     }
 
+    /// What the link reports (the article's `Winsock1_DataArrival`, split into events).
     fn on_link(&mut self, ev: LinkEvent) {
         match ev {
             LinkEvent::Up { list } => {
@@ -514,7 +517,8 @@ impl Core {
         }
     }
 
-    /// Makes the peer table match a whole list (keeping absent peers during a grace period).
+    /// The article's `Winsock1_DataArrival` refilling `userList1`: makes the peer table
+    /// match a whole list (keeping absent peers during a grace period).
     fn apply_list(&mut self, list: PeerList) {
         self.listed = list
             .peers

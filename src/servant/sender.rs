@@ -63,7 +63,8 @@ pub struct Target {
     pub hello: String,
 }
 
-/// Starts the sender thread for one peer.
+/// Starts the sender thread for one peer: the per-peer part of the article's
+/// `txtSend1_KeyPress`, which used one `send1` control for all peers.
 pub fn spawn(
     target: Target,
     rx: Receiver<Arc<Outgoing>>,
@@ -100,6 +101,8 @@ impl Sender {
         }
     }
 
+    /// The `send1.Connect` loop of `txtSend1_KeyPress`, without its busy wait: deliver
+    /// each message from the channel, reconnecting with backoff.
     fn run(mut self, rx: Receiver<Arc<Outgoing>>) {
         let mut backoff = BACKOFF_FIRST;
         loop {
