@@ -1,0 +1,929 @@
+#!/usr/bin/env bash
+# genp2p LAN lab: N hosts, each a network namespace on one bridge, for the connection
+# manager and servants to meet as they would on a real LAN. See docs/LAN-LAB.md.
+#
+#   lab.sh up [N]          N hosts gp2p-h1..gp2p-hN (h1..hN, 10.77.0.1..N) on bridge gp2p-br0
+#   lab.sh demo [N]        manager on h1, a servant on every other host, scripted chat, clean stop
+#   lab.sh test [S...]     the LAN scenarios (all, or the numbers given), PASS/FAIL each
+#   lab.sh status          what the lab has up now
+#   lab.sh down            remove everything the lab made (safe to repeat)
+#
+# Needs root, ip (iproute2) with network namespaces, python3; `test` also needs nft.
+# Traffic goes only to the 10.77.0.0/24 addresses of the namespaces made here.
+
+set -uo pipefail
+export LC_ALL=C
+
+LAB=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$LAB")
+RUN=/run/genp2p-lab                 # state, binaries, configs, FIFOs, pid files
+LOGROOT=/tmp/genp2p-lab-logs        # per-run logs: demo/, test/ (removed by `down`)
+SW=gp2p-sw                          # the namespace that holds the bridge (the "switch")
+BR=gp2p-br0
+NSP=gp2p-h                          # host namespaces: gp2p-h1 .. gp2p-hN
+NET=10.77.0                         # host i is $NET.i/24
+MGR_PORT=8585
+MGR_TIMEOUT=${LAB_MGR_TIMEOUT:-3}   # manager <timeout>: seconds of silence before a drop
+HEARTBEAT=${LAB_HEARTBEAT:-0.5}     # servant <heartbeat>
+LOSS=${LAB_LOSS:-10}                # scenario 6: percent of packets dropped on the lossy host
+TEST_N=${LAB_N:-5}                  # hosts for `test` (at least 5)
+BIN_SRC=${GENP2P_BIN:-$ROOT/target/release}
+BIN=$RUN/bin
+PY=/usr/bin/python3
+[[ -x $PY ]] || PY=$(command -v python3 || echo python3)
+
+say_err() { echo "lab.sh: $*" >&2; }
+die() { say_err "$*"; exit 1; }
+us_now() { local t=$EPOCHREALTIME; echo "${t/./}"; }
+secs_since() { local d=$(( $(us_now) - $1 )); printf '%d.%01d' $((d / 1000000)) $(((d % 1000000) / 100000)); }
+ns() { echo "$NSP$1"; }
+alive() { # pid: running (not gone, not a zombie waiting to be reaped)
+    local st
+    st=$(grep '^State:' "/proc/$1/status" 2>/dev/null) || return 1
+    [[ ! $st =~ ^State:[[:space:]]*[ZX] ]]
+}
+
+# ------------------------------------------------------------------------------------
+# Preflight: one line and a non-zero exit when this machine cannot run the lab.
+# ------------------------------------------------------------------------------------
+preflight() { # target [nft]
+    [[ $(id -u) -eq 0 ]] || die "the LAN lab needs root (network namespaces, a bridge, nft); run it as root, e.g. sudo make $1"
+    command -v ip >/dev/null || die "the LAN lab needs ip (iproute2): apt-get install iproute2"
+    local probe=gp2p-probe$$ out
+    if ! out=$(ip netns add "$probe" 2>&1); then
+        die "network namespaces are not available here (ip netns add: ${out//$'\n'/ })"
+    fi
+    if ! out=$(ip netns exec "$probe" true 2>&1); then
+        ip netns del "$probe" 2>/dev/null
+        tidy_run_netns
+        die "network namespaces are not usable here (ip netns exec: ${out//$'\n'/ })"
+    fi
+    ip netns del "$probe" 2>/dev/null
+    tidy_run_netns
+    command -v "$PY" >/dev/null || die "the LAN lab needs python3 (to query the connection manager)"
+    if [[ ${2:-} == nft ]]; then
+        command -v nft >/dev/null || die "lan-test needs nft: apt-get install -y nftables"
+    fi
+}
+
+check_binaries() {
+    local b
+    for b in servant connection-manager; do
+        [[ -x $BIN_SRC/$b ]] || die "no $BIN_SRC/$b: build first (cargo build --release, or make release)"
+    done
+}
+
+copy_binaries() {
+    check_binaries
+    # Copies, so a rebuild during a run does not swap a binary under a running test, and
+    # so every lab process is recognisable by its path ($RUN/bin/...).
+    mkdir -p "$BIN" && cp -f "$BIN_SRC/servant" "$BIN_SRC/connection-manager" "$BIN/" ||
+        die "cannot copy the binaries into $BIN"
+}
+
+lab_namespaces() { ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^($SW|${NSP}[0-9]+)\$"; }
+lab_is_up() { ip netns list 2>/dev/null | awk '{print $1}' | grep -qx "$SW"; }
+lab_hosts() { # the N of the lab that is up
+    if [[ -r $RUN/state ]]; then sed -n 's/^N=//p' "$RUN/state"; else lab_namespaces | grep -c "^$NSP"; fi
+}
+
+# ------------------------------------------------------------------------------------
+# down: processes first (a namespace lives on while a process is in it), then the rest.
+# ------------------------------------------------------------------------------------
+lab_pids() { # every process in a lab namespace, and any lab binary still running from $RUN/bin
+    local n p f
+    for n in $(lab_namespaces); do ip netns pids "$n" 2>/dev/null; done
+    for f in "$RUN"/pids/*.pid; do
+        [[ -r $f ]] || continue
+        p=$(<"$f")
+        [[ $p =~ ^[0-9]+$ ]] || continue
+        [[ $(readlink "/proc/$p/exe" 2>/dev/null) == "$BIN"/* ]] && echo "$p"
+    done
+}
+
+# /run/netns is iproute2's bind mount for named namespaces; once no namespace is named
+# there, it goes too (ip netns add makes it again on demand).
+tidy_run_netns() {
+    local k
+    [[ -d /run/netns && -z $(ls -A /run/netns 2>/dev/null) ]] || return 0
+    for ((k = 0; k < 3; k++)); do mountpoint -q /run/netns && umount /run/netns 2>/dev/null || break; done
+    rmdir /run/netns 2>/dev/null
+}
+
+KILLED=0
+kill_lab_processes() { # sets KILLED to the number of processes ended
+    local pids k p
+    pids=$(lab_pids | sort -un | tr '\n' ' ')
+    KILLED=$(wc -w <<<"$pids")
+    ((KILLED)) || return 0
+    kill -TERM $pids 2>/dev/null
+    for ((k = 0; k < 50; k++)); do # at most 5 s for a clean exit
+        pids=$(for p in $pids; do alive "$p" && echo "$p"; done | tr '\n' ' ')
+        [[ -n ${pids// /} ]] || return 0
+        sleep 0.1
+    done
+    kill -KILL $pids 2>/dev/null
+    sleep 0.2
+}
+
+lab_down() { # [quiet] [keep-logs]
+    local quiet=${1:-} keep=${2:-} n k gone=() nss=()
+    kill_lab_processes
+    ((KILLED)) && gone+=("$KILLED process(es)")
+    for n in $(lab_namespaces); do
+        ip netns del "$n" 2>/dev/null && nss+=("$n")
+    done
+    ((${#nss[@]})) && gone+=("namespaces ${nss[*]} (with the bridge, veths and nft rules in them)")
+    for n in /etc/netns/$SW /etc/netns/${NSP}[0-9]*; do
+        [[ -e $n ]] && rm -rf "$n" && gone+=("$n")
+    done
+    rmdir /etc/netns 2>/dev/null # only if empty: it may hold other namespaces' files
+    tidy_run_netns
+    [[ -e $RUN ]] && rm -rf "$RUN" && gone+=("$RUN")
+    if [[ -z $keep && -e $LOGROOT ]]; then rm -rf "$LOGROOT" && gone+=("$LOGROOT"); fi
+    [[ -n $quiet ]] && return 0
+    if ((${#gone[@]})); then
+        local IFS=$'\n'
+        echo "lab removed:"
+        printf '  %s\n' "${gone[@]}"
+    else
+        echo "nothing to remove: no lab is up"
+    fi
+}
+
+# ------------------------------------------------------------------------------------
+# up
+# ------------------------------------------------------------------------------------
+run_or_undo() { # command... : run it; on failure undo the half-made lab and stop
+    local out
+    if ! out=$("$@" 2>&1); then
+        lab_down quiet keep-logs
+        die "could not build the lab: '$*' failed: ${out//$'\n'/ }"
+    fi
+}
+
+lab_up() { # N [quiet]
+    local n=$1 quiet=${2:-} i h
+    [[ $n =~ ^[0-9]+$ ]] && ((n >= 2 && n <= 250)) || die "N must be a number from 2 to 250, got '$n'"
+    if lab_is_up || [[ -n $(lab_namespaces) ]]; then
+        [[ -n $quiet ]] || echo "a lab is up already: removing it first"
+        lab_down quiet keep-logs
+    fi
+    mkdir -p "$RUN/pids" && echo "N=$n" >"$RUN/state"
+    run_or_undo ip netns add "$SW"
+    run_or_undo ip -n "$SW" link set lo up
+    run_or_undo ip -n "$SW" link add "$BR" type bridge
+    run_or_undo ip -n "$SW" link set "$BR" up
+    local hosts="127.0.0.1 localhost"$'\n'"::1 localhost ip6-localhost ip6-loopback"$'\n'
+    for ((i = 1; i <= n; i++)); do hosts+="$NET.$i h$i"$'\n'; done
+    for ((i = 1; i <= n; i++)); do
+        h=$(ns "$i")
+        run_or_undo ip netns add "$h"
+        # IPv6 off: the lab is IPv4 only, and this keeps router solicitations off the bridge.
+        ip netns exec "$h" sysctl -qw net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1 >/dev/null 2>&1
+        run_or_undo ip -n "$SW" link add "h$i" type veth peer name eth0 netns "$h"
+        run_or_undo ip -n "$SW" link set "h$i" master "$BR"
+        run_or_undo ip -n "$SW" link set "h$i" up
+        run_or_undo ip -n "$h" link set lo up
+        run_or_undo ip -n "$h" addr add "$NET.$i/24" dev eth0
+        run_or_undo ip -n "$h" link set eth0 up
+        # `ip netns exec NS` bind-mounts /etc/netns/NS/hosts over /etc/hosts.
+        mkdir -p "/etc/netns/$h" && printf '%s' "$hosts" >"/etc/netns/$h/hosts" ||
+            { lab_down quiet keep-logs; die "cannot write /etc/netns/$h/hosts"; }
+    done
+    # Every host resolves every name and reaches host 1 (and host 1 reaches the last one).
+    local probe
+    if ! probe=$(ip netns exec "$(ns 1)" "$PY" "$LAB/labtool.py" probe "h$n" 2>&1); then
+        lab_down quiet keep-logs
+        die "the lab does not work: from h1: ${probe//$'\n'/; }"
+    fi
+    for ((i = 2; i <= n; i++)); do
+        if ! probe=$(ip netns exec "$(ns "$i")" "$PY" "$LAB/labtool.py" probe h1 2>&1); then
+            lab_down quiet keep-logs
+            die "the lab does not work: from h$i: ${probe//$'\n'/; }"
+        fi
+    done
+    [[ -n $quiet ]] && return 0
+    echo "lab up: $n hosts on bridge $BR (in namespace $SW), $NET.0/24"
+    echo
+    echo "   namespace $SW: bridge $BR"
+    for ((i = 1; i <= n; i++)); do
+        printf '     +-- port h%-3s ==veth== eth0 %-12s namespace %-9s host h%s%s\n' "$i" "$NET.$i" "$(ns "$i")" "$i" "$([[ $i == 1 ]] && echo '  (connection manager in demo/test)')"
+    done
+    echo
+    echo "hosts file in each: /etc/netns/${NSP}I/hosts names h1..h$n; all hosts resolve and reach h1"
+    echo "run something on a host:   ip netns exec ${NSP}2 bash"
+    echo "remove it all:             make lan-down"
+}
+
+# ------------------------------------------------------------------------------------
+# Processes: the manager on h1, servants on h2..hN, each servant's stdin a FIFO we hold.
+# ------------------------------------------------------------------------------------
+declare -A PID=() FD=() BANS=()
+MPID=""
+SD=""        # this run's directory (configs, FIFOs, logs)
+HOSTS_N=0    # hosts in the lab
+SERV=""      # servant host numbers, "2 3 4 5"
+
+write_manager_config() {
+    cat >"$SD/manager.xml" <<EOF
+<manager>
+  <port>$MGR_PORT</port>
+  <timeout>$MGR_TIMEOUT</timeout>
+</manager>
+EOF
+}
+
+write_servant_config() { # i
+    local i=$1 t bans=""
+    for t in ${BANS[$i]:-}; do bans+="    <ban><target>$t</target></ban>"$'\n'; done
+    {
+        echo "<config>"
+        echo "  <connectionmgr>h1</connectionmgr>"
+        echo "  <port>$MGR_PORT</port>"
+        echo "  <name>h$i</name>"
+        echo "  <heartbeat>$HEARTBEAT</heartbeat>"
+        [[ -n $bans ]] && printf '  <bans>\n%s  </bans>\n' "$bans"
+        echo "</config>"
+    } >"$SD/h$i.xml"
+}
+
+start_manager() { # logname
+    ip netns exec "$(ns 1)" "$BIN/connection-manager" --config "$SD/manager.xml" \
+        </dev/null >"$SD/$1.out" 2>"$SD/$1.log" &
+    MPID=$!
+    echo "$MPID" >"$RUN/pids/manager.pid"
+}
+
+start_servant() { # i
+    local i=$1 f fifo=$SD/h$1.in
+    write_servant_config "$i"
+    rm -f "$fifo" && mkfifo "$fifo"
+    exec {f}<>"$fifo" # held open read-write: opening never blocks, and no EOF until we close it
+    FD[$i]=$f
+    ip netns exec "$(ns "$i")" "$BIN/servant" --config "$SD/h$i.xml" \
+        <"$fifo" >"$SD/h$i.out" 2>"$SD/h$i.log" &
+    PID[$i]=$!
+    echo "${PID[$i]}" >"$RUN/pids/h$i.pid"
+}
+
+say() { # i text: a line typed into servant i
+    [[ -n ${FD[$1]:-} ]] && printf '%s\n' "$2" >&"${FD[$1]}"
+}
+
+mgr() { # labtool subcommand args...: run from host 1 against the manager
+    ip netns exec "$(ns 1)" "$PY" "$LAB/labtool.py" "$1" h1 "$MGR_PORT" "${@:2}"
+}
+
+names_of() { local i out=""; for i in "$@"; do out+="${out:+,}h$i"; done; echo "$out"; }
+
+
+REAPED=""
+reap() { # pid seconds: wait for the process to end (SIGKILL after the limit); sets REAPED
+    local p=$1 lim=$2 k t
+    for ((k = 0; k < lim * 10; k++)); do alive "$p" || break; sleep 0.1; done
+    if alive "$p"; then
+        # Evidence for whoever debugs the hang: each thread's name, state and kernel wait.
+        if [[ -n $SD && -d $SD ]]; then
+            {
+                head -n 6 /proc/"$p"/status; ls /proc/"$p"/task
+                for t in /proc/"$p"/task/*; do
+                    echo "$(cat "$t/comm" 2>/dev/null) $(grep '^State:' "$t/status" 2>/dev/null | cut -f2) wchan=$(cat "$t/wchan" 2>/dev/null)"
+                    cat "$t/stack" 2>/dev/null | head -n 8
+                done
+                for k in $(seq 30); do alive "$p" || { echo "gone after $k/10 s more"; break; }; sleep 0.1; done
+            } >"$SD/hung-$p.txt" 2>&1
+        fi
+        disown "$p" 2>/dev/null # no "Killed" job report from bash
+        kill -KILL "$p" 2>/dev/null
+        REAPED="hung (killed after ${lim}s)"
+    else
+        wait "$p" 2>/dev/null
+        REAPED=$?
+    fi
+}
+
+log_lines() { [[ -r $1 ]] && wc -l <"$1" || echo 0; }
+log_since() { tail -n +"$(($2 + 1))" "$1" 2>/dev/null; } # file mark
+
+wait_log() { # file fixed-string seconds [mark]: 0 when the log has the string
+    local k
+    for ((k = 0; k <= $3 * 10; k++)); do
+        log_since "$1" "${4:-0}" | grep -qF -- "$2" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# Starts the manager and a servant on every other host; waits until all are listed and
+# each servant has every other one as a peer. 1 (with a FAIL line) when that does not happen.
+start_net() { # tag
+    SD=$LOGDIR/$1
+    rm -rf "$SD" && mkdir -p "$SD"
+    write_manager_config
+    start_manager manager
+    local out i j t0
+    t0=$(us_now)
+    if ! out=$(mgr wait --within 5); then
+        fail "the manager did not answer on h1:$MGR_PORT within 5s ($SD/manager.log: $(tail -n 2 "$SD/manager.log" | tr '\n' ' '))"
+        return 1
+    fi
+    for i in $SERV; do start_servant "$i"; done
+    if ! out=$(mgr wait --has "$(names_of $SERV)" --within 15); then
+        fail "not every servant joined within 15s: the manager lists ${out#* }"
+        return 1
+    fi
+    for i in $SERV; do
+        for j in $SERV; do
+            [[ $i == "$j" ]] && continue
+            if ! wait_log "$SD/h$i.log" "peer joined: h$j " 10; then
+                fail "h$i did not take h$j as a peer within 10s ($SD/h$i.log)"
+                return 1
+            fi
+        done
+    done
+    note "network up in $(secs_since "$t0")s: manager on h1, servants on $(names_of $SERV | tr ',' ' ')"
+}
+
+# Stops servants (SIGTERM, or the given line, e.g. /quit), then the manager (SIGTERM);
+# a process that does not exit 0 is a failure.
+stop_net() { # [line]
+    local i f bad="" how=${1:-SIGTERM}
+    for i in $SERV; do
+        [[ -n ${PID[$i]:-} ]] || continue
+        if [[ -n ${1:-} ]]; then say "$i" "$1"; else kill -TERM "${PID[$i]}" 2>/dev/null; fi
+    done
+    for i in $SERV; do
+        [[ -n ${PID[$i]:-} ]] || continue
+        reap "${PID[$i]}" 8
+        [[ $REAPED == 0 ]] || bad+=" h$i:$REAPED"
+        unset "PID[$i]"
+        rm -f "$RUN/pids/h$i.pid"
+    done
+    if [[ -n $MPID ]]; then
+        kill -TERM "$MPID" 2>/dev/null
+        reap "$MPID" 5
+        [[ $REAPED == 0 ]] || bad+=" manager:$REAPED"
+        MPID=""
+        rm -f "$RUN/pids/manager.pid"
+    fi
+    for i in "${!FD[@]}"; do f=${FD[$i]}; exec {f}>&-; done
+    FD=()
+    if [[ -n $bad ]]; then
+        fail "not a clean stop on $how: exit codes$bad (logs in $SD)"
+    else
+        note "clean stop on $how: every servant and the manager exited 0"
+    fi
+}
+
+# Emergency stop for traps: everything we started, no checks.
+stop_all_quietly() {
+    local i f p
+    for p in "${PID[@]}" $MPID; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${PID[@]}" $MPID; do reap "$p" 5; done
+    PID=() MPID=""
+    for i in "${!FD[@]}"; do f=${FD[$i]}; exec {f}>&- 2>/dev/null; done
+    FD=()
+}
+
+# ------------------------------------------------------------------------------------
+# Chat and its checks. Message texts are unique: TAG-hS-#J is servant S's J-th line.
+# ------------------------------------------------------------------------------------
+CHAT_T0=0
+CHAT_GAP=0.02
+chat() { # tag k senders...: round-robin, k lines each, CHAT_GAP seconds between rounds
+    local tag=$1 k=$2 j s
+    shift 2
+    CHAT_T0=$(us_now)
+    for ((j = 1; j <= k; j++)); do
+        for s in "$@"; do say "$s" "$tag-h$s-#$j"; done
+        sleep "$CHAT_GAP"
+    done
+}
+
+pair_stats() { # receiver sender tag k -> "lines distinct dups inorder missing..."
+    awk -v p="<h$2> $3-h$2-#" -v k="$4" '
+        index($0, p) == 1 {
+            j = substr($0, length(p) + 1)
+            if (j !~ /^[0-9]+$/) next
+            j += 0; n++; c[j]++
+            if (j <= last) bad = 1
+            last = j
+        }
+        END {
+            d = 0; dup = 0; miss = ""
+            for (i = 1; i <= k; i++) { if (c[i] > 0) d++; if (c[i] > 1) dup += c[i] - 1; if (!c[i]) miss = miss " #" i }
+            printf "%d %d %d %s%s\n", n, d, dup, (bad ? "no" : "yes"), miss
+        }' "$SD/h$1.out" 2>/dev/null || echo "0 0 0 yes"
+}
+
+all_pairs() { # hosts... -> "r<s" for every ordered pair
+    local r s
+    for r in "$@"; do for s in "$@"; do [[ $r != "$s" ]] && echo "$r<$s"; done; done
+}
+
+# Waits (at most `within` s) until every "r<s" pair shows all k lines, lets `settle` s
+# pass for anything extra to arrive, then checks: "r<s": each of s's k lines exactly once,
+# in order; "r!s": none of s's lines. Notes one summary line, or a FAIL line per bad pair.
+expect_chat() { # tag k within settle pairs...
+    local tag=$1 k=$2 within=$3 settle=$4 p r s st n d dup ord miss done_ all k2 bad=0 want=0 forb=0
+    shift 4
+    for ((k2 = 0; k2 <= within * 10; k2++)); do
+        all=1
+        for p in "$@"; do
+            [[ $p == *"<"* ]] || continue
+            r=${p%<*} s=${p#*<}
+            read -r n d dup ord miss <<<"$(pair_stats "$r" "$s" "$tag" "$k")"
+            ((d == k)) || { all=0; break; }
+        done
+        ((all)) && break
+        sleep 0.1
+    done
+    done_=$(secs_since "$CHAT_T0")
+    sleep "$settle"
+    for p in "$@"; do
+        if [[ $p == *"<"* ]]; then
+            r=${p%<*} s=${p#*<}
+            want=$((want + 1))
+            read -r n d dup ord miss <<<"$(pair_stats "$r" "$s" "$tag" "$k")"
+            if ((d != k || dup != 0 || n != k)) || [[ $ord != yes ]]; then
+                fail "h$r shows $d of h$s's $k '$tag' lines ($n shown, $dup duplicate(s), in order: $ord${miss:+, missing$miss})"
+                bad=1
+            fi
+        else
+            r=${p%!*} s=${p#*!}
+            forb=$((forb + 1))
+            read -r n d dup ord miss <<<"$(pair_stats "$r" "$s" "$tag" "$k")"
+            if ((n != 0)); then
+                fail "h$r shows $n of h$s's '$tag' lines; it should show none"
+                bad=1
+            fi
+        fi
+    done
+    ((bad)) && return 1
+    local extra=""
+    ((forb)) && extra="; $forb banned pair(s) got none"
+    note "'$tag': $want receiver/sender pair(s) got all $k lines exactly once, in order (complete ${done_}s after the first was typed)$extra"
+}
+
+# ------------------------------------------------------------------------------------
+# Scenario bookkeeping
+# ------------------------------------------------------------------------------------
+S_FAILED=0
+note() { echo "      $*"; }
+fail() { echo "      FAIL: $*"; S_FAILED=1; }
+RESULTS=()
+
+nft_in() { # host-number: nft -f - inside that host
+    ip netns exec "$(ns "$1")" nft -f -
+}
+
+nft_counter_sum() { # host-number chain: sum of the packet counters in table inet gp2plab chain
+    ip netns exec "$(ns "$1")" nft list chain inet gp2plab "$2" 2>/dev/null |
+        grep -o 'packets [0-9]*' | awk '{s += $2} END {print s + 0}'
+}
+
+# 1 --------------------------------------------------------------------------------------
+s1_title="chat crosses hosts"
+s1() {
+    start_net s1 || return
+    chat s1 5 $SERV
+    expect_chat s1 5 10 1 $(all_pairs $SERV)
+    stop_net
+}
+
+# 2 and 3: host 3 bans host 4 -----------------------------------------------------------
+ban_scenario() { # tag target
+    local tag=$1 target=$2 p pairs=()
+    BANS=([3]="$target")
+    start_net "$tag" || { BANS=(); return; }
+    BANS=()
+    if [[ $target != "$NET.4" ]]; then
+        if grep -qF "ban: $target is $NET.4" "$SD/h3.log"; then
+            note "h3 resolved its ban '$target' to $NET.4 through /etc/netns/$(ns 3)/hosts"
+        else
+            fail "h3 did not resolve '$target' to $NET.4: $(grep -F 'ban:' "$SD/h3.log" | tail -n 1)"
+        fi
+    fi
+    chat "$tag" 4 $SERV
+    for p in $(all_pairs $SERV); do
+        [[ $p == "3<4" ]] && p="3!4"
+        pairs+=("$p")
+    done
+    # 2 s of settling: time enough for h4's sender to have tried h3 several times.
+    if expect_chat "$tag" 4 10 2 "${pairs[@]}"; then
+        note "so: h3 shows nothing from h4; $(names_of $(for p in $SERV; do [[ $p == 3 || $p == 4 ]] || echo "$p"; done) | sed 's/,/ and /g') show h4's lines; h4 shows h3's"
+    fi
+    if grep -qF "refused a connection from banned $NET.4" "$SD/h3.log"; then
+        note "h3 logged: $(grep -F "refused a connection from banned $NET.4" "$SD/h3.log" | head -n 1 | sed 's/^\[[^]]*\] //')"
+    else
+        fail "h3 never logged refusing $NET.4 ($SD/h3.log)"
+    fi
+    stop_net
+}
+s2_title="IP ban: h3 bans h4's address"
+s2() { ban_scenario s2 "$NET.4"; }
+s3_title="host-name ban: h3 bans the name h4"
+s3() { ban_scenario s3 h4; }
+
+# 4 --------------------------------------------------------------------------------------
+# LAB_VANISH=link (default): h4's cable is pulled, i.e. its port on the bridge is set down.
+# LAB_VANISH=nft: h4's namespace drops every packet in and out (nft policy drop).
+VANISH=${LAB_VANISH:-link}
+vanish() { # i
+    if [[ $VANISH == nft ]]; then
+        nft_in "$1" <<EOF
+table inet gp2pvanish {
+    chain in { type filter hook input priority -10; policy drop; iif "lo" accept; }
+    chain out { type filter hook output priority -10; policy drop; oif "lo" accept; }
+}
+EOF
+    else
+        ip -n "$SW" link set "h$1" down
+    fi
+}
+unvanish() { # i
+    if [[ $VANISH == nft ]]; then
+        ip netns exec "$(ns "$1")" nft delete table inet gp2pvanish
+    else
+        ip -n "$SW" link set "h$1" up
+    fi
+}
+if [[ $VANISH == nft ]]; then
+    s4_title="a host vanishes (nft drops all its traffic) and comes back"
+else
+    s4_title="a host vanishes (its cable pulled: bridge port down) and comes back"
+fi
+s4() {
+    local v=4 others="" i t0 t1 out limit left_at=() marks=() all k missing syn0 syn1 lst
+    for i in $SERV; do [[ $i != "$v" ]] && others+="$i "; done
+    start_net s4 || return
+    chat s4-before 2 $SERV
+    expect_chat s4-before 2 10 0 $(all_pairs $SERV) || { stop_net; return; }
+    # Count connection attempts (SYNs) towards h4 from every other host, the manager's too.
+    for ((i = 1; i <= HOSTS_N; i++)); do
+        [[ $i == "$v" ]] && continue
+        nft_in "$i" <<EOF
+table inet gp2plab {
+    chain out {
+        type filter hook output priority 0; policy accept;
+        ip daddr $NET.$v tcp flags & (syn | ack) == syn counter
+    }
+}
+EOF
+    done
+    for i in $others; do marks[$i]=$(log_lines "$SD/h$i.log"); done
+    # h4's process keeps running and closes nothing; its packets just stop arriving.
+    t0=$(us_now)
+    vanish "$v" || { fail "could not cut h$v off"; stop_net; return; }
+    limit=$((MGR_TIMEOUT + 1))
+    if out=$(mgr wait --lacks "h$v" --within $((limit + 4))); then
+        lst=${out#* }
+        note "the manager dropped h$v after ${out%% *}s (timeout ${MGR_TIMEOUT}s); it lists: $lst"
+        awk -v a="${out%% *}" -v b="$limit" 'BEGIN {exit !(a <= b)}' ||
+            fail "the manager took ${out%% *}s to drop h$v, more than ${limit}s"
+    else
+        fail "the manager still lists h$v $(secs_since "$t0")s after it vanished: ${out#* }"
+    fi
+    # Every other servant drops it (its log says "peer left: h4").
+    for ((k = 0; k <= (limit + 4) * 10; k++)); do
+        all=1
+        for i in $others; do
+            [[ -n ${left_at[$i]:-} ]] && continue
+            if log_since "$SD/h$i.log" "${marks[$i]}" | grep -qF "peer left: h$v "; then
+                left_at[$i]=$(secs_since "$t0")
+            else
+                all=0
+            fi
+        done
+        ((all)) && break
+        sleep 0.1
+    done
+    missing=""
+    out=""
+    for i in $others; do
+        if [[ -n ${left_at[$i]:-} ]]; then out+=" h$i:${left_at[$i]}s"; else missing+=" h$i"; fi
+    done
+    [[ -n $out ]] && note "servants dropped h$v after:$out"
+    [[ -z $missing ]] || fail "still had h$v as a peer $(secs_since "$t0")s after the cut:$missing"
+    for i in $others; do
+        [[ -n ${left_at[$i]:-} ]] || continue
+        awk -v a="${left_at[$i]}" -v b="$((limit + 1))" 'BEGIN {exit !(a <= b)}' ||
+            fail "h$i dropped h$v only after ${left_at[$i]}s (limit $((limit + 1))s)"
+    done
+    # /peers on each: h4 is not in any list.
+    local omark=()
+    for i in $others; do omark[$i]=$(log_lines "$SD/h$i.out"); say "$i" /peers; done
+    for i in $others; do
+        if wait_log "$SD/h$i.out" "(this servant)" 3 "${omark[$i]}"; then
+            if log_since "$SD/h$i.out" "${omark[$i]}" | grep -qE "^  h$v "; then
+                fail "h$i's /peers still lists h$v: $(log_since "$SD/h$i.out" "${omark[$i]}" | grep -E "^  h$v " | head -n 1)"
+            fi
+        else
+            fail "h$i did not answer /peers"
+        fi
+    done
+    # Nobody keeps trying to reach it: while the others chat for 4 s, no SYN goes to h4.
+    syn0=0
+    for ((i = 1; i <= HOSTS_N; i++)); do [[ $i == "$v" ]] || syn0=$((syn0 + $(nft_counter_sum "$i" out))); done
+    t1=$(us_now)
+    chat s4-away 3 $others
+    expect_chat s4-away 3 10 0 $(all_pairs $others)
+    while (($(us_now) - t1 < 4000000)); do sleep 0.2; done
+    syn1=0
+    for ((i = 1; i <= HOSTS_N; i++)); do [[ $i == "$v" ]] || syn1=$((syn1 + $(nft_counter_sum "$i" out))); done
+    if ((syn1 == syn0)); then
+        note "no host tried to connect to h$v in the $(secs_since "$t1")s after it left (nft SYN counters on h1..h$HOSTS_N: $syn0 before and after)"
+    else
+        fail "$((syn1 - syn0)) connection attempt(s) (SYN) towards h$v in the $(secs_since "$t1")s after it left"
+    fi
+    out=""
+    for i in $others; do
+        log_since "$SD/h$i.log" "${marks[$i]}" | sed -n "/peer left: h$v /,\$p" | grep -qF "cannot reach h$v " && out+=" h$i"
+    done
+    [[ -z $out ]] || fail "after dropping h$v these still tried to reach it:$out"
+    # h4 comes back: it rejoins by itself.
+    for i in $others; do marks[$i]=$(log_lines "$SD/h$i.log"); done
+    t1=$(us_now)
+    unvanish "$v"
+    if out=$(mgr wait --has "$(names_of $SERV)" --within 20); then
+        note "h$v is back in the manager's list $(secs_since "$t1")s after it came back"
+    else
+        fail "h$v did not rejoin within 20s; the manager lists ${out#* }"
+    fi
+    for i in $others; do
+        wait_log "$SD/h$i.log" "peer joined: h$v " 10 "${marks[$i]}" || fail "h$i did not take h$v back as a peer"
+    done
+    chat s4-after 3 $SERV
+    expect_chat s4-after 3 15 1 $(all_pairs $SERV)
+    stop_net
+}
+
+# 5 --------------------------------------------------------------------------------------
+s5_title="the manager is killed and restarted"
+s5() {
+    local i t0 t1 t2 out marks=() missing left back grace
+    start_net s5 || return
+    chat s5-before 2 $SERV
+    expect_chat s5-before 2 10 0 $(all_pairs $SERV) || { stop_net; return; }
+    for i in $SERV; do marks[$i]=$(log_lines "$SD/h$i.log"); done
+    t0=$(us_now)
+    disown "$MPID" # no "Killed" job report from bash
+    kill -KILL "$MPID"
+    for ((i = 0; i < 30; i++)); do alive "$MPID" || break; sleep 0.1; done
+    MPID=""
+    note "manager killed with SIGKILL"
+    missing=""
+    for i in $SERV; do
+        wait_log "$SD/h$i.log" "lost the connection manager" 5 "${marks[$i]}" || missing+=" h$i"
+    done
+    if [[ -z $missing ]]; then
+        note "every servant noticed within $(secs_since "$t0")s (\"lost the connection manager\")"
+    else
+        fail "did not notice the manager was gone:$missing"
+    fi
+    # While the manager is gone, they keep chatting with the peers they know.
+    chat s5-during 3 $SERV
+    expect_chat s5-during 3 10 0 $(all_pairs $SERV)
+    if mgr peers >/dev/null 2>&1; then fail "something answers on h1:$MGR_PORT while the manager is dead"; fi
+    while (($(us_now) - t0 < 3000000)); do sleep 0.1; done # down for 3 s at least
+    start_manager manager-restarted
+    t1=$(us_now)
+    note "manager restarted after $(secs_since "$t0")s down"
+    if out=$(mgr wait --has "$(names_of $SERV)" --within 15); then
+        t2=$(us_now)
+        note "every servant is listed again $(secs_since "$t1")s after the restart (by itself: the lab did nothing)"
+        awk -v a="${out%% *}" 'BEGIN {exit !(a <= 10)}' || fail "rejoining took ${out%% *}s, more than 10s"
+    else
+        fail "not every servant rejoined within 15s; the restarted manager lists ${out#* }"
+        t2=$(us_now)
+    fi
+    back=0
+    for i in $SERV; do
+        log_since "$SD/h$i.log" "${marks[$i]}" | grep -qE "connection manager is back|connection manager restarted" && back=$((back + 1))
+    done
+    note "$back of $(wc -w <<<"$SERV") servants logged the manager's return"
+    chat s5-after 3 $SERV
+    expect_chat s5-after 3 10 0 $(all_pairs $SERV)
+    # A servant that finds a restarted manager keeps the peers it knows for a grace period
+    # (max(timeout, 3 s) + 2 s) while they re-register; when it ends, nobody may be dropped.
+    grace=$(awk -v t="$MGR_TIMEOUT" 'BEGIN {printf "%d", ((t > 3 ? t : 3) + 3) * 1000000}')
+    while (($(us_now) - t2 < grace)); do sleep 0.2; done
+    left=""
+    for i in $SERV; do
+        log_since "$SD/h$i.log" "${marks[$i]}" | grep -qF "peer left:" && left+=" h$i"
+    done
+    if [[ -z $left ]]; then
+        note "no servant dropped a peer during the outage, nor when the restart's grace period ended"
+    else
+        fail "servants dropped peers around the restart:$left ($(for i in $left; do log_since "$SD/$i.log" 0 | grep -F 'peer left:' | head -n 1; done | sed 's/^\[[^]]*\] //' | tr '\n' ';'))"
+    fi
+    stop_net
+}
+
+# 6 --------------------------------------------------------------------------------------
+s6_title="lossy link: ${LOSS}% of packets dropped at random on one host"
+s6() {
+    local v=$HOSTS_N din dout k=40 gaps
+    start_net s6 || return
+    nft_in "$v" <<EOF || { fail "cannot install the loss rules on h$v"; stop_net; return; }
+table inet gp2plab {
+    chain in {
+        type filter hook input priority 0; policy accept;
+        iif "lo" accept
+        numgen random mod 100 < $LOSS counter drop
+    }
+    chain out {
+        type filter hook output priority 0; policy accept;
+        oif "lo" accept
+        numgen random mod 100 < $LOSS counter drop
+    }
+}
+EOF
+    note "h$v drops ${LOSS}% of its packets each way (nft numgen random mod 100 < $LOSS drop)"
+    CHAT_GAP=0.05 # 2 s of chat: many packets, each with its chance to be lost
+    chat s6 $k $SERV
+    CHAT_GAP=0.02
+    expect_chat s6 $k 40 2 $(all_pairs $SERV)
+    din=$(nft_counter_sum "$v" in)
+    dout=$(nft_counter_sum "$v" out)
+    if ((din + dout > 0)); then
+        note "nft on h$v dropped $din incoming and $dout outgoing packets meanwhile"
+    else
+        fail "nft on h$v dropped nothing: the scenario did not test a lossy link"
+    fi
+    gaps=$(grep -hF "never arrived" "$SD"/h*.log 2>/dev/null | head -n 3 | sed 's/^\[[^]]*\] //' | tr '\n' ';')
+    [[ -z $gaps ]] || fail "servants logged lost messages: $gaps"
+    ip netns exec "$(ns "$v")" nft delete table inet gp2plab 2>/dev/null
+    stop_net
+}
+
+# ------------------------------------------------------------------------------------
+# demo
+# ------------------------------------------------------------------------------------
+DEMO_MADE_LAB=0
+TAIL_PID=""
+demo_exit() {
+    local rc=$?
+    [[ -n $TAIL_PID ]] && kill "$TAIL_PID" 2>/dev/null
+    stop_all_quietly
+    if ((DEMO_MADE_LAB)); then lab_down quiet keep-logs; fi
+    exit "$rc"
+}
+
+cmd_demo() {
+    local want=${1:-5} i t lines
+    preflight lan-demo
+    check_binaries
+    if lab_is_up; then
+        HOSTS_N=$(lab_hosts)
+        [[ $HOSTS_N == "$want" ]] || echo "(the lab is up with $HOSTS_N hosts; using those. make lan-down first for $want)"
+    else
+        [[ $want =~ ^[0-9]+$ ]] && ((want >= 3)) || die "the demo needs N of 3 or more, got '$want'"
+        echo "no lab is up: making one with $want hosts for the demo (removed afterwards)"
+        lab_up "$want" quiet
+        DEMO_MADE_LAB=1
+        HOSTS_N=$want
+    fi
+    ((HOSTS_N >= 3)) || die "the demo needs at least 3 hosts; the lab has $HOSTS_N (make lan-down; make lan-up N=5)"
+    copy_binaries
+    trap demo_exit EXIT
+    trap 'exit 130' INT TERM HUP
+    SERV=$(seq 2 "$HOSTS_N" | tr '\n' ' ')
+    LOGDIR=$LOGROOT
+    echo "== genp2p LAN demo: connection manager on h1 ($NET.1:$MGR_PORT), servants on $(names_of $SERV | tr ',' ' ')"
+    start_net demo || exit 1
+    echo "   the manager lists: $(mgr peers | tr '\n' ' ')"
+    echo "== chat (each line as shown on the receiving host: 'HOST | <SENDER> TEXT')"
+    # One reader for every servant's standard output, each line prefixed with its host.
+    local files=()
+    for i in $SERV; do files+=("$SD/h$i.out"); done
+    "$PY" "$LAB/labtool.py" follow 120 "${files[@]}" &
+    TAIL_PID=$!
+    lines=(
+        "hello from h%d - is anybody out there?"
+        "h%d here: I hear you, and the manager only told me where you are"
+        "h%d: no server in between, every line goes straight to each peer"
+        "h%d signing off"
+    )
+    for t in "${lines[@]}"; do
+        for i in $SERV; do
+            # shellcheck disable=SC2059
+            say "$i" "$(printf "$t" "$i")"
+            sleep 0.4
+        done
+    done
+    sleep 1.5
+    echo "== /peers typed on h2"
+    say 2 /peers
+    sleep 1
+    kill "$TAIL_PID" 2>/dev/null
+    TAIL_PID=""
+    sleep 0.2
+    echo "== clean stop: /quit typed on every servant, then SIGTERM to the manager"
+    stop_net /quit
+    echo "== logs: $SD (hN.out what hN showed, hN.log its log, manager.log)"
+    ((DEMO_MADE_LAB)) && echo "== the demo's lab is removed; its logs stay until make lan-down"
+    ((S_FAILED == 0))
+}
+
+# ------------------------------------------------------------------------------------
+# test
+# ------------------------------------------------------------------------------------
+test_exit() {
+    local rc=$?
+    stop_all_quietly
+    lab_down quiet keep-logs
+    if ((rc == 0)) && [[ -z ${KEEP_LOGS:-} ]]; then
+        rm -rf "$LOGDIR"
+        rmdir "$LOGROOT" 2>/dev/null
+    elif [[ -d $LOGDIR ]]; then
+        echo "logs kept in $LOGDIR (make lan-down removes them)"
+    fi
+    echo "lab cleaned up"
+    exit "$rc"
+}
+
+cmd_test() {
+    local s list=() t0 t_all failed=0 r
+    for s in "$@"; do
+        [[ $s =~ ^[1-6]$ ]] || die "unknown scenario '$s': the scenarios are 1 to 6"
+        list+=("$s")
+    done
+    ((${#list[@]})) || list=(1 2 3 4 5 6)
+    preflight lan-test nft
+    check_binaries
+    [[ $TEST_N =~ ^[0-9]+$ ]] && ((TEST_N >= 5)) || die "LAB_N must be 5 or more for the test, got '$TEST_N'"
+    [[ $MGR_TIMEOUT =~ ^[1-9][0-9]*$ ]] || die "LAB_MGR_TIMEOUT must be a whole number of seconds, got '$MGR_TIMEOUT'"
+    [[ $LOSS =~ ^[0-9]+$ ]] && ((LOSS < 100)) || die "LAB_LOSS must be a percentage from 0 to 99, got '$LOSS'"
+    LOGDIR=$LOGROOT/test
+    trap test_exit EXIT
+    trap 'echo; echo "interrupted"; exit 130' INT TERM HUP
+    t_all=$(us_now)
+    lab_is_up && echo "a lab is up: the test replaces it with its own and removes that at the end"
+    lab_down quiet keep-logs
+    rm -rf "$LOGDIR"
+    lab_up "$TEST_N" quiet
+    copy_binaries
+    mkdir -p "$LOGDIR"
+    HOSTS_N=$TEST_N
+    SERV=$(seq 2 "$HOSTS_N" | tr '\n' ' ')
+    echo "genp2p LAN test: $HOSTS_N hosts (manager on h1, servants on $(names_of $SERV | tr ',' ' ')), manager timeout ${MGR_TIMEOUT}s, heartbeat ${HEARTBEAT}s"
+    for s in "${list[@]}"; do
+        local title_var="s${s}_title"
+        echo "[$s] ${!title_var}"
+        S_FAILED=0
+        t0=$(us_now)
+        "s$s"
+        stop_all_quietly # in case the scenario left early
+        if ((S_FAILED)); then r=FAIL failed=1; else r=PASS; fi
+        echo "    $r  [$s] ${!title_var} ($(secs_since "$t0")s)"
+        RESULTS+=("$r  [$s] ${!title_var} ($(secs_since "$t0")s)")
+    done
+    echo
+    echo "summary ($(secs_since "$t_all")s):"
+    for r in "${RESULTS[@]}"; do echo "  $r"; done
+    return $failed
+}
+
+cmd_status() {
+    if ! lab_is_up; then echo "no lab is up"; return 0; fi
+    local n i p
+    n=$(lab_hosts)
+    echo "lab up: $n hosts on bridge $BR in namespace $SW"
+    for ((i = 1; i <= n; i++)); do
+        p=$(ip netns pids "$(ns "$i")" 2>/dev/null | while read -r q; do tr '\0' ' ' <"/proc/$q/cmdline" 2>/dev/null | awk '{print $1}' | xargs -r basename; done | tr '\n' ' ')
+        printf '  %-9s h%-3s %-12s %s\n' "$(ns "$i")" "$i" "$(ip -n "$(ns "$i")" -br -4 addr show dev eth0 2>/dev/null | awk '{print $3 " " $2}')" "${p:+running: $p}"
+    done
+}
+
+usage() {
+    sed -n '2,12p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+main() {
+    local cmd=${1:-}
+    shift || true
+    case $cmd in
+    up)
+        preflight lan-up
+        check_binaries
+        lab_up "${1:-5}"
+        copy_binaries
+        ;;
+    demo) cmd_demo "${1:-5}" ;;
+    test) cmd_test "$@" ;;
+    down)
+        [[ $(id -u) -eq 0 ]] || die "the LAN lab needs root to remove its namespaces; run it as root, e.g. sudo make lan-down"
+        lab_down
+        ;;
+    status) cmd_status ;;
+    -h | --help | help) usage ;;
+    *)
+        usage >&2
+        exit 2
+        ;;
+    esac
+}
+
+main "$@"
