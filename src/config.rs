@@ -94,6 +94,12 @@ pub struct ManagerConfig {
     pub idle_timeout: Duration,
     /// `<maxconnections>`: connections held at once; newcomers beyond it are refused.
     pub max_connections: usize,
+    /// `<complaints>`: complaints each peer must make before it backs the suspicion that a
+    /// servant is unreachable (the article suggests 2 or 3).
+    pub complaints: u32,
+    /// `<probe>`: connect back to each servant that lists itself, and relay to it at once
+    /// if that fails (true or false).
+    pub probe: bool,
 }
 
 impl Default for ManagerConfig {
@@ -105,6 +111,8 @@ impl Default for ManagerConfig {
             timeout: Duration::from_secs(6),
             idle_timeout: Duration::from_secs(60),
             max_connections: 4000,
+            complaints: 3,
+            probe: true,
         }
     }
 }
@@ -122,6 +130,9 @@ pub struct ServantConfig {
     pub listen: Option<u16>,
     /// `<bind>`: the address to listen on (default 0.0.0.0).
     pub bind: IpAddr,
+    /// `<publicport>`: the port to tell the manager, when it differs from the one we listen
+    /// on (a router forwarding another port to us).
+    pub public_port: Option<u16>,
     /// `<heartbeat>`: seconds between heartbeats to the manager.
     pub heartbeat: Duration,
     /// `<queue>`: messages queued per peer before the oldest is dropped.
@@ -138,6 +149,7 @@ impl Default for ServantConfig {
             name: None,
             listen: None,
             bind: IpAddr::from([0, 0, 0, 0]),
+            public_port: None,
             heartbeat: Duration::from_secs(2),
             queue: 1024,
             bans: Vec::new(),
@@ -213,6 +225,15 @@ impl<'a, 'input> Reader<'a, 'input> {
                     "<{what}> must be a number of seconds above 0 (0.5 is fine), found {text:?}"
                 ),
             )),
+        }
+    }
+
+    fn boolean(&self, node: Node, what: &str) -> Result<bool, ConfigError> {
+        let text = self.text(node)?;
+        match text.to_ascii_lowercase().as_str() {
+            "true" | "yes" | "1" => Ok(true),
+            "false" | "no" | "0" => Ok(false),
+            _ => Err(self.invalid(node, format!("<{what}> must be true or false, found {text:?}"))),
         }
     }
 
@@ -316,6 +337,8 @@ impl ManagerConfig {
                     "firstport" => c.first_port = r.number(el, "firstport", 1, u16::MAX)?,
                     "timeout" => c.timeout = r.seconds(el, "timeout")?,
                     "idletimeout" => c.idle_timeout = r.seconds(el, "idletimeout")?,
+                    "complaints" => c.complaints = r.number(el, "complaints", 1, 1000)?,
+                    "probe" => c.probe = r.boolean(el, "probe")?,
                     "maxconnections" => {
                         c.max_connections = r.number(el, "maxconnections", 1, 1_000_000)?
                     }
@@ -323,7 +346,7 @@ impl ManagerConfig {
                         return Err(r.unknown(
                             el,
                             "manager",
-                            "port, bind, firstport, timeout, idletimeout, maxconnections",
+                            "port, bind, firstport, timeout, idletimeout, maxconnections, complaints, probe",
                         ))
                     }
                 }
@@ -365,6 +388,9 @@ impl ServantConfig {
                     "listen" => c.listen = Some(r.number(el, "listen", 0, u16::MAX)?),
                     "bind" => c.bind = r.ip(el, "bind")?,
                     "heartbeat" => c.heartbeat = r.seconds(el, "heartbeat")?,
+                    "publicport" => {
+                        c.public_port = Some(r.number(el, "publicport", 1, u16::MAX)?)
+                    }
                     "queue" => c.queue = r.number(el, "queue", 1, 1_000_000)?,
                     "bans" => {
                         for ban in r.elements(el)? {
@@ -394,7 +420,7 @@ impl ServantConfig {
                         return Err(r.unknown(
                             el,
                             "config",
-                            "connectionmgr, port, name, listen, bind, heartbeat, queue, bans",
+                            "connectionmgr, port, name, listen, bind, publicport, heartbeat, queue, bans",
                         ))
                     }
                 }
@@ -441,7 +467,7 @@ mod tests {
         );
         assert_eq!(
             servant("<config><connectionmgr>h</connectionmgr><hearbeat>1</hearbeat></config>").unwrap_err(),
-            "config.xml:1:41: unknown element <hearbeat> in <config> (known: connectionmgr, port, name, listen, bind, heartbeat, queue, bans)"
+            "config.xml:1:41: unknown element <hearbeat> in <config> (known: connectionmgr, port, name, listen, bind, publicport, heartbeat, queue, bans)"
         );
         let e = servant("<config><connectionmgr>h</connectionmgr>\n<port>85</config>").unwrap_err();
         assert!(e.starts_with("config.xml:2:"), "{e}");

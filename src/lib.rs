@@ -20,5 +20,6 @@ pub mod config;
 pub mod lines;
 pub mod manager;
 pub mod protocol;
+pub mod relay;
 pub mod registry;
 pub mod servant;

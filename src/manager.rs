@@ -26,12 +26,14 @@ use log::{debug, info, warn};
 use crate::config::ManagerConfig;
 use crate::lines::{LineError, LineReader};
 use crate::protocol::{ManagerCommand, ManagerMessage, PeerEntry, MANAGER_LINE_LIMIT};
-use crate::registry::{Change, Registry, Ticket};
+use crate::registry::{Change, Effects, Registry, Ticket};
 
 /// Lines queued for one client before it counts as not reading.
 const OUTBOX: usize = 1024;
 /// How long one write to a client may block.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a reachability probe waits for a servant to accept.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bad lines in a row after which a client is disconnected.
 const MAX_BAD_LINES: u32 = 20;
 
@@ -109,11 +111,12 @@ impl Manager {
         let addr = SocketAddr::new(config.bind, config.port);
         let listener =
             TcpListener::bind(addr).map_err(|source| ManagerError::Bind { addr, source })?;
-        let registry = Registry::new(
+        let mut registry = Registry::new(
             config.first_port,
             random_token(),
             config.timeout.as_millis() as u64,
         );
+        registry.set_complaint_threshold(config.complaints);
         Ok(Manager {
             listener,
             shared: Arc::new(Shared {
@@ -239,7 +242,20 @@ fn after_change(change: Option<Change<TcpStream>>, verb: &str, why: &str, shared
         "peer {verb}: {}{why}; {count} on the network",
         describe(&change.entry)
     );
-    for (entry, socket, reason) in change.dropped {
+    apply_effects(change.effects, shared);
+}
+
+/// Logs the registry's decisions and closes the connections of clients it dropped. Called
+/// after the registry lock is released, because logging and shutting sockets are I/O.
+fn apply_effects(fx: Effects<TcpStream>, shared: &Shared) {
+    for note in fx.notes {
+        info!("{note}");
+    }
+    if fx.dropped.is_empty() {
+        return;
+    }
+    let count = shared.registry().listed().len();
+    for (entry, socket, reason) in fx.dropped {
         info!(
             "peer left: {}: {reason}; {count} on the network",
             describe(&entry)
@@ -248,10 +264,26 @@ fn after_change(change: Option<Change<TcpStream>>, verb: &str, why: &str, shared
     }
 }
 
+/// Beyond the article (as libp2p's AutoNAT does): connect back to a servant that has just
+/// listed itself. If nothing answers, it is behind a firewall: relay to it at once rather
+/// than wait for complaints. Runs on its own thread, `probe-N`.
+fn probe(addr: SocketAddr, ticket: Ticket, shared: Arc<Shared>) {
+    match TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) {
+        Ok(s) => {
+            debug!("probe of {addr}: reachable");
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        Err(e) => {
+            let fx = shared.registry().unreachable_by_probe(&ticket, &e.to_string());
+            apply_effects(fx, &shared);
+        }
+    }
+}
+
 /// Serves one client for the life of its connection: registers it (the rest of the
 /// article's `p2p_ConnectionRequest`), answers it (`p2p_DataArrival`, in `serve_lines`)
 /// and forgets it when the connection ends (`p2p_Close`).
-fn handle_client(stream: TcpStream, peer: SocketAddr, shared: &Shared) {
+fn handle_client(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
     let _ = stream.set_read_timeout(Some(shared.config.idle_timeout));
@@ -294,7 +326,7 @@ fn serve_lines(
     peer: SocketAddr,
     ticket: &Ticket,
     tx: &crossbeam_channel::Sender<Arc<str>>,
-    shared: &Shared,
+    shared: &Arc<Shared>,
 ) -> String {
     let mut reader = LineReader::new(stream, MANAGER_LINE_LIMIT);
     let mut bad_lines = 0u32;
@@ -359,9 +391,29 @@ fn serve_lines(
                 if !queued {
                     return "not reading its answers".into();
                 }
+                if shared.config.probe {
+                    let (addr, t, sh) = (SocketAddr::new(peer.ip(), port), *ticket, Arc::clone(shared));
+                    let spawned = thread::Builder::new()
+                        .name(format!("probe-{}", ticket.offset))
+                        .spawn(move || probe(addr, t, sh));
+                    if let Err(e) = spawned {
+                        warn!("{peer}: reachability not probed: cannot start a thread: {e}");
+                    }
+                }
                 continue;
             }
             Ok(ManagerCommand::Bye) => return "said bye".into(),
+            Ok(ManagerCommand::Complain { id }) => {
+                bad_lines = 0;
+                let result = shared.registry().complain(ticket, &id);
+                match result {
+                    Ok(fx) => {
+                        apply_effects(fx, shared);
+                        continue;
+                    }
+                    Err(e) => ManagerMessage::Error(e).to_line(),
+                }
+            }
             Err(e) => {
                 bad_lines += 1;
                 debug!("{peer}: {e}");

@@ -83,6 +83,8 @@ pub enum ManagerCommand {
     },
     /// `bye`: leaving; the manager drops the client at once.
     Bye,
+    /// `complain ID`: this servant could not reach the listed servant with that id.
+    Complain { id: String },
 }
 
 impl ManagerCommand {
@@ -102,6 +104,13 @@ impl ManagerCommand {
         }
         let mut words = line.split_whitespace();
         match words.next() {
+            Some("complain") => match (words.next(), words.next()) {
+                (Some(id), None) => {
+                    check_token("complain: id", id)?;
+                    Ok(ManagerCommand::Complain { id: id.to_owned() })
+                }
+                _ => err("complain: expected 'complain ID'"),
+            },
             Some("listening") => {
                 let port = match words.next().map(str::parse::<u16>) {
                     Some(Ok(p)) if p != 0 => p,
@@ -149,6 +158,7 @@ impl ManagerCommand {
                 s
             }
             ManagerCommand::Bye => "bye".to_owned(),
+            ManagerCommand::Complain { id } => format!("complain {id}"),
         }
     }
 }
@@ -172,6 +182,9 @@ pub struct PeerEntry {
     pub name: Option<String>,
     /// The servant's id (random per run), if it gave one; the key a servant files peers by.
     pub id: Option<String>,
+    /// Set when this servant cannot be reached (behind a firewall): the offset of the peer
+    /// that relays to it. Others must not connect to it; it pulls from its relay.
+    pub relay: Option<u32>,
 }
 
 impl PeerEntry {
@@ -225,6 +238,9 @@ pub enum ManagerMessage {
     Leave { version: u64, peers: Vec<PeerEntry> },
     /// `<error>`: the last line was not understood.
     Error(String),
+    /// `<pull>`: the manager found this servant unreachable; pull every message from the
+    /// peer inside (its relay). An empty `<pull></pull>` means: stop pulling.
+    Pull(Option<PeerEntry>),
 }
 
 fn write_peer<W: std::io::Write>(w: &mut XmlWriter<W>, p: &PeerEntry) -> std::io::Result<()> {
@@ -238,6 +254,9 @@ fn write_peer<W: std::io::Write>(w: &mut XmlWriter<W>, p: &PeerEntry) -> std::io
     }
     if let Some(id) = &p.id {
         w.elem_text("id", id)?;
+    }
+    if let Some(relay) = p.relay {
+        w.elem_text("relay", &relay.to_string())?;
     }
     w.end_elem()
 }
@@ -304,6 +323,14 @@ impl ManagerMessage {
                     w.end_elem()?;
                 }
                 ManagerMessage::Error(text) => w.elem_text("error", text)?,
+                ManagerMessage::Pull(relay) => {
+                    w.begin_elem("pull")?;
+                    match relay {
+                        Some(p) => write_peer(&mut w, p)?,
+                        None => w.text("")?,
+                    }
+                    w.end_elem()?;
+                }
             }
             Ok(())
         })();
@@ -353,6 +380,7 @@ impl ManagerMessage {
                 peers: parse_peers(root)?,
             }),
             "error" => Ok(ManagerMessage::Error(root.text().unwrap_or("").to_owned())),
+            "pull" => Ok(ManagerMessage::Pull(parse_peers(root)?.into_iter().next())),
             other => err(format!("unknown document <{other}>")),
         }
     }
@@ -392,6 +420,12 @@ fn parse_peers(root: Node) -> Result<Vec<PeerEntry>, ProtocolError> {
         let id = child_text(peer, "id")
             .filter(|s| !s.is_empty())
             .map(str::to_owned);
+        let relay = match child_text(peer, "relay") {
+            None | Some("") => None,
+            Some(r) => Some(r.parse::<u32>().map_err(|_| {
+                ProtocolError(format!("<peer> number {n}: bad <relay> {r:?}"))
+            })?),
+        };
         out.push(PeerEntry {
             ip,
             port,
@@ -399,6 +433,7 @@ fn parse_peers(root: Node) -> Result<Vec<PeerEntry>, ProtocolError> {
             me,
             name,
             id,
+            relay,
         });
     }
     Ok(out)
@@ -421,6 +456,14 @@ pub enum PeerLine {
     Msg(ChatMessage),
     /// `PING`: keeps an idle connection known to be alive.
     Ping,
+    /// `PULL 1 ID NAME`: the first line of a firewalled servant's connection to its relay:
+    /// send me every message you receive or write, for as long as this connection lasts.
+    Pull { id: String, name: String },
+    /// `SEEN ORIGIN SEQ`: after `PULL`, one per writer: the last message shown from it, so
+    /// the relay first sends what was missed (writers not named are not caught up).
+    Seen { origin: String, seq: u64 },
+    /// `END`: the end of the `SEEN` lines.
+    End,
 }
 
 /// A chat message as it travels between servants.
@@ -445,6 +488,14 @@ impl PeerLine {
             "WELCOME" => parse_welcome(rest),
             "MSG" => parse_msg(rest).map(PeerLine::Msg),
             "PING" if rest.is_empty() => Ok(PeerLine::Ping),
+            "END" if rest.is_empty() => Ok(PeerLine::End),
+            "PULL" => parse_hello(rest)
+                .map(|hello| match hello {
+                    PeerLine::Hello { id, name } => PeerLine::Pull { id, name },
+                    other => other,
+                })
+                .map_err(|e| ProtocolError(e.0.replace("HELLO", "PULL"))),
+            "SEEN" => parse_seen(rest),
             _ => return None,
         })
     }
@@ -456,6 +507,9 @@ impl PeerLine {
             PeerLine::Welcome { id, last_seq } => format!("WELCOME {id} {last_seq}\n"),
             PeerLine::Msg(m) => format!("MSG {} {} {} {}\n", m.origin, m.seq, m.name, m.text),
             PeerLine::Ping => "PING\n".to_owned(),
+            PeerLine::Pull { id, name } => format!("PULL {PEER_PROTOCOL_VERSION} {id} {name}\n"),
+            PeerLine::Seen { origin, seq } => format!("SEEN {origin} {seq}\n"),
+            PeerLine::End => "END\n".to_owned(),
         }
     }
 }
@@ -489,6 +543,21 @@ fn parse_welcome(rest: &str) -> Result<PeerLine, ProtocolError> {
     Ok(PeerLine::Welcome {
         id: id.to_owned(),
         last_seq,
+    })
+}
+
+fn parse_seen(rest: &str) -> Result<PeerLine, ProtocolError> {
+    let mut w = rest.split(' ');
+    let (Some(origin), Some(seq), None) = (w.next(), w.next(), w.next()) else {
+        return err("SEEN: expected 'SEEN ORIGIN SEQ'");
+    };
+    check_token("SEEN: origin", origin)?;
+    let seq = seq
+        .parse()
+        .map_err(|_| ProtocolError(format!("SEEN: bad sequence number {seq:?}")))?;
+    Ok(PeerLine::Seen {
+        origin: origin.to_owned(),
+        seq,
     })
 }
 
@@ -527,6 +596,7 @@ mod tests {
             me,
             name: Some(format!("n{offset}")),
             id: Some(format!("id{offset}")),
+            relay: None,
         }
     }
 
@@ -570,6 +640,11 @@ mod tests {
             ManagerMessage::Unchanged { version: 9 },
             ManagerMessage::Error("unknown command \"x<y\"".into()),
             ManagerMessage::Peers(PeerList::default()),
+            ManagerMessage::Pull(Some(PeerEntry {
+                relay: Some(3),
+                ..entry(5, false)
+            })),
+            ManagerMessage::Pull(None),
         ] {
             assert_eq!(ManagerMessage::parse(&m.to_line()), Ok(m));
         }
@@ -594,6 +669,10 @@ mod tests {
                     id: Some("ab12".into()),
                     name: Some("alice".into()),
                 },
+            ),
+            (
+                "complain ab12",
+                ManagerCommand::Complain { id: "ab12".into() },
             ),
             (
                 "listening 9",

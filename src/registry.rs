@@ -11,14 +11,20 @@
 //! it in the order they happened. Taking a snapshot for one servant and queueing a change
 //! for it in the same critical section is what guarantees that a `<join>` never overtakes
 //! the `<peers>` it follows.
+//!
+//! The registry also keeps the manager's view of who cannot be reached (the article's
+//! closing section): complaints feed `relay::Suspicion`; a servant found unreachable is
+//! given a relay, listed with `<relay>` so others stop connecting to it, and told to pull
+//! with `<pull>`. When a relay leaves, its clients get another at once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use crossbeam_channel::{Sender, TrySendError};
 
 use crate::protocol::{peer_xml, peers_open_tag, ManagerMessage, PeerEntry};
+use crate::relay::{choose_relay, Suspicion, Verdict};
 
 /// A line queued for one client's writer thread.
 pub type Outbox = Sender<Arc<str>>;
@@ -48,6 +54,10 @@ struct Slot<C> {
     outbox: Outbox,
     /// This peer's `<peer>` element as others see it (me FALSE), cached while listed.
     xml: Arc<str>,
+    /// Found unreachable: it needs a relay (and has one when `relay` is set).
+    unreachable: bool,
+    /// The offset of the servant relaying to it.
+    relay: Option<u32>,
 }
 
 impl<C> Slot<C> {
@@ -59,6 +69,7 @@ impl<C> Slot<C> {
             me,
             name: self.name.clone(),
             id: self.id.clone(),
+            relay: self.relay,
         }
     }
 }
@@ -67,9 +78,24 @@ impl<C> Slot<C> {
 #[derive(Debug)]
 pub struct Change<C> {
     pub entry: PeerEntry,
-    /// Clients whose outbox was full: they are not reading, so they were removed and the
-    /// manager must close their connections.
+    pub effects: Effects<C>,
+}
+
+/// What the registry did along the way, to be logged and acted on after the lock is
+/// released (logging and closing sockets are I/O).
+#[derive(Debug)]
+pub struct Effects<C> {
+    /// Clients removed on the registry's own account (not reading their pushes, or
+    /// replaced by a newer connection of the same servant): close their connections.
     pub dropped: Vec<Dropped<C>>,
+    /// Decisions about unreachable servants and relays, with their reasons.
+    pub notes: Vec<String>,
+}
+
+impl<C> Default for Effects<C> {
+    fn default() -> Self {
+        Effects { dropped: Vec::new(), notes: Vec::new() }
+    }
 }
 
 /// A client the registry removed on its own, its closer, and why.
@@ -93,11 +119,14 @@ pub struct Registry<C> {
     version: u64,
     epoch: String,
     timeout_ms: u64,
+    /// Complaints about unreachable servants.
+    suspicion: Suspicion,
 }
 
 impl<C> Registry<C> {
     pub fn new(first_port: u16, epoch: String, timeout_ms: u64) -> Registry<C> {
         Registry {
+            suspicion: Suspicion::new(3),
             slots: BTreeMap::new(),
             serial: 0,
             by_id: HashMap::new(),
@@ -107,6 +136,11 @@ impl<C> Registry<C> {
             epoch,
             timeout_ms,
         }
+    }
+
+    /// Complaints each peer must make before it backs the suspicion (the article's 2 or 3).
+    pub fn set_complaint_threshold(&mut self, threshold: u32) {
+        self.suspicion = Suspicion::new(threshold);
     }
 
     pub fn version(&self) -> u64 {
@@ -143,6 +177,8 @@ impl<C> Registry<C> {
                 listed: false,
                 outbox,
                 xml: Arc::from(""),
+                unreachable: false,
+                relay: None,
             },
         );
         (Ticket { offset, serial }, port)
@@ -168,7 +204,7 @@ impl<C> Registry<C> {
         if !self.owns(t) {
             return None;
         }
-        let mut dropped = Vec::new();
+        let mut fx = Effects::default();
         if let Some(old) = id.as_ref().and_then(|id| self.by_id.get(id)).copied() {
             if old != t.offset {
                 let serial = self.slots[&old].serial;
@@ -177,9 +213,9 @@ impl<C> Registry<C> {
                         offset: old,
                         serial,
                     },
-                    &mut dropped,
+                    &mut fx,
                 ) {
-                    dropped.push((
+                    fx.dropped.push((
                         removed.entry,
                         removed.closer,
                         "replaced by a newer connection with the same id",
@@ -195,7 +231,7 @@ impl<C> Registry<C> {
         // Listed before under another id: servants file peers by id, so tell them the old
         // one left, or they would keep it as a stale peer.
         if let Some(before) = before.filter(|b| b.id != id) {
-            self.announce(false, before, &mut dropped);
+            self.announce(false, before, &mut fx);
         }
         let slot = self.slots.get_mut(&t.offset)?;
         slot.port = port;
@@ -207,23 +243,33 @@ impl<C> Registry<C> {
         if let Some(id) = id {
             self.by_id.insert(id, t.offset);
         }
-        self.announce(true, entry.clone(), &mut dropped);
-        Some(Change { entry, dropped })
+        self.announce(true, entry.clone(), &mut fx);
+        // Servants found unreachable while no relay could be had get one now.
+        let waiting: Vec<u32> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.unreachable && s.relay.is_none())
+            .map(|(&o, _)| o)
+            .collect();
+        for o in waiting {
+            self.assign_relay(o, &mut fx);
+        }
+        Some(Change { entry, effects: fx })
     }
 
     /// The client holding `t` is gone (the article's `p2p_Close` and `RemovePeerByOffset`). Returns the
     /// change when it was listed, so the others were told; `None` when it was never
     /// listed or had already been removed.
     pub fn remove(&mut self, t: &Ticket) -> Option<Change<C>> {
-        let mut dropped = Vec::new();
-        let removed = self.remove_slot(t, &mut dropped)?;
+        let mut fx = Effects::default();
+        let removed = self.remove_slot(t, &mut fx)?;
         removed.was_listed.then_some(Change {
             entry: removed.entry,
-            dropped,
+            effects: fx,
         })
     }
 
-    fn remove_slot(&mut self, t: &Ticket, dropped: &mut Vec<Dropped<C>>) -> Option<Removed<C>> {
+    fn remove_slot(&mut self, t: &Ticket, fx: &mut Effects<C>) -> Option<Removed<C>> {
         if !self.owns(t) {
             return None;
         }
@@ -234,8 +280,26 @@ impl<C> Registry<C> {
             }
         }
         let entry = slot.entry(t.offset, false);
+        self.suspicion.forget(t.offset);
         if slot.listed {
-            self.announce(false, entry.clone(), dropped);
+            self.announce(false, entry.clone(), fx);
+        }
+        // Its relayed clients need another relay, at once.
+        let orphans: Vec<u32> = self
+            .slots
+            .iter()
+            .filter(|(_, s)| s.relay == Some(t.offset))
+            .map(|(&o, _)| o)
+            .collect();
+        for o in orphans {
+            if let Some(s) = self.slots.get_mut(&o) {
+                s.relay = None;
+            }
+            fx.notes.push(format!(
+                "relay {} left; finding another for slot {o}",
+                entry.label()
+            ));
+            self.assign_relay(o, fx);
         }
         Some(Removed {
             entry,
@@ -246,7 +310,7 @@ impl<C> Registry<C> {
 
     /// A new version of the list: tells every other listed client that `entry` joined
     /// (`<join>`) or left (`<leave>`).
-    fn announce(&mut self, joined: bool, entry: PeerEntry, dropped: &mut Vec<Dropped<C>>) {
+    fn announce(&mut self, joined: bool, entry: PeerEntry, fx: &mut Effects<C>) {
         self.version += 1;
         let (version, offset, peers) = (self.version, entry.offset, vec![entry]);
         let message = if joined {
@@ -254,13 +318,13 @@ impl<C> Registry<C> {
         } else {
             ManagerMessage::Leave { version, peers }
         };
-        self.publish(offset, message.to_line(), dropped);
+        self.publish(offset, message.to_line(), fx);
     }
 
     /// Queues `line` for every listed client but `except`. A client whose outbox is full
     /// is not reading: it is removed (which tells the others in turn) and its closer is
     /// added to `dropped`.
-    fn publish(&mut self, except: u32, line: String, dropped: &mut Vec<Dropped<C>>) {
+    fn publish(&mut self, except: u32, line: String, fx: &mut Effects<C>) {
         let line: Arc<str> = Arc::from(line);
         let mut stalled = Vec::new();
         for (&offset, slot) in &self.slots {
@@ -278,9 +342,128 @@ impl<C> Registry<C> {
             }
         }
         for t in stalled {
-            if let Some(removed) = self.remove_slot(&t, dropped) {
-                dropped.push((removed.entry, removed.closer, "not reading its pushes"));
+            if let Some(removed) = self.remove_slot(&t, fx) {
+                fx.dropped.push((removed.entry, removed.closer, "not reading its pushes"));
             }
+        }
+    }
+
+    fn listed_offsets(&self) -> BTreeSet<u32> {
+        self.slots
+            .iter()
+            .filter(|(_, s)| s.listed)
+            .map(|(&o, _)| o)
+            .collect()
+    }
+
+    /// The article's complaint: the holder of `t` could not reach the servant with `id`.
+    /// Condemns that servant when most others back the complaint (see `relay`).
+    pub fn complain(&mut self, t: &Ticket, id: &str) -> Result<Effects<C>, String> {
+        let mut fx = Effects::default();
+        if !self.is_listed(t) {
+            return Err("complain: only a listed servant may complain".into());
+        }
+        let Some(&suspect) = self.by_id.get(id) else {
+            return Err(format!("complain: no listed servant has id {id:?}"));
+        };
+        if suspect == t.offset {
+            return Err("complain: a servant cannot complain about itself".into());
+        }
+        if self.slots[&suspect].unreachable {
+            return Ok(fx);
+        }
+        let listed = self.listed_offsets();
+        let verdict = self.suspicion.complain(t.offset, suspect, &listed);
+        let (who, by) = (self.label(suspect), self.label(t.offset));
+        match verdict {
+            Verdict::Suspected { backing, needed } => {
+                fx.notes.push(format!(
+                    "complaint about {who} from {by}: {backing} of {needed} needed peers back it"
+                ));
+                if self.suspicion.is_troubled(t.offset, &listed) {
+                    fx.notes.push(format!(
+                        "{by} cannot reach anyone: its complaints count against nobody"
+                    ));
+                }
+            }
+            Verdict::Unreachable { backing, of } => {
+                let reason = format!(
+                    "{backing} of {of} peers complained at least {} times each while it kept heartbeating",
+                    self.suspicion.threshold
+                );
+                self.condemn(suspect, &reason, &mut fx);
+            }
+        }
+        Ok(fx)
+    }
+
+    /// The manager could not connect back to the holder of `t` when it listed itself:
+    /// treat it as unreachable at once (the servant need not wait for complaints).
+    pub fn unreachable_by_probe(&mut self, t: &Ticket, why: &str) -> Effects<C> {
+        let mut fx = Effects::default();
+        if self.is_listed(t) && !self.slots[&t.offset].unreachable {
+            self.condemn(t.offset, &format!("the manager could not connect back to it: {why}"), &mut fx);
+        }
+        fx
+    }
+
+    fn condemn(&mut self, offset: u32, reason: &str, fx: &mut Effects<C>) {
+        let who = self.label(offset);
+        fx.notes.push(format!("{who} is unreachable: {reason}"));
+        if let Some(s) = self.slots.get_mut(&offset) {
+            s.unreachable = true;
+        }
+        self.suspicion.clear(offset);
+        self.assign_relay(offset, fx);
+    }
+
+    /// Chooses a relay for the unreachable servant in `offset`, lists it as relayed and
+    /// tells it to pull.
+    fn assign_relay(&mut self, offset: u32, fx: &mut Effects<C>) {
+        let listed = self.listed_offsets();
+        let candidates: Vec<(u32, usize)> = self
+            .slots
+            .iter()
+            .filter(|(&o, s)| {
+                o != offset
+                    && s.listed
+                    && !s.unreachable
+                    && s.id.is_some()
+                    && !self.suspicion.is_troubled(o, &listed)
+            })
+            .map(|(&o, _)| {
+                let load = self.slots.values().filter(|c| c.relay == Some(o)).count();
+                (o, load)
+            })
+            .collect();
+        let who = self.label(offset);
+        let Some(relay) = choose_relay(&candidates) else {
+            fx.notes.push(format!(
+                "no relay available for {who}; it will get one when a reachable servant joins"
+            ));
+            return;
+        };
+        let relay_entry = self.slots[&relay].entry(relay, false);
+        let Some(slot) = self.slots.get_mut(&offset) else { return };
+        slot.relay = Some(relay);
+        let entry = slot.entry(offset, false);
+        slot.xml = Arc::from(peer_xml(&entry));
+        let pull = ManagerMessage::Pull(Some(relay_entry.clone())).to_line();
+        let told = slot.outbox.try_send(Arc::from(pull)).is_ok();
+        fx.notes.push(format!(
+            "{who} pulls from {} (serving {} relayed servant(s)){}",
+            relay_entry.label(),
+            candidates.iter().find(|c| c.0 == relay).map_or(0, |c| c.1) + 1,
+            if told { "" } else { "; could not tell it (its queue is full)" }
+        ));
+        // An upsert: the same offset, now with <relay>, so others stop connecting to it.
+        self.announce(true, entry, fx);
+    }
+
+    fn label(&self, offset: u32) -> String {
+        match self.slots.get(&offset) {
+            Some(s) => format!("{} (slot {offset})", s.entry(offset, false).label()),
+            None => format!("slot {offset}"),
         }
     }
 
@@ -383,16 +566,16 @@ mod tests {
         r.listen(&a, 4000, Some("ida".into()), None);
         let (b, _, _rxb) = client(&mut r, 8);
         let change = r.listen(&b, 4001, Some("idb".into()), None).unwrap();
-        assert!(change.dropped.is_empty());
+        assert!(change.effects.dropped.is_empty());
         let (c, _, _rxc) = client(&mut r, 8);
         let change = r.listen(&c, 4002, Some("idc".into()), None).unwrap();
-        assert_eq!(change.dropped.len(), 1, "a's outbox of one is full");
-        assert_eq!(change.dropped[0].0.offset, a.offset);
+        assert_eq!(change.effects.dropped.len(), 1, "a's outbox of one is full");
+        assert_eq!(change.effects.dropped[0].0.offset, a.offset);
         assert!(!r.is_listed(&a));
         let (d, _, _rxd) = client(&mut r, 8);
         let change = r.listen(&d, 4003, Some("idb".into()), None).unwrap();
         assert_eq!(
-            change.dropped[0].0.offset, b.offset,
+            change.effects.dropped[0].0.offset, b.offset,
             "the stale registration of idb is dropped"
         );
         assert_eq!(r.listed().len(), 2);

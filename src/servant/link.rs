@@ -43,6 +43,8 @@ pub enum LinkEvent {
     Leave(Vec<PeerEntry>),
     /// The connection to the manager is lost; the link is reconnecting.
     Down(String),
+    /// We cannot be reached: pull from this relay (`None`: stop pulling).
+    Pull(Option<PeerEntry>),
 }
 
 /// Who we are, as the manager should list us.
@@ -90,6 +92,13 @@ impl ManagerWriter {
     }
 
     /// Says `bye` and closes, so the manager drops us at once.
+    /// The article's complaint: tells the manager we cannot reach the servant with `id`.
+    pub fn complain(&self, id: &str) {
+        if let Err(e) = self.send(&ManagerCommand::Complain { id: id.to_owned() }) {
+            debug!("complaint about {id} not sent: {e}");
+        }
+    }
+
     pub fn bye(&self) {
         self.leaving.store(true, Ordering::SeqCst);
         let _ = self.send(&ManagerCommand::Bye);
@@ -326,6 +335,7 @@ fn follow(
                         warn!("the connection manager says: {e}");
                         None
                     }
+                    Ok(ManagerMessage::Pull(relay)) => Some(LinkEvent::Pull(relay)),
                     Ok(other) => {
                         debug!("list out of step ({other:?} after version {version}); asking for the whole list");
                         if let Err(e) = writer.send(&ManagerCommand::NeedsPeerList { since: None })

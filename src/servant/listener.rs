@@ -19,6 +19,7 @@ use crossbeam_channel::Sender;
 use log::{debug, info, warn};
 
 use super::bans::Bans;
+use super::relaying::{serve_pull, Hub};
 use super::sender::PING_EVERY;
 use crate::lines::{LineError, LineReader};
 use crate::protocol::{ChatMessage, PeerLine, CHAT_LINE_LIMIT};
@@ -47,6 +48,11 @@ pub enum Verdict {
 }
 
 impl Seen {
+    /// Every writer heard from, with the last sequence number shown.
+    pub fn snapshot(&self) -> Vec<(String, u64)> {
+        self.lock().iter().map(|(k, &v)| (k.clone(), v)).collect()
+    }
+
     pub fn last_from(&self, origin: &str) -> u64 {
         self.lock().get(origin).copied().unwrap_or(0)
     }
@@ -78,6 +84,8 @@ impl Seen {
 pub struct Inbound {
     /// Our `WELCOME` says who we are.
     pub my_id: String,
+    /// What we relay to servants behind firewalls (empty unless one pulls from us).
+    pub hub: Hub,
     pub bans: Arc<Bans>,
     pub seen: Seen,
     /// Lines for standard output (the article's `txtChat1`).
@@ -146,6 +154,9 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
             debug!("{peer}: servant {name} ({id}) connected");
             servant_lines(&mut reader, peer, &name, inbound)
         }
+        Some(Ok(PeerLine::Pull { id, name })) => {
+            serve_pull(&stream, &mut reader, peer, &id, &name, inbound)
+        }
         Some(Err(e)) => {
             info!("{peer}: bad first line: {e}; closed");
             return;
@@ -173,7 +184,7 @@ fn show_plain(peer: SocketAddr, line: &str, inbound: &Inbound) {
 }
 
 /// `servants1_DataArrival` for another servant: reads its `MSG` lines and shows each once.
-fn servant_lines(
+pub(super) fn servant_lines(
     reader: &mut LineReader<&TcpStream>,
     peer: SocketAddr,
     name: &str,
@@ -205,6 +216,7 @@ fn servant_lines(
                         );
                     }
                     let _ = inbound.out.send(format!("<{}> {}", m.name, m.text));
+                    inbound.hub.record(&m);
                 }
             }),
             Some(Ok(PeerLine::Ping)) => {}

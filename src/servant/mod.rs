@@ -22,9 +22,10 @@ pub mod bans;
 pub mod console;
 pub mod link;
 pub mod listener;
+pub mod relaying;
 pub mod sender;
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -44,6 +45,7 @@ use bans::Bans;
 use console::{Input, HELP};
 use link::{LinkEvent, ManagerWriter, Registration};
 use listener::{Inbound, Seen};
+use relaying::{Hub, Puller};
 use sender::{Outgoing, SenderStatus, Target};
 
 /// How long shutdown waits for senders to deliver what they hold.
@@ -115,6 +117,12 @@ struct Peer {
     dropped: u64,
 }
 
+/// A peer whose sender was stopped.
+struct PeerEntryAddr {
+    entry: PeerEntry,
+    addr: SocketAddr,
+}
+
 /// The core's state.
 struct Core {
     config: ServantConfig,
@@ -123,15 +131,21 @@ struct Core {
     hello: String,
     next_seq: u64,
     peers: HashMap<String, Peer>,
-    /// Keys of peers the manager lists now. After reconnecting to a restarted manager, peers
-    /// it does not list yet are kept until `grace_until` (they are re-registering too).
-    listed: HashSet<String>,
+    /// The peers the manager lists now, by key, relayed ones included. After reconnecting
+    /// to a restarted manager, peers it does not list yet are kept until `grace_until`
+    /// (they are re-registering too).
+    listed: HashMap<String, PeerEntry>,
     grace_until: Option<Instant>,
     epoch: String,
     manager_up: bool,
     out: Sender<String>,
     /// Senders stopped while running, joined at shutdown if still running.
     stopping: Vec<JoinHandle<()>>,
+    /// Our line to the manager, for complaints.
+    writer: Arc<ManagerWriter>,
+    inbound: Arc<Inbound>,
+    /// Set while we cannot be reached: the thread pulling our messages from a relay.
+    puller: Option<Puller>,
 }
 
 /// Resolves the manager's host name, failing clearly when it is unknown.
@@ -245,13 +259,18 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         bans: Bans::start(config.bans.clone()),
         seen: Seen::default(),
         out: out_tx.clone(),
+        hub: Hub::default(),
     });
-    spawn("listen", move || listener::accept_loop(listener, inbound))?;
+    let inb = Arc::clone(&inbound);
+    spawn("listen", move || listener::accept_loop(listener, inb))?;
 
+    if let Some(public) = config.public_port {
+        info!("listening on port {port}; telling the manager {public} (<publicport>)");
+    }
     let me = Registration {
         id: id.clone(),
         name: name.clone(),
-        port,
+        port: config.public_port.unwrap_or(port),
     };
     let first = match link::register(&stream, &mut reader, &me) {
         Ok(list) => Some((stream, reader, list)),
@@ -269,9 +288,24 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         first,
         events_tx,
         events,
-        out_tx,
-        (printer, stop_printer),
+        Output {
+            out: out_tx,
+            printer,
+            stop_printer,
+            inbound,
+        },
     )
+}
+
+/// The threads and channels behind what the servant shows.
+struct Output {
+    /// Lines for standard output.
+    out: Sender<String>,
+    printer: JoinHandle<()>,
+    /// Dropping it ends the printer once what is queued is printed.
+    stop_printer: Sender<()>,
+    /// What every receiving thread shares (the dedup table, the relay hub).
+    inbound: Arc<Inbound>,
 }
 
 /// The first registration's connection and the list that answered it.
@@ -287,9 +321,14 @@ fn run_joined(
     first: Option<Session>,
     events_tx: Sender<Event>,
     events: Receiver<Event>,
-    out_tx: Sender<String>,
-    (printer, stop_printer): (JoinHandle<()>, Sender<()>),
+    output: Output,
 ) -> Result<(), ServantError> {
+    let Output {
+        out: out_tx,
+        printer,
+        stop_printer,
+        inbound,
+    } = output;
     let (id, name) = (me.id.clone(), me.name.clone());
     let list = first
         .as_ref()
@@ -342,12 +381,15 @@ fn run_joined(
         hello,
         next_seq: 1,
         peers: HashMap::new(),
-        listed: HashSet::new(),
+        listed: HashMap::new(),
         grace_until: None,
         epoch: list.epoch.clone(),
         manager_up: true,
         out: out_tx,
         stopping: Vec::new(),
+        writer: Arc::clone(&writer),
+        inbound,
+        puller: None,
     };
     core.apply_list(list);
     let why = core.run(&events);
@@ -406,6 +448,8 @@ impl Core {
             name: self.name.clone(),
             text,
         };
+        // Servants pulling from us get what we write too.
+        self.inbound.hub.record(&msg);
         let out = Arc::new(Outgoing {
             seq,
             line: PeerLine::Msg(msg).to_line(),
@@ -441,38 +485,73 @@ impl Core {
     fn show_peers(&self) {
         let mut lines = vec![format!(
             "{} peer(s); manager {}",
-            self.peers.len(),
+            self.listed.len().max(self.peers.len()),
             if self.manager_up {
                 "connected"
             } else {
                 "unreachable, reconnecting"
             }
         )];
-        let mut peers: Vec<_> = self.peers.values().collect();
-        peers.sort_by_key(|p| p.entry.offset);
-        for p in peers {
-            let state = if p.status.connected.load(Ordering::Relaxed) {
-                "connected".to_owned()
-            } else {
-                match p.status.failures.load(Ordering::Relaxed) {
-                    0 => "connecting".to_owned(),
-                    n => format!("unreachable ({n} tries)"),
+        let label_of = |offset: u32| {
+            self.listed
+                .values()
+                .find(|e| e.offset == offset)
+                .map_or(format!("slot {offset}"), PeerEntry::label)
+        };
+        let mut keys: Vec<&String> = self.listed.keys().chain(self.peers.keys()).collect();
+        keys.sort_by_key(|k| {
+            self.peers
+                .get(*k)
+                .map(|p| p.entry.offset)
+                .or(self.listed.get(*k).map(|e| e.offset))
+        });
+        keys.dedup();
+        for key in keys {
+            let (entry, state) = match (self.peers.get(key), self.listed.get(key)) {
+                (Some(p), listed) => {
+                    let mut state = if p.status.connected.load(Ordering::Relaxed) {
+                        "connected".to_owned()
+                    } else {
+                        match p.status.failures.load(Ordering::Relaxed) {
+                            0 => "connecting".to_owned(),
+                            n => format!("unreachable ({n} tries)"),
+                        }
+                    };
+                    state.push_str(&format!(", {} queued", p.tx.len()));
+                    if listed.is_none() {
+                        state.push_str(" [kept while the manager recovers]");
+                    }
+                    (&p.entry, state)
                 }
-            };
-            let held = if self.listed.contains(&p.entry.key()) {
-                ""
-            } else {
-                " [kept while the manager recovers]"
+                (None, Some(e)) => match e.relay {
+                    Some(r) => (e, format!("behind a firewall, relayed through {}", label_of(r))),
+                    None => (e, "not reached".to_owned()),
+                },
+                (None, None) => continue,
             };
             lines.push(format!(
-                "  {:<20} {:<24} slot {:<4} {state}, {} queued{held}",
-                p.entry.label(),
-                p.addr.to_string(),
-                p.entry.offset,
-                p.tx.len()
+                "  {:<20} {:<24} slot {:<4} {state}",
+                entry.label(),
+                format!("{}:{}", entry.ip, entry.port),
+                entry.offset,
             ));
         }
-        lines.push(format!("  {:<20} (this servant)", self.name));
+        let mut me = format!("  {:<20} (this servant)", self.name);
+        if let Some(p) = &self.puller {
+            me.push_str(&format!(
+                "; behind a firewall, pulling from {} at {}",
+                p.relay_label, p.addr
+            ));
+        }
+        let relayed = self.inbound.hub.pullers();
+        if !relayed.is_empty() {
+            let names: Vec<String> = relayed
+                .iter()
+                .map(|id| self.listed.get(id).map_or(id.clone(), PeerEntry::label))
+                .collect();
+            me.push_str(&format!("; relaying to {}", names.join(", ")));
+        }
+        lines.push(me);
         for l in lines {
             self.print(l);
         }
@@ -485,9 +564,12 @@ impl Core {
                 self.manager_up = true;
                 if list.epoch != self.epoch {
                     // A restarted manager: its list fills up as servants re-register.
-                    let grace =
-                        Duration::from_millis(list.timeout_ms.max(3000)) + Duration::from_secs(2);
-                    info!("the connection manager restarted; keeping known peers for {:.0}s while they rejoin", grace.as_secs_f64());
+                    let grace = Duration::from_millis(list.timeout_ms.max(3000))
+                        + Duration::from_secs(2);
+                    info!(
+                        "the connection manager restarted; keeping known peers for {:.0}s while they rejoin",
+                        grace.as_secs_f64()
+                    );
                     self.grace_until = Some(Instant::now() + grace);
                     self.epoch = list.epoch.clone();
                 }
@@ -496,7 +578,6 @@ impl Core {
             LinkEvent::List(list) => self.apply_list(list),
             LinkEvent::Join(entries) => {
                 for e in entries {
-                    self.listed.insert(e.key());
                     self.add_or_update(e);
                 }
             }
@@ -504,32 +585,65 @@ impl Core {
                 for e in entries {
                     let key = e.key();
                     self.listed.remove(&key);
-                    if self
-                        .peers
-                        .get(&key)
-                        .is_some_and(|p| p.entry.offset == e.offset || e.id.is_some())
-                    {
-                        self.remove(&key, "left the network");
-                    }
+                    self.remove(&key, "left the network");
                 }
             }
             LinkEvent::Down(_) => self.manager_up = false,
+            LinkEvent::Pull(Some(relay)) => self.pull_from(relay),
+            LinkEvent::Pull(None) => {
+                if let Some(p) = self.puller.take() {
+                    info!("no longer pulling from {}", p.relay_label);
+                }
+            }
+        }
+    }
+
+    /// The article's "pull from another peer": we cannot be reached, so fetch every
+    /// message from `relay`. A new relay replaces the old one (the manager chose again).
+    fn pull_from(&mut self, relay: PeerEntry) {
+        let Ok(ip) = relay.ip.parse::<IpAddr>() else {
+            warn!("the manager named a relay with a bad address {:?}", relay.ip);
+            return;
+        };
+        let addr = SocketAddr::new(ip, relay.port);
+        if self.puller.as_ref().is_some_and(|p| p.addr == addr) {
+            return;
+        }
+        info!(
+            "the manager finds us unreachable; pulling from {} at {addr}",
+            relay.label()
+        );
+        let known: Vec<String> = self.listed.values().filter_map(|e| e.id.clone()).collect();
+        // The old puller (if any) stops when dropped here, after the new one starts: what
+        // both deliver is shown once.
+        match Puller::start(
+            relay.label(),
+            addr,
+            (self.id.clone(), self.name.clone()),
+            known,
+            Arc::clone(&self.inbound),
+        ) {
+            Ok(p) => self.puller = Some(p),
+            Err(e) => warn!("cannot start pulling from {}: {e}", relay.label()),
         }
     }
 
     /// The article's `Winsock1_DataArrival` refilling `userList1`: makes the peer table
     /// match a whole list (keeping absent peers during a grace period).
     fn apply_list(&mut self, list: PeerList) {
-        self.listed = list
+        let my_relay = list.me().and_then(|me| me.relay);
+        let others: HashMap<String, PeerEntry> = list
             .peers
             .iter()
-            .filter(|p| !self.is_me(p))
-            .map(PeerEntry::key)
+            .filter(|e| !self.is_me(e))
+            .map(|e| (e.key(), e.clone()))
             .collect();
+        self.listed = others;
+        if let Some(relay) = my_relay.and_then(|r| list.peers.iter().find(|e| e.offset == r)) {
+            self.pull_from(relay.clone());
+        }
         for e in list.peers {
-            if !self.is_me(&e) {
-                self.add_or_update(e);
-            }
+            self.add_or_update(e);
         }
         if self.grace_until.is_none() {
             self.drop_unlisted();
@@ -547,7 +661,7 @@ impl Core {
         let gone: Vec<String> = self
             .peers
             .keys()
-            .filter(|k| !self.listed.contains(*k))
+            .filter(|k| !self.listed.contains_key(*k))
             .cloned()
             .collect();
         for key in gone {
@@ -559,11 +673,23 @@ impl Core {
         e.me || e.id.as_deref() == Some(self.id.as_str())
     }
 
+    /// Starts (or keeps, or restarts) the sender for a listed peer. A peer behind a
+    /// firewall gets none: it pulls our messages from its relay.
     fn add_or_update(&mut self, entry: PeerEntry) {
         if self.is_me(&entry) {
             return;
         }
         let key = entry.key();
+        self.listed.insert(key.clone(), entry.clone());
+        if let Some(relay) = entry.relay {
+            if let Some(p) = self.stop_sender(&key) {
+                info!(
+                    "{} is behind a firewall: no longer connecting to it; it pulls our messages from slot {relay}",
+                    p.entry.label()
+                );
+            }
+            return;
+        }
         let addr = match entry.ip.parse::<IpAddr>() {
             Ok(ip) => SocketAddr::new(ip, entry.port),
             Err(_) => {
@@ -585,10 +711,19 @@ impl Core {
         }
         let (tx, rx) = bounded::<Arc<Outgoing>>(self.config.queue);
         let status = Arc::new(SenderStatus::default());
+        let complain = {
+            let (writer, id) = (Arc::clone(&self.writer), entry.id.clone());
+            Box::new(move || {
+                if let Some(id) = &id {
+                    writer.complain(id);
+                }
+            })
+        };
         let target = Target {
             addr,
             label: entry.label(),
             hello: self.hello.clone(),
+            complain,
         };
         match sender::spawn(target, rx.clone(), Arc::clone(&status)) {
             Ok(thread) => {
@@ -620,17 +755,27 @@ impl Core {
     /// The article's "discontinue attempting to communicate with the servant who left":
     /// dropping the channel ends the sender thread.
     fn remove(&mut self, key: &str, why: &str) {
-        if let Some(p) = self.peers.remove(key) {
+        if let Some(p) = self.stop_sender(key) {
             info!("peer left: {} at {} ({why})", p.entry.label(), p.addr);
-            drop(p.tx);
-            drop(p.drain);
-            self.stopping.retain(|h| !h.is_finished());
-            self.stopping.push(p.thread);
         }
+    }
+
+    /// Ends the sender thread for `key`, if there is one; returns what is left of the peer.
+    fn stop_sender(&mut self, key: &str) -> Option<PeerEntryAddr> {
+        let p = self.peers.remove(key)?;
+        drop(p.tx);
+        drop(p.drain);
+        self.stopping.retain(|h| !h.is_finished());
+        self.stopping.push(p.thread);
+        Some(PeerEntryAddr {
+            entry: p.entry,
+            addr: p.addr,
+        })
     }
 
     /// Stops every sender, giving them `LINGER` to deliver what they hold.
     fn shutdown(&mut self) {
+        self.puller = None;
         let mut threads: Vec<JoinHandle<()>> = std::mem::take(&mut self.stopping);
         for (_, p) in self.peers.drain() {
             drop(p.tx);

@@ -33,6 +33,8 @@ const HISTORY: usize = 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Failed tries after which each further failure is reported to the manager.
+const COMPLAIN_AFTER: u64 = 2;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// An idle connection is pinged this often, so the peer does not time it out.
@@ -61,6 +63,9 @@ pub struct Target {
     pub label: String,
     /// Our own `HELLO` line.
     pub hello: String,
+    /// Reports the peer to the manager as unreachable (the article's complaint); called
+    /// after every failed try but the first.
+    pub complain: Box<dyn Fn() + Send>,
 }
 
 /// Starts the sender thread for one peer: the per-peer part of the article's
@@ -111,6 +116,9 @@ impl Sender {
                     Ok(()) => backoff = BACKOFF_FIRST,
                     Err(e) => {
                         let failures = self.status.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                        if failures >= COMPLAIN_AFTER {
+                            (self.target.complain)();
+                        }
                         if failures == 1 {
                             warn!(
                                 "cannot reach {} at {}: {e}; retrying with backoff",

@@ -1,0 +1,288 @@
+//! Relayed pull, both ends: a servant behind a firewall pulls every message from a relay.
+//!
+//! The article's closing section: when the manager concludes that a servant cannot be
+//! reached, it tells it to pull from a chosen peer, which publishes to it all the data it
+//! gets, for the life of that servant. Here:
+//!
+//! - the **relay** side is `Hub`: every message this servant shows or writes is recorded
+//!   in a bounded history and handed to each attached puller's `relay-NAME` writer thread;
+//! - the **pulling** side is `Puller`: the `pull-NAME` thread connects *out* to the relay
+//!   (outbound connections pass the firewall), says `PULL` and the last message it has
+//!   shown from each writer (`SEEN`), and then reads `MSG` lines like any peer connection.
+//!
+//! Nothing is lost when a relay changes: the new relay first sends, from its history,
+//! everything newer than what the puller says it has seen, and the puller drops what it
+//! has already shown, by writer id and sequence number (`Seen`).
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread;
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use log::{debug, info, warn};
+
+use super::listener::{servant_lines, Inbound};
+use super::sender::PING_EVERY;
+use crate::lines::{LineError, LineReader};
+use crate::protocol::{ChatMessage, PeerLine, CHAT_LINE_LIMIT};
+
+/// Messages kept to catch a new puller up, and the most bytes they may take.
+const HISTORY: usize = 4096;
+const HISTORY_BYTES: usize = 4 << 20;
+/// Lines queued for one puller before it counts as too slow and is disconnected (it
+/// reconnects and is caught up from the history).
+const PULL_QUEUE: usize = 4096;
+/// `SEEN` lines accepted after one `PULL`.
+const MAX_SEEN: usize = 100_000;
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+struct Recorded {
+    origin: String,
+    seq: u64,
+    line: Arc<str>,
+}
+
+struct Attached {
+    serial: u64,
+    /// The puller's id: its own messages are not sent back to it.
+    id: String,
+    tx: Sender<Arc<str>>,
+    socket: TcpStream,
+}
+
+#[derive(Default)]
+struct HubState {
+    history: VecDeque<Recorded>,
+    history_bytes: usize,
+    pullers: Vec<Attached>,
+    serial: u64,
+}
+
+/// The relay side. Written by every `recv-` thread and the core (`record`) and by the
+/// `recv-` thread of each pull connection (`attach`, `detach`), each in a short block.
+#[derive(Default)]
+pub struct Hub {
+    state: Mutex<HubState>,
+}
+
+impl Hub {
+    fn lock(&self) -> MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a message this servant showed or wrote, and passes it to every puller but
+    /// its writer. History and hand-over happen under one lock, so a puller attaching at
+    /// the same moment gets the message exactly once: from the history or live.
+    pub fn record(&self, m: &ChatMessage) {
+        let line: Arc<str> = Arc::from(PeerLine::Msg(m.clone()).to_line());
+        let mut st = self.lock();
+        st.history_bytes += line.len();
+        st.history.push_back(Recorded { origin: m.origin.clone(), seq: m.seq, line: Arc::clone(&line) });
+        while st.history.len() > HISTORY || st.history_bytes > HISTORY_BYTES {
+            match st.history.pop_front() {
+                Some(old) => st.history_bytes -= old.line.len(),
+                None => break,
+            }
+        }
+        let mut slow = Vec::new();
+        for p in &st.pullers {
+            if p.id == m.origin {
+                continue;
+            }
+            if let Err(TrySendError::Full(_)) = p.tx.try_send(Arc::clone(&line)) {
+                slow.push(p.serial);
+            }
+        }
+        // A puller that cannot keep up is cut off; it reconnects and is caught up from the
+        // history, which is cheaper than an unbounded queue.
+        let closing: Vec<TcpStream> = st
+            .pullers
+            .iter()
+            .filter(|p| slow.contains(&p.serial))
+            .filter_map(|p| p.socket.try_clone().ok())
+            .collect();
+        st.pullers.retain(|p| !slow.contains(&p.serial));
+        drop(st);
+        for s in closing {
+            warn!("a relayed servant is not keeping up; disconnected it (it will be caught up)");
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+
+    /// Attaches a puller that has seen `seen`: queues what it missed from the history, then
+    /// everything new. Returns the serial to detach with and how many were caught up.
+    fn attach(&self, id: &str, seen: &HashMap<String, u64>, tx: Sender<Arc<str>>, socket: TcpStream) -> (u64, usize) {
+        let mut st = self.lock();
+        let mut caught_up = 0;
+        for r in &st.history {
+            if r.origin == id {
+                continue;
+            }
+            if seen.get(&r.origin).is_some_and(|&s| r.seq > s) && tx.try_send(Arc::clone(&r.line)).is_ok() {
+                caught_up += 1;
+            }
+        }
+        st.serial += 1;
+        let serial = st.serial;
+        st.pullers.push(Attached { serial, id: id.to_owned(), tx, socket });
+        (serial, caught_up)
+    }
+
+    fn detach(&self, serial: u64) {
+        self.lock().pullers.retain(|p| p.serial != serial);
+    }
+
+    /// The ids of the servants pulling from us, for `/peers`.
+    pub fn pullers(&self) -> Vec<String> {
+        self.lock().pullers.iter().map(|p| p.id.clone()).collect()
+    }
+}
+
+/// Serves a `PULL` connection on the relay: reads the `SEEN` lines up to `END`, catches the
+/// puller up, then forwards everything until the connection ends.
+pub fn serve_pull(stream: &TcpStream, reader: &mut LineReader<&TcpStream>, peer: SocketAddr, id: &str, name: &str, inbound: &Inbound) -> String {
+    let mut seen = HashMap::new();
+    loop {
+        let line = match reader.read_line() {
+            Ok(Some(line)) => line,
+            Ok(None) => return "closed before END".into(),
+            Err(LineError::Idle) => return "no END in time".into(),
+            Err(e) => return e.to_string(),
+        };
+        match PeerLine::parse(&line) {
+            Some(Ok(PeerLine::Seen { origin, seq })) if seen.len() < MAX_SEEN => {
+                seen.insert(origin, seq);
+            }
+            Some(Ok(PeerLine::End)) => break,
+            _ => return format!("expected SEEN or END after PULL, got {:?}", line.chars().take(40).collect::<String>()),
+        }
+    }
+    let (tx, rx) = bounded::<Arc<str>>(PULL_QUEUE);
+    let (Ok(writer), Ok(closer)) = (stream.try_clone(), stream.try_clone()) else {
+        return "cannot use the connection".into();
+    };
+    let spawned = thread::Builder::new().name(format!("relay-{name}")).spawn(move || forward(writer, rx));
+    if let Err(e) = spawned {
+        return format!("cannot start a thread: {e}");
+    }
+    let (serial, caught_up) = inbound.hub.attach(id, &seen, tx, closer);
+    info!("relaying to {name} at {peer} ({caught_up} missed message(s) sent first)");
+    // The puller sends nothing more but PINGs; its closing ends the relay.
+    let _ = stream.set_read_timeout(None);
+    let why = loop {
+        match reader.read_line() {
+            Ok(Some(_)) => continue,
+            Ok(None) => break "closed".to_owned(),
+            Err(LineError::Idle) => continue,
+            Err(e) => break e.to_string(),
+        }
+    };
+    inbound.hub.detach(serial);
+    info!("stopped relaying to {name}: {why}");
+    why
+}
+
+/// The `relay-NAME` thread: writes forwarded lines, everything queued in one write, and a
+/// `PING` when idle (so a dead puller is noticed). Ends when the hub detaches it.
+fn forward(mut stream: TcpStream, rx: Receiver<Arc<str>>) {
+    let mut buf = Vec::new();
+    loop {
+        let first = match rx.recv_timeout(PING_EVERY) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => Arc::from(PeerLine::Ping.to_line()),
+            Err(RecvTimeoutError::Disconnected) => break,
+        };
+        buf.clear();
+        buf.extend_from_slice(first.as_bytes());
+        while buf.len() < 1 << 20 {
+            match rx.try_recv() {
+                Ok(more) => buf.extend_from_slice(more.as_bytes()),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = stream.write_all(&buf) {
+            debug!("relay write failed: {e}");
+            break;
+        }
+    }
+    let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// The pulling side: a `pull-NAME` thread for as long as this servant is relayed through
+/// one relay. Dropping the `Puller` (the manager named another relay, or we are leaving)
+/// closes the connection and ends the thread.
+pub struct Puller {
+    pub relay_label: String,
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    socket: Arc<Mutex<Option<TcpStream>>>,
+}
+
+impl Drop for Puller {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(s) = self.socket.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+    }
+}
+
+impl Puller {
+    /// Starts pulling from `addr`. `known` are the ids of the writers we know of (catch-up
+    /// is asked for each, from 0 for those we have not heard yet).
+    pub fn start(relay_label: String, addr: SocketAddr, me: (String, String), known: Vec<String>, inbound: Arc<Inbound>) -> std::io::Result<Puller> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let socket = Arc::new(Mutex::new(None));
+        let (st, so, label) = (Arc::clone(&stop), Arc::clone(&socket), relay_label.clone());
+        thread::Builder::new()
+            .name(format!("pull-{relay_label}"))
+            .spawn(move || pull_loop(&label, addr, me, known, &inbound, &st, &so))?;
+        Ok(Puller { relay_label, addr, stop, socket })
+    }
+}
+
+fn pull_loop(label: &str, addr: SocketAddr, (id, name): (String, String), known: Vec<String>, inbound: &Inbound, stop: &AtomicBool, socket: &Mutex<Option<TcpStream>>) {
+    let mut backoff = BACKOFF_FIRST;
+    while !stop.load(Ordering::SeqCst) {
+        let result = (|| -> std::io::Result<String> {
+            let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+            stream.set_nodelay(true)?;
+            stream.set_write_timeout(Some(Duration::from_secs(5)))?;
+            // The relay pings every PING_EVERY; four missed pings mean it is gone.
+            stream.set_read_timeout(Some(PING_EVERY * 4))?;
+            *socket.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream.try_clone()?);
+            if stop.load(Ordering::SeqCst) {
+                return Ok("stopped".into());
+            }
+            let mut hello = PeerLine::Pull { id: id.clone(), name: name.clone() }.to_line();
+            let mut seen: HashMap<String, u64> = known.iter().map(|k| (k.clone(), 0)).collect();
+            seen.extend(inbound.seen.snapshot());
+            for (origin, seq) in seen {
+                hello.push_str(&PeerLine::Seen { origin, seq }.to_line());
+            }
+            hello.push_str(&PeerLine::End.to_line());
+            (&stream).write_all(hello.as_bytes())?;
+            info!("pulling from relay {label} at {addr}");
+            let mut reader = LineReader::new(&stream, CHAT_LINE_LIMIT);
+            Ok(servant_lines(&mut reader, addr, label, inbound))
+        })();
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        match result {
+            Ok(why) => {
+                info!("relay {label} connection ended: {why}; reconnecting");
+                backoff = BACKOFF_FIRST;
+            }
+            Err(e) => debug!("cannot pull from relay {label} at {addr}: {e}"),
+        }
+        thread::sleep(backoff);
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+    debug!("stopped pulling from {label}");
+}
