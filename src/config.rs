@@ -94,6 +94,8 @@ pub struct ManagerConfig {
     pub idle_timeout: Duration,
     /// `<maxconnections>`: connections held at once; newcomers beyond it are refused.
     pub max_connections: usize,
+    /// `<maxperaddress>`: connections held at once from one address.
+    pub max_per_address: usize,
     /// `<complaints>`: complaints each peer must make before it backs the suspicion that a
     /// servant is unreachable (the article suggests 2 or 3).
     pub complaints: u32,
@@ -111,6 +113,7 @@ impl Default for ManagerConfig {
             timeout: Duration::from_secs(6),
             idle_timeout: Duration::from_secs(60),
             max_connections: 4000,
+            max_per_address: 64,
             complaints: 3,
             probe: true,
         }
@@ -137,6 +140,10 @@ pub struct ServantConfig {
     pub heartbeat: Duration,
     /// `<queue>`: messages queued per peer before the oldest is dropped.
     pub queue: usize,
+    /// `<maxconnections>`: incoming connections held at once.
+    pub max_connections: usize,
+    /// `<maxperaddress>`: incoming connections held at once from one address.
+    pub max_per_address: usize,
     /// `<bans><ban><target>`: addresses and host names whose connections are refused.
     pub bans: Vec<String>,
 }
@@ -152,6 +159,8 @@ impl Default for ServantConfig {
             public_port: None,
             heartbeat: Duration::from_secs(2),
             queue: 1024,
+            max_connections: 512,
+            max_per_address: 16,
             bans: Vec::new(),
         }
     }
@@ -233,7 +242,10 @@ impl<'a, 'input> Reader<'a, 'input> {
         match text.to_ascii_lowercase().as_str() {
             "true" | "yes" | "1" => Ok(true),
             "false" | "no" | "0" => Ok(false),
-            _ => Err(self.invalid(node, format!("<{what}> must be true or false, found {text:?}"))),
+            _ => Err(self.invalid(
+                node,
+                format!("<{what}> must be true or false, found {text:?}"),
+            )),
         }
     }
 
@@ -338,6 +350,9 @@ impl ManagerConfig {
                     "timeout" => c.timeout = r.seconds(el, "timeout")?,
                     "idletimeout" => c.idle_timeout = r.seconds(el, "idletimeout")?,
                     "complaints" => c.complaints = r.number(el, "complaints", 1, 1000)?,
+                    "maxperaddress" => {
+                        c.max_per_address = r.number(el, "maxperaddress", 1, 1_000_000)?
+                    }
                     "probe" => c.probe = r.boolean(el, "probe")?,
                     "maxconnections" => {
                         c.max_connections = r.number(el, "maxconnections", 1, 1_000_000)?
@@ -346,7 +361,7 @@ impl ManagerConfig {
                         return Err(r.unknown(
                             el,
                             "manager",
-                            "port, bind, firstport, timeout, idletimeout, maxconnections, complaints, probe",
+                            "port, bind, firstport, timeout, idletimeout, maxconnections, maxperaddress, complaints, probe",
                         ))
                     }
                 }
@@ -392,6 +407,12 @@ impl ServantConfig {
                         c.public_port = Some(r.number(el, "publicport", 1, u16::MAX)?)
                     }
                     "queue" => c.queue = r.number(el, "queue", 1, 1_000_000)?,
+                    "maxconnections" => {
+                        c.max_connections = r.number(el, "maxconnections", 1, 1_000_000)?
+                    }
+                    "maxperaddress" => {
+                        c.max_per_address = r.number(el, "maxperaddress", 1, 1_000_000)?
+                    }
                     "bans" => {
                         for ban in r.elements(el)? {
                             if ban.tag_name().name() != "ban" {
@@ -420,7 +441,7 @@ impl ServantConfig {
                         return Err(r.unknown(
                             el,
                             "config",
-                            "connectionmgr, port, name, listen, bind, publicport, heartbeat, queue, bans",
+                            "connectionmgr, port, name, listen, bind, publicport, heartbeat, queue, maxconnections, maxperaddress, bans",
                         ))
                     }
                 }
@@ -467,7 +488,7 @@ mod tests {
         );
         assert_eq!(
             servant("<config><connectionmgr>h</connectionmgr><hearbeat>1</hearbeat></config>").unwrap_err(),
-            "config.xml:1:41: unknown element <hearbeat> in <config> (known: connectionmgr, port, name, listen, bind, publicport, heartbeat, queue, bans)"
+            "config.xml:1:41: unknown element <hearbeat> in <config> (known: connectionmgr, port, name, listen, bind, publicport, heartbeat, queue, maxconnections, maxperaddress, bans)"
         );
         let e = servant("<config><connectionmgr>h</connectionmgr>\n<port>85</config>").unwrap_err();
         assert!(e.starts_with("config.xml:2:"), "{e}");

@@ -17,9 +17,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod limits;
 pub mod lines;
 pub mod manager;
 pub mod protocol;
-pub mod relay;
 pub mod registry;
+pub mod relay;
 pub mod servant;

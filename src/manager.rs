@@ -18,12 +18,13 @@ use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{bounded, Receiver};
 use log::{debug, info, warn};
 
 use crate::config::ManagerConfig;
+use crate::limits::{accept_loop, Caps, Gate, Limiter};
 use crate::lines::{LineError, LineReader};
 use crate::protocol::{ManagerCommand, ManagerMessage, PeerEntry, MANAGER_LINE_LIMIT};
 use crate::registry::{Change, Effects, Registry, Ticket};
@@ -139,55 +140,21 @@ impl Manager {
 
     /// Accepts clients until the process ends (the article's `p2p_ConnectionRequest`).
     pub fn run(self) {
-        let mut last_refusal_log: Option<Instant> = None;
-        let mut refused_since_log = 0u64;
-        for stream in self.listener.incoming() {
-            let stream = match stream {
-                Ok(s) => s,
-                Err(e) => {
-                    // Out of file descriptors and the like: wait a little rather than spin.
-                    warn!("accept failed: {e}");
-                    thread::sleep(Duration::from_millis(50));
-                    continue;
-                }
-            };
-            let peer = match stream.peer_addr() {
-                Ok(a) => a,
-                Err(_) => continue,
-            };
-            let full = self.shared.registry().connections() >= self.shared.config.max_connections;
-            let refusal = if full {
-                Some(format!(
-                    "manager full: {} connections",
-                    self.shared.config.max_connections
-                ))
-            } else {
-                let shared = Arc::clone(&self.shared);
-                let s = match stream.try_clone() {
-                    Ok(s) => s,
-                    Err(e) => {
-                        warn!("{peer}: cannot use connection: {e}");
-                        continue;
-                    }
-                };
-                thread::Builder::new()
-                    .name(format!("conn-{peer}"))
-                    .spawn(move || handle_client(s, peer, &shared))
-                    .err()
-                    .map(|e| format!("cannot start a thread: {e}"))
-            };
-            if let Some(reason) = refusal {
-                refused_since_log += 1;
-                if last_refusal_log.is_none_or(|t| t.elapsed() >= Duration::from_secs(5)) {
-                    warn!("refusing {peer}: {reason} ({refused_since_log} refused since the last report)");
-                    last_refusal_log = Some(Instant::now());
-                    refused_since_log = 0;
-                }
-                let _ = stream.set_write_timeout(Some(Duration::from_millis(200)));
-                let _ = (&stream)
-                    .write_all(format!("{}\n", ManagerMessage::Error(reason).to_line()).as_bytes());
-            }
-        }
+        let shared = self.shared;
+        let gate = Gate {
+            thread_prefix: "conn",
+            limiter: Limiter::new(Caps {
+                total: shared.config.max_connections,
+                per_address: shared.config.max_per_address,
+            }),
+            screen: Box::new(|_| true),
+            refusal_line: Box::new(|r| {
+                Some(ManagerMessage::Error(format!("manager {r}")).to_line())
+            }),
+        };
+        accept_loop(self.listener, gate, move |stream, peer| {
+            handle_client(stream, peer, &shared)
+        });
     }
 }
 
@@ -274,7 +241,9 @@ fn probe(addr: SocketAddr, ticket: Ticket, shared: Arc<Shared>) {
             let _ = s.shutdown(Shutdown::Both);
         }
         Err(e) => {
-            let fx = shared.registry().unreachable_by_probe(&ticket, &e.to_string());
+            let fx = shared
+                .registry()
+                .unreachable_by_probe(&ticket, &e.to_string());
             apply_effects(fx, &shared);
         }
     }
@@ -392,7 +361,11 @@ fn serve_lines(
                     return "not reading its answers".into();
                 }
                 if shared.config.probe {
-                    let (addr, t, sh) = (SocketAddr::new(peer.ip(), port), *ticket, Arc::clone(shared));
+                    let (addr, t, sh) = (
+                        SocketAddr::new(peer.ip(), port),
+                        *ticket,
+                        Arc::clone(shared),
+                    );
                     let spawned = thread::Builder::new()
                         .name(format!("probe-{}", ticket.offset))
                         .spawn(move || probe(addr, t, sh));

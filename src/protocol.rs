@@ -422,9 +422,10 @@ fn parse_peers(root: Node) -> Result<Vec<PeerEntry>, ProtocolError> {
             .map(str::to_owned);
         let relay = match child_text(peer, "relay") {
             None | Some("") => None,
-            Some(r) => Some(r.parse::<u32>().map_err(|_| {
-                ProtocolError(format!("<peer> number {n}: bad <relay> {r:?}"))
-            })?),
+            Some(r) => Some(
+                r.parse::<u32>()
+                    .map_err(|_| ProtocolError(format!("<peer> number {n}: bad <relay> {r:?}")))?,
+            ),
         };
         out.push(PeerEntry {
             ip,

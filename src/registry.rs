@@ -94,7 +94,10 @@ pub struct Effects<C> {
 
 impl<C> Default for Effects<C> {
     fn default() -> Self {
-        Effects { dropped: Vec::new(), notes: Vec::new() }
+        Effects {
+            dropped: Vec::new(),
+            notes: Vec::new(),
+        }
     }
 }
 
@@ -343,7 +346,8 @@ impl<C> Registry<C> {
         }
         for t in stalled {
             if let Some(removed) = self.remove_slot(&t, fx) {
-                fx.dropped.push((removed.entry, removed.closer, "not reading its pushes"));
+                fx.dropped
+                    .push((removed.entry, removed.closer, "not reading its pushes"));
             }
         }
     }
@@ -402,7 +406,11 @@ impl<C> Registry<C> {
     pub fn unreachable_by_probe(&mut self, t: &Ticket, why: &str) -> Effects<C> {
         let mut fx = Effects::default();
         if self.is_listed(t) && !self.slots[&t.offset].unreachable {
-            self.condemn(t.offset, &format!("the manager could not connect back to it: {why}"), &mut fx);
+            self.condemn(
+                t.offset,
+                &format!("the manager could not connect back to it: {why}"),
+                &mut fx,
+            );
         }
         fx
     }
@@ -444,7 +452,9 @@ impl<C> Registry<C> {
             return;
         };
         let relay_entry = self.slots[&relay].entry(relay, false);
-        let Some(slot) = self.slots.get_mut(&offset) else { return };
+        let Some(slot) = self.slots.get_mut(&offset) else {
+            return;
+        };
         slot.relay = Some(relay);
         let entry = slot.entry(offset, false);
         slot.xml = Arc::from(peer_xml(&entry));
@@ -454,7 +464,11 @@ impl<C> Registry<C> {
             "{who} pulls from {} (serving {} relayed servant(s)){}",
             relay_entry.label(),
             candidates.iter().find(|c| c.0 == relay).map_or(0, |c| c.1) + 1,
-            if told { "" } else { "; could not tell it (its queue is full)" }
+            if told {
+                ""
+            } else {
+                "; could not tell it (its queue is full)"
+            }
         ));
         // An upsert: the same offset, now with <relay>, so others stop connecting to it.
         self.announce(true, entry, fx);

@@ -38,14 +38,22 @@ pub enum Verdict {
 
 impl Suspicion {
     pub fn new(threshold: u32) -> Suspicion {
-        Suspicion { counts: HashMap::new(), threshold: threshold.max(1) }
+        Suspicion {
+            counts: HashMap::new(),
+            threshold: threshold.max(1),
+        }
     }
 
     /// Records that `complainer` could not reach `suspect`, and judges the suspect.
     /// `listed` are the offsets of every listed servant (the suspect among them).
     pub fn complain(&mut self, complainer: u32, suspect: u32, listed: &BTreeSet<u32>) -> Verdict {
         if complainer != suspect && listed.contains(&complainer) && listed.contains(&suspect) {
-            *self.counts.entry(suspect).or_default().entry(complainer).or_default() += 1;
+            *self
+                .counts
+                .entry(suspect)
+                .or_default()
+                .entry(complainer)
+                .or_default() += 1;
         }
         self.judge(suspect, listed)
     }
@@ -60,7 +68,11 @@ impl Suspicion {
     /// A complainer that backs complaints against every other listed servant (at least
     /// two): the trouble is on its side.
     pub fn is_troubled(&self, complainer: u32, listed: &BTreeSet<u32>) -> bool {
-        let others: Vec<u32> = listed.iter().copied().filter(|&o| o != complainer).collect();
+        let others: Vec<u32> = listed
+            .iter()
+            .copied()
+            .filter(|&o| o != complainer)
+            .collect();
         others.len() >= 2 && others.iter().all(|&s| self.backs(complainer, s))
     }
 
@@ -74,7 +86,10 @@ impl Suspicion {
         let backing = voters.iter().filter(|&&v| self.backs(v, suspect)).count();
         let needed = voters.len() / 2 + 1;
         if !voters.is_empty() && backing >= needed {
-            Verdict::Unreachable { backing, of: voters.len() }
+            Verdict::Unreachable {
+                backing,
+                of: voters.len(),
+            }
         } else {
             Verdict::Suspected { backing, needed }
         }
@@ -98,7 +113,10 @@ impl Suspicion {
 /// the one serving fewest, then the lowest offset. Candidates must already exclude the
 /// client itself, relayed servants and troubled ones.
 pub fn choose_relay(candidates: &[(u32, usize)]) -> Option<u32> {
-    candidates.iter().min_by_key(|&&(offset, load)| (load, offset)).map(|&(o, _)| o)
+    candidates
+        .iter()
+        .min_by_key(|&&(offset, load)| (load, offset))
+        .map(|&(o, _)| o)
 }
 
 #[cfg(test)]
@@ -109,7 +127,13 @@ mod tests {
         (1..=n).collect()
     }
 
-    fn complain_times(s: &mut Suspicion, from: u32, about: u32, times: u32, l: &BTreeSet<u32>) -> Verdict {
+    fn complain_times(
+        s: &mut Suspicion,
+        from: u32,
+        about: u32,
+        times: u32,
+        l: &BTreeSet<u32>,
+    ) -> Verdict {
         let mut v = s.judge(about, l);
         for _ in 0..times {
             v = s.complain(from, about, l);
@@ -121,8 +145,17 @@ mod tests {
     fn one_complaint_never_condemns() {
         let l = listed(2);
         let mut s = Suspicion::new(2);
-        assert_eq!(s.complain(1, 2, &l), Verdict::Suspected { backing: 0, needed: 1 });
-        assert_eq!(s.complain(1, 2, &l), Verdict::Unreachable { backing: 1, of: 1 });
+        assert_eq!(
+            s.complain(1, 2, &l),
+            Verdict::Suspected {
+                backing: 0,
+                needed: 1
+            }
+        );
+        assert_eq!(
+            s.complain(1, 2, &l),
+            Verdict::Unreachable { backing: 1, of: 1 }
+        );
     }
 
     #[test]
@@ -131,8 +164,17 @@ mod tests {
         let mut s = Suspicion::new(3);
         complain_times(&mut s, 1, 5, 3, &l);
         complain_times(&mut s, 2, 5, 3, &l);
-        assert_eq!(complain_times(&mut s, 3, 5, 2, &l), Verdict::Suspected { backing: 2, needed: 3 });
-        assert_eq!(s.complain(3, 5, &l), Verdict::Unreachable { backing: 3, of: 4 });
+        assert_eq!(
+            complain_times(&mut s, 3, 5, 2, &l),
+            Verdict::Suspected {
+                backing: 2,
+                needed: 3
+            }
+        );
+        assert_eq!(
+            s.complain(3, 5, &l),
+            Verdict::Unreachable { backing: 3, of: 4 }
+        );
     }
 
     #[test]
@@ -144,27 +186,51 @@ mod tests {
         }
         assert!(s.is_troubled(4, &l));
         for suspect in [1, 2, 3] {
-            assert!(matches!(s.judge(suspect, &l), Verdict::Suspected { backing: 0, .. }));
+            assert!(matches!(
+                s.judge(suspect, &l),
+                Verdict::Suspected { backing: 0, .. }
+            ));
         }
         // Its complaints do not count, but it is still counted as a peer for nobody:
         // the others can still condemn a real firewalled servant among them.
         complain_times(&mut s, 1, 3, 2, &l);
-        assert_eq!(s.complain(2, 3, &l), Verdict::Suspected { backing: 1, needed: 2 });
-        assert_eq!(s.complain(2, 3, &l), Verdict::Unreachable { backing: 2, of: 2 });
+        assert_eq!(
+            s.complain(2, 3, &l),
+            Verdict::Suspected {
+                backing: 1,
+                needed: 2
+            }
+        );
+        assert_eq!(
+            s.complain(2, 3, &l),
+            Verdict::Unreachable { backing: 2, of: 2 }
+        );
     }
 
     #[test]
     fn a_lying_or_broken_complainer_alone_is_not_enough() {
         let l = listed(4);
         let mut s = Suspicion::new(2);
-        assert!(matches!(complain_times(&mut s, 1, 2, 50, &l), Verdict::Suspected { backing: 1, needed: 2 }));
+        assert!(matches!(
+            complain_times(&mut s, 1, 2, 50, &l),
+            Verdict::Suspected {
+                backing: 1,
+                needed: 2
+            }
+        ));
         // Complaints about itself, from strangers, or about strangers, count for nothing.
         s.complain(2, 2, &l);
         s.complain(99, 2, &l);
         s.complain(3, 99, &l);
-        assert!(matches!(s.judge(2, &l), Verdict::Suspected { backing: 1, .. }));
+        assert!(matches!(
+            s.judge(2, &l),
+            Verdict::Suspected { backing: 1, .. }
+        ));
         s.forget(1);
-        assert!(matches!(s.judge(2, &l), Verdict::Suspected { backing: 0, .. }));
+        assert!(matches!(
+            s.judge(2, &l),
+            Verdict::Suspected { backing: 0, .. }
+        ));
     }
 
     #[test]

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::thread;
 use std::time::Duration;
 
 use crossbeam_channel::Sender;
@@ -21,6 +20,7 @@ use log::{debug, info, warn};
 use super::bans::Bans;
 use super::relaying::{serve_pull, Hub};
 use super::sender::PING_EVERY;
+use crate::limits::{self, Caps, Gate, Limiter};
 use crate::lines::{LineError, LineReader};
 use crate::protocol::{ChatMessage, PeerLine, CHAT_LINE_LIMIT};
 
@@ -92,33 +92,20 @@ pub struct Inbound {
     pub out: Sender<String>,
 }
 
-/// Accepts connections until the process ends (the article's `servants1_ConnectionRequest`).
-pub fn accept_loop(listener: TcpListener, inbound: Arc<Inbound>) {
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(s) => s,
-            Err(e) => {
-                warn!("accept failed: {e}");
-                thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        let Ok(peer) = stream.peer_addr() else {
-            continue;
-        };
-        if inbound.bans.refuses(peer.ip()) {
-            // Closed before anything it sent is read.
-            drop(stream);
-            continue;
-        }
-        let inb = Arc::clone(&inbound);
-        let spawned = thread::Builder::new()
-            .name(format!("recv-{peer}"))
-            .spawn(move || serve_connection(stream, peer, &inb));
-        if let Err(e) = spawned {
-            warn!("{peer}: refused: cannot start a thread: {e}");
-        }
-    }
+/// Accepts connections until the process ends (the article's `servants1_ConnectionRequest`):
+/// a banned host is closed before anything it sent is read; others get a `recv-ADDR`
+/// thread, within the caps of `<maxconnections>` and `<maxperaddress>`.
+pub fn accept_loop(listener: TcpListener, inbound: Arc<Inbound>, caps: Caps) {
+    let bans = Arc::clone(&inbound.bans);
+    let gate = Gate {
+        thread_prefix: "recv",
+        limiter: Limiter::new(caps),
+        screen: Box::new(move |ip| !bans.refuses(ip)),
+        refusal_line: Box::new(|_| None),
+    };
+    limits::accept_loop(listener, gate, move |stream, peer| {
+        serve_connection(stream, peer, &inbound)
+    });
 }
 
 /// Reads one connection to its end (the article's `servants1_DataArrival`).

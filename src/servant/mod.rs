@@ -262,7 +262,11 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         hub: Hub::default(),
     });
     let inb = Arc::clone(&inbound);
-    spawn("listen", move || listener::accept_loop(listener, inb))?;
+    let caps = crate::limits::Caps {
+        total: config.max_connections,
+        per_address: config.max_per_address,
+    };
+    spawn("listen", move || listener::accept_loop(listener, inb, caps))?;
 
     if let Some(public) = config.public_port {
         info!("listening on port {port}; telling the manager {public} (<publicport>)");
@@ -524,7 +528,10 @@ impl Core {
                     (&p.entry, state)
                 }
                 (None, Some(e)) => match e.relay {
-                    Some(r) => (e, format!("behind a firewall, relayed through {}", label_of(r))),
+                    Some(r) => (
+                        e,
+                        format!("behind a firewall, relayed through {}", label_of(r)),
+                    ),
                     None => (e, "not reached".to_owned()),
                 },
                 (None, None) => continue,
@@ -564,8 +571,8 @@ impl Core {
                 self.manager_up = true;
                 if list.epoch != self.epoch {
                     // A restarted manager: its list fills up as servants re-register.
-                    let grace = Duration::from_millis(list.timeout_ms.max(3000))
-                        + Duration::from_secs(2);
+                    let grace =
+                        Duration::from_millis(list.timeout_ms.max(3000)) + Duration::from_secs(2);
                     info!(
                         "the connection manager restarted; keeping known peers for {:.0}s while they rejoin",
                         grace.as_secs_f64()
@@ -602,7 +609,10 @@ impl Core {
     /// message from `relay`. A new relay replaces the old one (the manager chose again).
     fn pull_from(&mut self, relay: PeerEntry) {
         let Ok(ip) = relay.ip.parse::<IpAddr>() else {
-            warn!("the manager named a relay with a bad address {:?}", relay.ip);
+            warn!(
+                "the manager named a relay with a bad address {:?}",
+                relay.ip
+            );
             return;
         };
         let addr = SocketAddr::new(ip, relay.port);

@@ -82,7 +82,11 @@ impl Hub {
         let line: Arc<str> = Arc::from(PeerLine::Msg(m.clone()).to_line());
         let mut st = self.lock();
         st.history_bytes += line.len();
-        st.history.push_back(Recorded { origin: m.origin.clone(), seq: m.seq, line: Arc::clone(&line) });
+        st.history.push_back(Recorded {
+            origin: m.origin.clone(),
+            seq: m.seq,
+            line: Arc::clone(&line),
+        });
         while st.history.len() > HISTORY || st.history_bytes > HISTORY_BYTES {
             match st.history.pop_front() {
                 Some(old) => st.history_bytes -= old.line.len(),
@@ -116,20 +120,33 @@ impl Hub {
 
     /// Attaches a puller that has seen `seen`: queues what it missed from the history, then
     /// everything new. Returns the serial to detach with and how many were caught up.
-    fn attach(&self, id: &str, seen: &HashMap<String, u64>, tx: Sender<Arc<str>>, socket: TcpStream) -> (u64, usize) {
+    fn attach(
+        &self,
+        id: &str,
+        seen: &HashMap<String, u64>,
+        tx: Sender<Arc<str>>,
+        socket: TcpStream,
+    ) -> (u64, usize) {
         let mut st = self.lock();
         let mut caught_up = 0;
         for r in &st.history {
             if r.origin == id {
                 continue;
             }
-            if seen.get(&r.origin).is_some_and(|&s| r.seq > s) && tx.try_send(Arc::clone(&r.line)).is_ok() {
+            if seen.get(&r.origin).is_some_and(|&s| r.seq > s)
+                && tx.try_send(Arc::clone(&r.line)).is_ok()
+            {
                 caught_up += 1;
             }
         }
         st.serial += 1;
         let serial = st.serial;
-        st.pullers.push(Attached { serial, id: id.to_owned(), tx, socket });
+        st.pullers.push(Attached {
+            serial,
+            id: id.to_owned(),
+            tx,
+            socket,
+        });
         (serial, caught_up)
     }
 
@@ -145,7 +162,14 @@ impl Hub {
 
 /// Serves a `PULL` connection on the relay: reads the `SEEN` lines up to `END`, catches the
 /// puller up, then forwards everything until the connection ends.
-pub fn serve_pull(stream: &TcpStream, reader: &mut LineReader<&TcpStream>, peer: SocketAddr, id: &str, name: &str, inbound: &Inbound) -> String {
+pub fn serve_pull(
+    stream: &TcpStream,
+    reader: &mut LineReader<&TcpStream>,
+    peer: SocketAddr,
+    id: &str,
+    name: &str,
+    inbound: &Inbound,
+) -> String {
     let mut seen = HashMap::new();
     loop {
         let line = match reader.read_line() {
@@ -159,14 +183,21 @@ pub fn serve_pull(stream: &TcpStream, reader: &mut LineReader<&TcpStream>, peer:
                 seen.insert(origin, seq);
             }
             Some(Ok(PeerLine::End)) => break,
-            _ => return format!("expected SEEN or END after PULL, got {:?}", line.chars().take(40).collect::<String>()),
+            _ => {
+                return format!(
+                    "expected SEEN or END after PULL, got {:?}",
+                    line.chars().take(40).collect::<String>()
+                )
+            }
         }
     }
     let (tx, rx) = bounded::<Arc<str>>(PULL_QUEUE);
     let (Ok(writer), Ok(closer)) = (stream.try_clone(), stream.try_clone()) else {
         return "cannot use the connection".into();
     };
-    let spawned = thread::Builder::new().name(format!("relay-{name}")).spawn(move || forward(writer, rx));
+    let spawned = thread::Builder::new()
+        .name(format!("relay-{name}"))
+        .spawn(move || forward(writer, rx));
     if let Err(e) = spawned {
         return format!("cannot start a thread: {e}");
     }
@@ -235,18 +266,37 @@ impl Drop for Puller {
 impl Puller {
     /// Starts pulling from `addr`. `known` are the ids of the writers we know of (catch-up
     /// is asked for each, from 0 for those we have not heard yet).
-    pub fn start(relay_label: String, addr: SocketAddr, me: (String, String), known: Vec<String>, inbound: Arc<Inbound>) -> std::io::Result<Puller> {
+    pub fn start(
+        relay_label: String,
+        addr: SocketAddr,
+        me: (String, String),
+        known: Vec<String>,
+        inbound: Arc<Inbound>,
+    ) -> std::io::Result<Puller> {
         let stop = Arc::new(AtomicBool::new(false));
         let socket = Arc::new(Mutex::new(None));
         let (st, so, label) = (Arc::clone(&stop), Arc::clone(&socket), relay_label.clone());
         thread::Builder::new()
             .name(format!("pull-{relay_label}"))
             .spawn(move || pull_loop(&label, addr, me, known, &inbound, &st, &so))?;
-        Ok(Puller { relay_label, addr, stop, socket })
+        Ok(Puller {
+            relay_label,
+            addr,
+            stop,
+            socket,
+        })
     }
 }
 
-fn pull_loop(label: &str, addr: SocketAddr, (id, name): (String, String), known: Vec<String>, inbound: &Inbound, stop: &AtomicBool, socket: &Mutex<Option<TcpStream>>) {
+fn pull_loop(
+    label: &str,
+    addr: SocketAddr,
+    (id, name): (String, String),
+    known: Vec<String>,
+    inbound: &Inbound,
+    stop: &AtomicBool,
+    socket: &Mutex<Option<TcpStream>>,
+) {
     let mut backoff = BACKOFF_FIRST;
     while !stop.load(Ordering::SeqCst) {
         let result = (|| -> std::io::Result<String> {
@@ -259,7 +309,11 @@ fn pull_loop(label: &str, addr: SocketAddr, (id, name): (String, String), known:
             if stop.load(Ordering::SeqCst) {
                 return Ok("stopped".into());
             }
-            let mut hello = PeerLine::Pull { id: id.clone(), name: name.clone() }.to_line();
+            let mut hello = PeerLine::Pull {
+                id: id.clone(),
+                name: name.clone(),
+            }
+            .to_line();
             let mut seen: HashMap<String, u64> = known.iter().map(|k| (k.clone(), 0)).collect();
             seen.extend(inbound.seen.snapshot());
             for (origin, seq) in seen {
