@@ -29,6 +29,11 @@ pub enum ConfigError {
         path: PathBuf,
         source: roxmltree::Error,
     },
+    /// The file could not be written back (after `/ban` or `/unban`).
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     /// The XML is well formed but says something wrong, at `row:col`.
     Invalid {
         path: PathBuf,
@@ -43,6 +48,9 @@ impl fmt::Display for ConfigError {
         match self {
             ConfigError::Read { path, source } => {
                 write!(f, "{}: cannot read: {source}", path.display())
+            }
+            ConfigError::Write { path, source } => {
+                write!(f, "{}: cannot write: {source}", path.display())
             }
             ConfigError::Xml { path, source } => {
                 let pos = source.pos();
@@ -72,7 +80,7 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ConfigError::Read { source, .. } => Some(source),
+            ConfigError::Read { source, .. } | ConfigError::Write { source, .. } => Some(source),
             ConfigError::Xml { source, .. } => Some(source),
             ConfigError::Invalid { .. } => None,
         }
@@ -424,7 +432,7 @@ impl ServantConfig {
                                     return Err(r.unknown(t, "ban", "target"));
                                 }
                                 let text = r.text(t)?;
-                                if text.is_empty() || text.contains(char::is_whitespace) {
+                                if !is_ban_target(text) {
                                     return Err(r.invalid(t, format!("<target> must be an IP address or host name, found {text:?}")));
                                 }
                                 target = Some(text.to_owned());
@@ -452,6 +460,179 @@ impl ServantConfig {
             Ok(c)
         })
     }
+}
+
+/// An IP address or a host name: letters, digits and `.-_:%` (IPv6 and its zone), at most
+/// 253 bytes.
+pub fn is_ban_target(text: &str) -> bool {
+    !text.is_empty()
+        && text.len() <= 253
+        && text
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || ".-_:%".contains(c))
+}
+
+/// A change to a servant's `<bans>`.
+#[derive(Debug, Clone, Copy)]
+pub enum BanEdit<'a> {
+    Add(&'a str),
+    Remove(&'a str),
+}
+
+/// Applies `edit` to the `<bans>` of the servant configuration at `path` and writes the
+/// file back atomically (a temporary file beside it, then a rename), changing nothing
+/// else in it: comments, order and layout stay as the user wrote them. Returns the new
+/// list of targets.
+pub fn edit_bans(path: &Path, edit: BanEdit) -> Result<Vec<String>, ConfigError> {
+    let text = read_file(path)?;
+    let before = ServantConfig::parse(path, &text)?;
+    let new_text = splice_bans(&text, edit).map_err(|message| ConfigError::Invalid {
+        path: path.to_owned(),
+        row: 1,
+        col: 1,
+        message,
+    })?;
+    if new_text == text {
+        return Ok(before.bans);
+    }
+    let after = ServantConfig::parse(path, &new_text)?;
+    write_atomically(path, &new_text).map_err(|source| ConfigError::Write {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(after.bans)
+}
+
+/// The text of a servant configuration with `edit` applied to its `<bans>`.
+fn splice_bans(text: &str, edit: BanEdit) -> Result<String, String> {
+    let doc = Document::parse(text).map_err(|e| e.to_string())?;
+    let root = doc.root_element();
+    let bans = root
+        .children()
+        .find(|c| c.is_element() && c.tag_name().name() == "bans");
+    let targets_of = |ban: Node| {
+        ban.children()
+            .find(|c| c.has_tag_name("target"))
+            .and_then(|t| t.text())
+            .map(str::trim)
+            .unwrap_or("")
+            .to_owned()
+    };
+    let indent_at = |pos: usize| -> String {
+        let line_start = text[..pos].rfind('\n').map_or(0, |i| i + 1);
+        text[line_start..pos]
+            .chars()
+            .take_while(|c| c.is_whitespace())
+            .collect()
+    };
+    match edit {
+        BanEdit::Add(target) => {
+            if !is_ban_target(target) {
+                return Err(format!("{target:?} is not an IP address or host name"));
+            }
+            if let Some(bans) = bans {
+                if bans
+                    .children()
+                    .filter(|c| c.has_tag_name("ban"))
+                    .any(|b| targets_of(b) == target)
+                {
+                    return Ok(text.to_owned());
+                }
+                let range = bans.range();
+                let indent = indent_at(range.start);
+                let ban = format!("<ban><target>{target}</target></ban>");
+                if text[range.clone()].ends_with("/>") {
+                    let whole = format!("<bans>\n{indent}  {ban}\n{indent}</bans>");
+                    return Ok(format!(
+                        "{}{whole}{}",
+                        &text[..range.start],
+                        &text[range.end..]
+                    ));
+                }
+                let close = range.end - "</bans>".len();
+                // Inserted just before `</bans>`, which keeps its own indentation.
+                let insert = if text[..close].ends_with(&format!("\n{indent}")) {
+                    format!("  {ban}\n{indent}")
+                } else {
+                    ban
+                };
+                Ok(format!("{}{insert}{}", &text[..close], &text[close..]))
+            } else {
+                let range = root.range();
+                let close = range.end - "</config>".len();
+                let indent = format!("{}  ", indent_at(range.start));
+                let block = format!(
+                    "<bans>\n{indent}  <ban><target>{target}</target></ban>\n{indent}</bans>"
+                );
+                let insert = if text[..close].ends_with('\n') {
+                    format!("{indent}{block}\n")
+                } else {
+                    format!("{block}\n")
+                };
+                Ok(format!("{}{insert}{}", &text[..close], &text[close..]))
+            }
+        }
+        BanEdit::Remove(target) => {
+            let Some(bans) = bans else {
+                return Ok(text.to_owned());
+            };
+            let mut out = String::with_capacity(text.len());
+            let mut from = 0;
+            for ban in bans
+                .children()
+                .filter(|c| c.has_tag_name("ban") && targets_of(*c) == target)
+            {
+                let range = ban.range();
+                // Take the line with it when the ban stood on a line of its own.
+                let line_start = text[..range.start].rfind('\n').map_or(0, |i| i + 1);
+                let start = if text[line_start..range.start].trim().is_empty() {
+                    line_start.max(from)
+                } else {
+                    range.start
+                };
+                let mut end = range.end;
+                if start == line_start && text[end..].starts_with('\n') {
+                    end += 1;
+                }
+                out.push_str(&text[from..start]);
+                from = end;
+            }
+            out.push_str(&text[from..]);
+            Ok(out)
+        }
+    }
+}
+
+/// Writes `text` to `path` so that a crash at any moment leaves either the old file or the
+/// new one: a temporary file in the same folder, flushed to disk, then renamed over it.
+pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map_or("config".into(), |n| n.to_string_lossy());
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(text.as_bytes())?;
+        f.sync_all()?;
+        if let Ok(meta) = std::fs::metadata(path) {
+            std::fs::set_permissions(&tmp, meta.permissions())?;
+        }
+        std::fs::rename(&tmp, path)?;
+        // Make the rename itself durable.
+        if let Ok(d) = std::fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[cfg(test)]
@@ -517,6 +698,60 @@ mod tests {
         );
         let c = servant("<config><connectionmgr>h</connectionmgr><bans><ban><target>a</target></ban><ban><target>b</target></ban></bans></config>").unwrap();
         assert_eq!(c.bans, vec!["a", "b"]);
+    }
+
+    #[test]
+    fn bans_are_added_and_removed_keeping_the_rest_of_the_file() {
+        let original = "<?xml version=\"1.0\"?>\n<!-- mine -->\n<config>\n  <connectionmgr>h</connectionmgr> <!-- the manager -->\n  <bans>\n    <ban><target>1.1.1.1</target></ban>\n  </bans>\n</config>\n";
+        let added = splice_bans(original, BanEdit::Add("bob.lan")).unwrap();
+        assert_eq!(
+            added,
+            "<?xml version=\"1.0\"?>\n<!-- mine -->\n<config>\n  <connectionmgr>h</connectionmgr> <!-- the manager -->\n  <bans>\n    <ban><target>1.1.1.1</target></ban>\n    <ban><target>bob.lan</target></ban>\n  </bans>\n</config>\n"
+        );
+        assert_eq!(
+            splice_bans(&added, BanEdit::Add("bob.lan")).unwrap(),
+            added,
+            "no duplicates"
+        );
+        let removed = splice_bans(&added, BanEdit::Remove("1.1.1.1")).unwrap();
+        assert_eq!(
+            removed,
+            "<?xml version=\"1.0\"?>\n<!-- mine -->\n<config>\n  <connectionmgr>h</connectionmgr> <!-- the manager -->\n  <bans>\n    <ban><target>bob.lan</target></ban>\n  </bans>\n</config>\n"
+        );
+        let none = "<config>\n  <connectionmgr>h</connectionmgr>\n</config>\n";
+        let with = splice_bans(none, BanEdit::Add("::1")).unwrap();
+        assert_eq!(
+            with,
+            "<config>\n  <connectionmgr>h</connectionmgr>\n  <bans>\n    <ban><target>::1</target></ban>\n  </bans>\n</config>\n"
+        );
+        assert_eq!(servant(&with).unwrap().bans, vec!["::1"]);
+        assert!(splice_bans(none, BanEdit::Add("<evil>")).is_err());
+    }
+
+    #[test]
+    fn edit_bans_writes_the_file_atomically() {
+        let dir = std::env::temp_dir().join(format!("genp2p-bans-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("config.xml");
+        std::fs::write(&path, "<config><connectionmgr>h</connectionmgr></config>").unwrap();
+        assert_eq!(
+            edit_bans(&path, BanEdit::Add("10.0.0.9")).unwrap(),
+            vec!["10.0.0.9"]
+        );
+        assert_eq!(
+            edit_bans(&path, BanEdit::Remove("10.0.0.9")).unwrap(),
+            Vec::<String>::new()
+        );
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(
+            left,
+            vec![std::ffi::OsString::from("config.xml")],
+            "no temporary file is left"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

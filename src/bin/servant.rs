@@ -47,6 +47,7 @@ fn main() -> ExitCode {
         config,
         Options {
             no_input: args.no_input,
+            config_path: Some(path),
         },
     ) {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,7 +22,8 @@ const REFRESH: Duration = Duration::from_secs(30);
 const LOGGED_LIMIT: usize = 4096;
 
 pub struct Bans {
-    targets: Vec<String>,
+    /// Written by `/ban` and `/unban` (the core); read by the refresh thread.
+    targets: RwLock<Vec<String>>,
     /// Written by the refresh thread; read by the accept loop on every connection.
     addresses: RwLock<HashSet<IpAddr>>,
     /// Addresses already logged as refused. Written and read by the accept loop only.
@@ -38,16 +39,16 @@ fn canonical(ip: IpAddr) -> IpAddr {
 }
 
 impl Bans {
-    /// Resolves the targets once now, then starts the `bans` thread that refreshes them
-    /// (only when some target is a host name).
+    /// Resolves the targets once now, then starts the `bans` thread that resolves host
+    /// names again every half minute.
     pub fn start(targets: Vec<String>) -> Arc<Bans> {
         let bans = Arc::new(Bans {
-            targets,
+            targets: RwLock::new(targets),
             addresses: RwLock::new(HashSet::new()),
             logged: Mutex::new(HashSet::new()),
         });
         bans.refresh(true);
-        if bans.targets.iter().any(|t| t.parse::<IpAddr>().is_err()) {
+        {
             let b = Arc::clone(&bans);
             let spawned = thread::Builder::new()
                 .name("bans".into())
@@ -62,9 +63,24 @@ impl Bans {
         bans
     }
 
+    /// Replaces the targets (after `/ban` or `/unban`) and applies them at once.
+    pub fn set_targets(&self, targets: Vec<String>) {
+        *self.targets.write().unwrap_or_else(|p| p.into_inner()) = targets;
+        self.logged
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
+        self.refresh(true);
+    }
+
     fn refresh(&self, first: bool) {
+        let targets = self
+            .targets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let mut set = HashSet::new();
-        for target in &self.targets {
+        for target in &targets {
             if let Ok(ip) = target.parse::<IpAddr>() {
                 set.insert(canonical(ip));
                 continue;
@@ -113,8 +129,11 @@ impl Bans {
         true
     }
 
-    pub fn targets(&self) -> &[String] {
-        &self.targets
+    pub fn targets(&self) -> Vec<String> {
+        self.targets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 }
 

@@ -23,6 +23,10 @@ pub enum Input {
     Peers,
     Help,
     Quit,
+    /// `/ban TARGET`, `/unban TARGET`, `/bans`.
+    Ban(String),
+    Unban(String),
+    Bans,
     Unknown(String),
 }
 
@@ -31,6 +35,9 @@ Type a line and press Enter to send it to every servant on the network.
   /peers   who is on the network, and whether we reach them
   /help    this text
   /quit    leave the network (Ctrl-D and Ctrl-C do too)
+  /ban HOST     refuse an address or host name (saved to the config file)
+  /unban HOST   hear from it again
+  /bans    the banned addresses and names
   //text   send a line that starts with /";
 
 impl Input {
@@ -42,6 +49,9 @@ impl Input {
             "/peers" => Input::Peers,
             "/help" => Input::Help,
             "/quit" | "/exit" => Input::Quit,
+            "/bans" => Input::Bans,
+            cmd if cmd.starts_with("/ban ") => Input::Ban(cmd[5..].trim().to_owned()),
+            cmd if cmd.starts_with("/unban ") => Input::Unban(cmd[7..].trim().to_owned()),
             cmd if cmd.starts_with('/') => Input::Unknown(cmd.to_owned()),
             _ => Input::Say(line.to_owned()),
         }

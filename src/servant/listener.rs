@@ -153,6 +153,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
             show_plain(peer, &first, inbound);
             loop {
                 match reader.read_line() {
+                    Ok(Some(_)) if inbound.bans.refuses(peer.ip()) => break "banned".to_owned(),
                     Ok(Some(line)) => show_plain(peer, &line, inbound),
                     Ok(None) => break "closed".to_owned(),
                     Err(LineError::Io(e)) => break e.to_string(),
@@ -189,6 +190,10 @@ pub(super) fn servant_lines(
                 continue;
             }
         };
+        // A host banned (with /ban) while connected is cut off at its next line.
+        if inbound.bans.refuses(peer.ip()) {
+            return "banned".into();
+        }
         match PeerLine::parse(&line) {
             Some(Ok(PeerLine::Msg(m))) => inbound.seen.deliver(&m, |verdict| match verdict {
                 Verdict::Duplicate => debug!(

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use log::{debug, info, warn};
 
-use crate::config::ServantConfig;
+use crate::config::{edit_bans, is_ban_target, BanEdit, ServantConfig};
 use crate::lines::LineReader;
 use crate::manager::random_token;
 use crate::protocol::{ChatMessage, PeerEntry, PeerLine, PeerList};
@@ -102,6 +102,8 @@ enum Event {
 pub struct Options {
     /// Do not read standard input: run until SIGINT or SIGTERM (a service, a demo companion).
     pub no_input: bool,
+    /// The configuration file, where `/ban` and `/unban` are saved.
+    pub config_path: Option<std::path::PathBuf>,
 }
 
 /// A peer we send to.
@@ -126,6 +128,8 @@ struct PeerEntryAddr {
 /// The core's state.
 struct Core {
     config: ServantConfig,
+    /// Where `/ban` and `/unban` are saved.
+    config_path: Option<std::path::PathBuf>,
     id: String,
     name: String,
     hello: String,
@@ -146,6 +150,9 @@ struct Core {
     inbound: Arc<Inbound>,
     /// Set while we cannot be reached: the thread pulling our messages from a relay.
     puller: Option<Puller>,
+    /// Our slot at the manager, from the last whole list (`<me>TRUE</me>`): `/peers` on a
+    /// relay names itself, not "slot N", as the relay of the servants it serves.
+    my_offset: Option<u32>,
 }
 
 /// Resolves the manager's host name, failing clearly when it is unknown.
@@ -380,6 +387,7 @@ fn run_joined(
     .to_line();
     let mut core = Core {
         config,
+        config_path: options.config_path.clone(),
         id,
         name,
         hello,
@@ -394,6 +402,7 @@ fn run_joined(
         writer: Arc::clone(&writer),
         inbound,
         puller: None,
+        my_offset: None,
     };
     core.apply_list(list);
     let why = core.run(&events);
@@ -421,6 +430,16 @@ impl Core {
                     self.print(format!("unknown command {cmd}; /help lists the commands"))
                 }
                 Ok(Event::Input(Input::Quit)) => return "/quit".into(),
+                Ok(Event::Input(Input::Ban(t))) => self.edit_bans(BanEdit::Add(&t)),
+                Ok(Event::Input(Input::Unban(t))) => self.edit_bans(BanEdit::Remove(&t)),
+                Ok(Event::Input(Input::Bans)) => {
+                    let bans = self.inbound.bans.targets();
+                    self.print(if bans.is_empty() {
+                        "no bans".to_owned()
+                    } else {
+                        format!("banned: {}", bans.join(", "))
+                    })
+                }
                 Ok(Event::InputEnded) => return "end of input".into(),
                 Ok(Event::Signal(name)) => return name.into(),
                 Ok(Event::Link(ev)) => self.on_link(ev),
@@ -428,6 +447,46 @@ impl Core {
                 Err(RecvTimeoutError::Disconnected) => return "every input is gone".into(),
             }
         }
+    }
+
+    /// `/ban` and `/unban`: saved to the config file (atomically, keeping the rest of
+    /// it), then applied at once.
+    fn edit_bans(&mut self, edit: BanEdit) {
+        let target = match edit {
+            BanEdit::Add(t) | BanEdit::Remove(t) => t,
+        };
+        if !is_ban_target(target) {
+            return self.print(format!("{target:?} is not an IP address or host name"));
+        }
+        let bans = match &self.config_path {
+            Some(path) => match edit_bans(path, edit) {
+                Ok(bans) => bans,
+                Err(e) => {
+                    warn!("{e}");
+                    return self.print(format!("not changed: {e}"));
+                }
+            },
+            None => {
+                let mut bans = self.inbound.bans.targets();
+                bans.retain(|b| b != target);
+                if let BanEdit::Add(t) = edit {
+                    bans.push(t.to_owned());
+                }
+                bans
+            }
+        };
+        self.inbound.bans.set_targets(bans);
+        let verb = if matches!(edit, BanEdit::Add(_)) {
+            "banned"
+        } else {
+            "unbanned"
+        };
+        let saved = match &self.config_path {
+            Some(p) => format!(" (saved to {})", p.display()),
+            None => " (for this run only: no config file)".to_owned(),
+        };
+        info!("{verb} {target}{saved}");
+        self.print(format!("{verb} {target}{saved}"));
     }
 
     fn print(&self, line: String) {
@@ -497,6 +556,9 @@ impl Core {
             }
         )];
         let label_of = |offset: u32| {
+            if self.my_offset == Some(offset) {
+                return format!("{} (this servant)", self.name);
+            }
             self.listed
                 .values()
                 .find(|e| e.offset == offset)
@@ -641,6 +703,7 @@ impl Core {
     /// The article's `Winsock1_DataArrival` refilling `userList1`: makes the peer table
     /// match a whole list (keeping absent peers during a grace period).
     fn apply_list(&mut self, list: PeerList) {
+        self.my_offset = list.me().map(|me| me.offset);
         let my_relay = list.me().and_then(|me| me.relay);
         let others: HashMap<String, PeerEntry> = list
             .peers
