@@ -7,7 +7,7 @@ N      ?= 5
 RELEASE := target/release
 
 .PHONY: help build release test demo manager servant clean \
-        lan-up lan-down lan-demo lan-test bench deps
+        lan-up lan-down lan-demo lan-test bench stress fuzz deps
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ lan-down: ## remove everything the lab made (safe to repeat)
 
 bench: release ## measure genp2p beside its baselines (QUICK=1 for about a minute)
 	@bash bench/run.sh
+
+stress: release ## floods, churn and a lost manager on loopback; a table of what survived
+	@bash scripts/stress.sh
 
 clean: ## remove build output
 	$(CARGO) clean
