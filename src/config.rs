@@ -154,6 +154,14 @@ pub struct ServantConfig {
     pub max_per_address: usize,
     /// `<bans><ban><target>`: addresses and host names whose connections are refused.
     pub bans: Vec<String>,
+    /// `<share>`: the folder whose files this servant shares.
+    pub share: Option<PathBuf>,
+    /// `<downloads>`: where `/get` puts the files it fetches.
+    pub downloads: Option<PathBuf>,
+    /// `<workers>`: pieces fetched at once by one download.
+    pub workers: usize,
+    /// `<uploads>`: file connections served at once.
+    pub uploads: usize,
 }
 
 impl Default for ServantConfig {
@@ -169,6 +177,10 @@ impl Default for ServantConfig {
             queue: 1024,
             max_connections: 512,
             max_per_address: 16,
+            share: None,
+            downloads: None,
+            workers: 4,
+            uploads: 8,
             bans: Vec::new(),
         }
     }
@@ -243,6 +255,20 @@ impl<'a, 'input> Reader<'a, 'input> {
                 ),
             )),
         }
+    }
+
+    /// A folder, relative to the configuration file's own folder unless absolute.
+    fn folder(&self, node: Node, what: &str, config: &Path) -> Result<PathBuf, ConfigError> {
+        let text = self.text(node)?;
+        if text.is_empty() {
+            return Err(self.invalid(node, format!("<{what}> must name a folder")));
+        }
+        let p = Path::new(text);
+        Ok(if p.is_absolute() {
+            p.to_owned()
+        } else {
+            config.parent().unwrap_or(Path::new(".")).join(p)
+        })
     }
 
     fn boolean(&self, node: Node, what: &str) -> Result<bool, ConfigError> {
@@ -415,6 +441,10 @@ impl ServantConfig {
                         c.public_port = Some(r.number(el, "publicport", 1, u16::MAX)?)
                     }
                     "queue" => c.queue = r.number(el, "queue", 1, 1_000_000)?,
+                    "share" => c.share = Some(r.folder(el, "share", path)?),
+                    "downloads" => c.downloads = Some(r.folder(el, "downloads", path)?),
+                    "workers" => c.workers = r.number(el, "workers", 1, 32)?,
+                    "uploads" => c.uploads = r.number(el, "uploads", 1, 1000)?,
                     "maxconnections" => {
                         c.max_connections = r.number(el, "maxconnections", 1, 1_000_000)?
                     }
@@ -449,7 +479,7 @@ impl ServantConfig {
                         return Err(r.unknown(
                             el,
                             "config",
-                            "connectionmgr, port, name, listen, bind, publicport, heartbeat, queue, maxconnections, maxperaddress, bans",
+                            "connectionmgr, port, name, listen, bind, publicport, heartbeat, queue, maxconnections, maxperaddress, share, downloads, workers, uploads, bans",
                         ))
                     }
                 }
@@ -669,7 +699,7 @@ mod tests {
         );
         assert_eq!(
             servant("<config><connectionmgr>h</connectionmgr><hearbeat>1</hearbeat></config>").unwrap_err(),
-            "config.xml:1:41: unknown element <hearbeat> in <config> (known: connectionmgr, port, name, listen, bind, publicport, heartbeat, queue, maxconnections, maxperaddress, bans)"
+            "config.xml:1:41: unknown element <hearbeat> in <config> (known: connectionmgr, port, name, listen, bind, publicport, heartbeat, queue, maxconnections, maxperaddress, share, downloads, workers, uploads, bans)"
         );
         let e = servant("<config><connectionmgr>h</connectionmgr>\n<port>85</config>").unwrap_err();
         assert!(e.starts_with("config.xml:2:"), "{e}");

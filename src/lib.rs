@@ -24,3 +24,4 @@ pub mod protocol;
 pub mod registry;
 pub mod relay;
 pub mod servant;
+pub mod transfer;

@@ -138,6 +138,15 @@ impl<R: Read> LineReader<R> {
         }
     }
 
+    /// Reads exactly `out.len()` raw bytes that follow the last line read (a binary payload
+    /// announced by that line), taking first what is already buffered.
+    pub fn read_bytes(&mut self, out: &mut [u8]) -> io::Result<()> {
+        let have = self.filled.min(out.len());
+        out[..have].copy_from_slice(&self.buf[..have]);
+        self.consume(have);
+        self.inner.read_exact(&mut out[have..])
+    }
+
     fn consume(&mut self, n: usize) {
         self.buf.copy_within(n..self.filled, 0);
         self.filled -= n;

@@ -27,6 +27,10 @@ pub enum Input {
     Ban(String),
     Unban(String),
     Bans,
+    /// `/files`, `/get NAME`, `/downloads`.
+    Files,
+    Get(String),
+    Downloads,
     Unknown(String),
 }
 
@@ -38,6 +42,9 @@ Type a line and press Enter to send it to every servant on the network.
   /ban HOST     refuse an address or host name (saved to the config file)
   /unban HOST   hear from it again
   /bans    the banned addresses and names
+  /files   what every peer shares
+  /get NAME     download a file from every peer that has it (resumes if interrupted)
+  /downloads    progress of downloads
   //text   send a line that starts with /";
 
 impl Input {
@@ -50,6 +57,9 @@ impl Input {
             "/help" => Input::Help,
             "/quit" | "/exit" => Input::Quit,
             "/bans" => Input::Bans,
+            "/files" => Input::Files,
+            "/downloads" => Input::Downloads,
+            cmd if cmd.starts_with("/get ") => Input::Get(cmd[5..].trim().to_owned()),
             cmd if cmd.starts_with("/ban ") => Input::Ban(cmd[5..].trim().to_owned()),
             cmd if cmd.starts_with("/unban ") => Input::Unban(cmd[7..].trim().to_owned()),
             cmd if cmd.starts_with('/') => Input::Unknown(cmd.to_owned()),

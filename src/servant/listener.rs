@@ -23,6 +23,7 @@ use super::sender::PING_EVERY;
 use crate::limits::{self, Caps, Gate, Limiter};
 use crate::lines::{LineError, LineReader};
 use crate::protocol::{ChatMessage, PeerLine, CHAT_LINE_LIMIT};
+use crate::transfer::{self, Library};
 
 /// A peer connection that sends nothing (not even a `PING`) for this long is closed.
 const IDLE_LIMIT: Duration = Duration::from_secs(4 * PING_EVERY.as_secs());
@@ -86,6 +87,8 @@ pub struct Inbound {
     pub my_id: String,
     /// What we relay to servants behind firewalls (empty unless one pulls from us).
     pub hub: Hub,
+    /// The files we share, for `FILES`, `MANIFEST` and `GET` requests.
+    pub library: Arc<Library>,
     pub bans: Arc<Bans>,
     pub seen: Seen,
     /// Lines for standard output (the article's `txtChat1`).
@@ -140,6 +143,9 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
             }
             debug!("{peer}: servant {name} ({id}) connected");
             servant_lines(&mut reader, peer, &name, inbound)
+        }
+        _ if transfer::serve::is_file_request(&first) => {
+            transfer::serve::serve(&stream, &mut reader, first, peer, &inbound.library)
         }
         Some(Ok(PeerLine::Pull { id, name })) => {
             serve_pull(&stream, &mut reader, peer, &id, &name, inbound)

@@ -41,6 +41,8 @@ use crate::config::{edit_bans, is_ban_target, BanEdit, ServantConfig};
 use crate::lines::LineReader;
 use crate::manager::random_token;
 use crate::protocol::{ChatMessage, PeerEntry, PeerLine, PeerList};
+use crate::transfer::download::{self, Downloads};
+use crate::transfer::Library;
 use bans::Bans;
 use console::{Input, HELP};
 use link::{LinkEvent, ManagerWriter, Registration};
@@ -150,6 +152,8 @@ struct Core {
     inbound: Arc<Inbound>,
     /// Set while we cannot be reached: the thread pulling our messages from a relay.
     puller: Option<Puller>,
+    /// This run's downloads, for `/downloads`.
+    downloads: Arc<Downloads>,
     /// Our slot at the manager, from the last whole list (`<me>TRUE</me>`): `/peers` on a
     /// relay names itself, not "slot N", as the relay of the servants it serves.
     my_offset: Option<u32>,
@@ -261,12 +265,21 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
     // long as the listening thread, that is, as long as the process.
     let (stop_printer, printer_stop) = bounded::<()>(0);
     let printer = spawn("stdout", move || console::print_lines(out_rx, printer_stop))?;
+    let library = Arc::new(Library::new(
+        config.share.clone(),
+        config.downloads.clone(),
+        config.uploads,
+    ));
+    if let Err(e) = library.start_indexing() {
+        warn!("cannot start indexing the shared files: {e}");
+    }
     let inbound = Arc::new(Inbound {
         my_id: id.clone(),
         bans: Bans::start(config.bans.clone()),
         seen: Seen::default(),
         out: out_tx.clone(),
         hub: Hub::default(),
+        library: Arc::clone(&library),
     });
     let inb = Arc::clone(&inbound);
     let caps = crate::limits::Caps {
@@ -402,6 +415,7 @@ fn run_joined(
         writer: Arc::clone(&writer),
         inbound,
         puller: None,
+        downloads: Arc::new(Downloads::default()),
         my_offset: None,
     };
     core.apply_list(list);
@@ -432,6 +446,17 @@ impl Core {
                 Ok(Event::Input(Input::Quit)) => return "/quit".into(),
                 Ok(Event::Input(Input::Ban(t))) => self.edit_bans(BanEdit::Add(&t)),
                 Ok(Event::Input(Input::Unban(t))) => self.edit_bans(BanEdit::Remove(&t)),
+                Ok(Event::Input(Input::Files)) => self.list_files(),
+                Ok(Event::Input(Input::Get(name))) => self.get(name),
+                Ok(Event::Input(Input::Downloads)) => {
+                    let lines = self.downloads.lines();
+                    if lines.is_empty() {
+                        self.print("no downloads".into());
+                    }
+                    for l in lines {
+                        self.print(l);
+                    }
+                }
                 Ok(Event::Input(Input::Bans)) => {
                     let bans = self.inbound.bans.targets();
                     self.print(if bans.is_empty() {
@@ -446,6 +471,68 @@ impl Core {
                 Err(RecvTimeoutError::Timeout) => self.end_grace(),
                 Err(RecvTimeoutError::Disconnected) => return "every input is gone".into(),
             }
+        }
+    }
+
+    /// Peers we can connect to (relayed ones cannot be reached), for file requests.
+    fn file_peers(&self) -> Vec<download::Peer> {
+        self.peers
+            .values()
+            .map(|p| download::Peer {
+                label: p.entry.label(),
+                addr: p.addr,
+            })
+            .collect()
+    }
+
+    /// `/files`: asks every peer what it shares, on a `files` thread, and prints a table.
+    fn list_files(&self) {
+        let (peers, out) = (self.file_peers(), self.out.clone());
+        let spawned = thread::Builder::new().name("files".into()).spawn(move || {
+            let mut rows: std::collections::BTreeMap<(String, String), (u64, Vec<String>)> =
+                Default::default();
+            let mut silent = Vec::new();
+            for r in download::list_all(&peers) {
+                match r {
+                    Ok(offers) => {
+                        for o in offers {
+                            let who = if o.complete {
+                                o.peer.label.clone()
+                            } else {
+                                format!("{} (partial)", o.peer.label)
+                            };
+                            let row = rows.entry((o.name, o.id)).or_insert((o.size, Vec::new()));
+                            row.1.push(who);
+                        }
+                    }
+                    Err((p, e)) => silent.push(format!("{} ({e})", p.label)),
+                }
+            }
+            let _ = out.send(format!("{} file(s) on the network", rows.len()));
+            for ((name, _), (size, who)) in rows {
+                let _ = out.send(format!("  {name:<32} {size:>12} bytes  {}", who.join(", ")));
+            }
+            if !silent.is_empty() {
+                let _ = out.send(format!("  no answer from: {}", silent.join(", ")));
+            }
+        });
+        if let Err(e) = spawned {
+            warn!("cannot start /files: {e}");
+        }
+    }
+
+    /// `/get NAME`: downloads from every peer that has it.
+    fn get(&self, name: String) {
+        let job = download::Job {
+            name,
+            peers: self.file_peers(),
+            library: Arc::clone(&self.inbound.library),
+            workers: self.config.workers,
+            out: self.out.clone(),
+            downloads: Arc::clone(&self.downloads),
+        };
+        if let Err(e) = download::start(job) {
+            warn!("cannot start the download: {e}");
         }
     }
 

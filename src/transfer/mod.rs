@@ -1,0 +1,347 @@
+//! File sharing between servants: segmented, multi-threaded, resumable, verified and
+//! multi-source.
+//!
+//! Two of the source documents meet here. One describes a multi-threaded download with
+//! resume: the server answers "file list" and "send this range"; the client cuts the file
+//! into ranges, one thread each, and keeps a progress record so an interrupted download
+//! carries on where it stopped. The other describes BitTorrent: the file is cut into
+//! pieces, peers fetch pieces from many others, and whoever has every piece becomes a source.
+//!
+//! genp2p does both on its thread-per-connection design:
+//! - a servant shares the files of its `<share>` folder (and what it has downloaded); each
+//!   has a **manifest** (`manifest`): size, piece size, a BLAKE3 hash per piece and for the
+//!   whole file, named by the hash of the manifest itself, so a file is the same file
+//!   whichever peer offers it;
+//! - peers ask over the servant's own port (`FILES`, `MANIFEST`, `GET`; see `serve`);
+//! - `download` fetches the missing pieces with several worker threads from every source
+//!   at once, verifies each piece before writing it in place, records progress crash-safely
+//!   and publishes the whole file under its name only once its hash matches.
+//!
+//! `Library` is what this servant can serve: complete files and the verified pieces of
+//! downloads in progress.
+
+pub mod download;
+pub mod manifest;
+pub mod serve;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use log::{debug, info, warn};
+
+pub use manifest::Manifest;
+
+/// Longest file name shared, in bytes.
+pub const NAME_LIMIT: usize = 255;
+
+/// A name that may be shared and asked for: one path component, no hidden files (our
+/// partial downloads start with a dot), nothing that could climb out of a folder or break
+/// a line.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= NAME_LIMIT
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\', '\0'])
+        && !name.chars().any(char::is_control)
+        && name.trim() == name
+}
+
+/// Which pieces of a file are verified here. Written by a download's workers, read by
+/// upload threads serving the partial file.
+#[derive(Debug)]
+pub struct Pieces {
+    have: Vec<AtomicBool>,
+}
+
+impl Pieces {
+    pub fn new(count: usize) -> Pieces {
+        Pieces {
+            have: (0..count).map(|_| AtomicBool::new(false)).collect(),
+        }
+    }
+
+    pub fn has(&self, i: usize) -> bool {
+        self.have.get(i).is_some_and(|b| b.load(Ordering::Acquire))
+    }
+
+    pub fn set(&self, i: usize) {
+        if let Some(b) = self.have.get(i) {
+            b.store(true, Ordering::Release);
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.have
+            .iter()
+            .filter(|b| b.load(Ordering::Relaxed))
+            .count()
+    }
+}
+
+/// A file this servant can serve.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub manifest: Arc<Manifest>,
+    pub path: PathBuf,
+    /// `None` for a complete file; the verified pieces of a download in progress.
+    pub partial: Option<Arc<Pieces>>,
+}
+
+impl Entry {
+    pub fn has_piece(&self, i: usize) -> bool {
+        match &self.partial {
+            None => i < self.manifest.piece_count(),
+            Some(p) => p.has(i),
+        }
+    }
+}
+
+/// Complete files found by scanning, cached so a file is hashed once while its size and
+/// modification time stay the same.
+struct Scanned {
+    size: u64,
+    modified: SystemTime,
+    manifest: Arc<Manifest>,
+}
+
+#[derive(Default)]
+struct Index {
+    /// By manifest id.
+    by_id: HashMap<String, Entry>,
+    /// The scan cache, by path.
+    scanned: HashMap<PathBuf, Scanned>,
+}
+
+/// What this servant shares. Written by the `share-index` thread (scans) and by downloads
+/// (partial and finished files); read by every upload thread and `/files`.
+pub struct Library {
+    pub share: Option<PathBuf>,
+    pub downloads: Option<PathBuf>,
+    index: Mutex<Index>,
+    uploads: AtomicUsize,
+    pub max_uploads: usize,
+}
+
+/// A place among the concurrent uploads; dropping it frees the place.
+pub struct UploadSlot<'a>(&'a AtomicUsize);
+
+impl Drop for UploadSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// How often the share folder is looked at again for new or changed files.
+const RESCAN: Duration = Duration::from_secs(10);
+
+impl Library {
+    pub fn new(share: Option<PathBuf>, downloads: Option<PathBuf>, max_uploads: usize) -> Library {
+        Library {
+            share,
+            downloads,
+            index: Mutex::new(Index::default()),
+            uploads: AtomicUsize::new(0),
+            max_uploads,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Scans now, then every few seconds on the `share-index` thread.
+    pub fn start_indexing(self: &Arc<Self>) -> std::io::Result<()> {
+        if self.share.is_none() && self.downloads.is_none() {
+            return Ok(());
+        }
+        self.rescan();
+        let lib = Arc::clone(self);
+        std::thread::Builder::new()
+            .name("share-index".into())
+            .spawn(move || loop {
+                std::thread::sleep(RESCAN);
+                lib.rescan();
+            })?;
+        Ok(())
+    }
+
+    /// Looks at the share folder and the downloads folder for complete files, hashing new
+    /// or changed ones (outside the lock: hashing a large file takes a while).
+    pub fn rescan(&self) {
+        let mut found: Vec<(PathBuf, String, u64, SystemTime)> = Vec::new();
+        for dir in [&self.share, &self.downloads].into_iter().flatten() {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(e) => e,
+                Err(e) => {
+                    debug!("cannot read {}: {e}", dir.display());
+                    continue;
+                }
+            };
+            for e in entries.flatten() {
+                let Some(name) = e.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if !valid_name(&name) {
+                    continue;
+                }
+                // Only regular files: a symlink could point outside the folder.
+                let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+                    continue;
+                };
+                if !meta.file_type().is_file() {
+                    continue;
+                }
+                let modified = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                found.push((e.path(), name, meta.len(), modified));
+            }
+        }
+        let mut fresh = Vec::new();
+        {
+            let idx = self.lock();
+            for (path, name, size, modified) in &found {
+                match idx.scanned.get(path) {
+                    Some(s) if s.size == *size && s.modified == *modified => {}
+                    _ => fresh.push((path.clone(), name.clone(), *size, *modified)),
+                }
+            }
+        }
+        let mut hashed = Vec::new();
+        for (path, name, size, modified) in fresh {
+            match Manifest::of_file(&path, &name, manifest::PIECE_SIZE) {
+                Ok(m) => {
+                    info!(
+                        "sharing {name} ({size} bytes, {} pieces, id {})",
+                        m.piece_count(),
+                        &m.id()[..16]
+                    );
+                    hashed.push((path, size, modified, Arc::new(m)));
+                }
+                Err(e) => warn!("cannot share {}: {e}", path.display()),
+            }
+        }
+        let mut idx = self.lock();
+        for (path, size, modified, manifest) in hashed {
+            idx.scanned.insert(
+                path,
+                Scanned {
+                    size,
+                    modified,
+                    manifest,
+                },
+            );
+        }
+        let present: std::collections::HashSet<&PathBuf> = found.iter().map(|f| &f.0).collect();
+        idx.scanned.retain(|p, _| present.contains(p));
+        // Complete entries are rebuilt from the scan; partial ones (downloads) are kept.
+        idx.by_id.retain(|_, e| e.partial.is_some());
+        let complete: Vec<Entry> = idx
+            .scanned
+            .iter()
+            .map(|(path, s)| Entry {
+                manifest: Arc::clone(&s.manifest),
+                path: path.clone(),
+                partial: None,
+            })
+            .collect();
+        for e in complete {
+            idx.by_id.insert(e.manifest.id(), e);
+        }
+    }
+
+    /// Every file offered: complete ones, and downloads in progress.
+    pub fn entries(&self) -> Vec<Entry> {
+        let mut v: Vec<Entry> = self.lock().by_id.values().cloned().collect();
+        v.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
+        v
+    }
+
+    pub fn get(&self, id: &str) -> Option<Entry> {
+        self.lock().by_id.get(id).cloned()
+    }
+
+    /// A download has started (or resumed): serve its verified pieces from now on.
+    pub fn add_partial(&self, manifest: Arc<Manifest>, path: PathBuf, pieces: Arc<Pieces>) {
+        let id = manifest.id();
+        let mut idx = self.lock();
+        if idx.by_id.get(&id).is_none_or(|e| e.partial.is_some()) {
+            idx.by_id.insert(
+                id,
+                Entry {
+                    manifest,
+                    path,
+                    partial: Some(pieces),
+                },
+            );
+        }
+    }
+
+    /// A download has finished at `path`: serve it whole.
+    pub fn finish(&self, manifest: Arc<Manifest>, path: &Path) {
+        let mut idx = self.lock();
+        if let Ok(meta) = std::fs::symlink_metadata(path) {
+            idx.scanned.insert(
+                path.to_owned(),
+                Scanned {
+                    size: meta.len(),
+                    modified: meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    manifest: Arc::clone(&manifest),
+                },
+            );
+        }
+        idx.by_id.insert(
+            manifest.id(),
+            Entry {
+                manifest,
+                path: path.to_owned(),
+                partial: None,
+            },
+        );
+    }
+
+    /// A download stopped without finishing: stop offering it.
+    pub fn drop_partial(&self, id: &str) {
+        let mut idx = self.lock();
+        if idx.by_id.get(id).is_some_and(|e| e.partial.is_some()) {
+            idx.by_id.remove(id);
+        }
+    }
+
+    /// Takes an upload place, if one is free.
+    pub fn upload_slot(&self) -> Option<UploadSlot<'_>> {
+        let n = self.uploads.fetch_add(1, Ordering::AcqRel);
+        if n >= self.max_uploads {
+            self.uploads.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(UploadSlot(&self.uploads))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_that_could_escape_or_break_lines_are_refused() {
+        for bad in [
+            "",
+            "..",
+            "../etc/passwd",
+            "/etc/passwd",
+            "a/b",
+            ".hidden",
+            "a\nb",
+            "a\\b",
+            " lead",
+            "x\0",
+        ] {
+            assert!(!valid_name(bad), "{bad:?}");
+        }
+        for good in ["report.pdf", "with space.txt", "ünïcödé", "a..b"] {
+            assert!(valid_name(good), "{good:?}");
+        }
+    }
+}

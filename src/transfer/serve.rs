@@ -1,0 +1,175 @@
+//! The serving side of file sharing: answers `FILES`, `MANIFEST ID` and `GET ID INDEX` on a
+//! connection to the servant's listen port (the "file list" and "send this range" requests
+//! of the multi-threaded download the source documents describe).
+//!
+//! Requests name files by id, never by path, so nothing outside the shared files can be
+//! asked for: the library holds only regular files found in the share and downloads
+//! folders (no symlinks), and the verified pieces of downloads in progress. Bans apply as
+//! for chat (the listener refuses banned hosts before reading), and `<uploads>` caps how
+//! many file connections are served at once.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::Write;
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::fs::FileExt;
+
+use log::{debug, info};
+
+use super::{Entry, Library};
+use crate::lines::{LineError, LineReader};
+
+/// Requests that are not understood, in a row, before the connection is closed.
+const MAX_BAD: u32 = 20;
+
+/// True when `line` opens a file conversation.
+pub fn is_file_request(line: &str) -> bool {
+    line == "FILES" || line.starts_with("MANIFEST ") || line.starts_with("GET ")
+}
+
+/// Serves file requests, starting with `first`, until the peer closes.
+pub fn serve(
+    stream: &TcpStream,
+    reader: &mut LineReader<&TcpStream>,
+    first: String,
+    peer: SocketAddr,
+    lib: &Library,
+) -> String {
+    let Some(_slot) = lib.upload_slot() else {
+        let _ = (&*stream).write_all(
+            format!("ERR busy: {} uploads at once; try later\n", lib.max_uploads).as_bytes(),
+        );
+        return format!("refused: already {} uploads", lib.max_uploads);
+    };
+    let mut open: HashMap<String, File> = HashMap::new();
+    let mut buf = Vec::new();
+    let mut bad = 0u32;
+    let mut served = 0u64;
+    let mut line = first;
+    loop {
+        buf.clear();
+        match answer(&line, lib, &mut open, &mut buf) {
+            Ok(pieces) => {
+                served += pieces;
+                bad = 0;
+            }
+            Err(e) => {
+                bad += 1;
+                debug!("{peer}: {e}");
+                buf.clear();
+                buf.extend_from_slice(format!("ERR {e}\n").as_bytes());
+            }
+        }
+        if let Err(e) = (&*stream).write_all(&buf) {
+            return format!("write failed after {served} piece(s): {e}");
+        }
+        if bad >= MAX_BAD {
+            return format!("{bad} bad requests in a row");
+        }
+        line = match reader.read_line() {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                if served > 0 {
+                    info!("sent {served} piece(s) to {peer}");
+                }
+                return "closed".into();
+            }
+            Err(LineError::Io(e)) => return e.to_string(),
+            Err(LineError::Idle) => return "idle".into(),
+            Err(e) => {
+                bad += 1;
+                let _ = (&*stream).write_all(format!("ERR {e}\n").as_bytes());
+                continue;
+            }
+        };
+    }
+}
+
+/// Appends the answer to `line` to `out`; returns how many pieces it carries.
+fn answer(
+    line: &str,
+    lib: &Library,
+    open: &mut HashMap<String, File>,
+    out: &mut Vec<u8>,
+) -> Result<u64, String> {
+    let mut words = line.split(' ');
+    match (words.next(), words.next(), words.next(), words.next()) {
+        (Some("FILES"), None, None, None) => {
+            for e in lib.entries() {
+                let state = if e.partial.is_some() {
+                    "partial"
+                } else {
+                    "complete"
+                };
+                out.extend_from_slice(
+                    format!(
+                        "FILE {} {} {state} {}\n",
+                        e.manifest.id(),
+                        e.manifest.size,
+                        e.manifest.name
+                    )
+                    .as_bytes(),
+                );
+            }
+            out.extend_from_slice(b"END\n");
+            Ok(0)
+        }
+        (Some("MANIFEST"), Some(id), None, None) => {
+            let e = lib
+                .get(id)
+                .ok_or_else(|| format!("no such file {}", shown(id)))?;
+            out.extend_from_slice(e.manifest.to_lines().as_bytes());
+            Ok(0)
+        }
+        (Some("GET"), Some(id), Some(index), None) => {
+            let e = lib
+                .get(id)
+                .ok_or_else(|| format!("no such file {}", shown(id)))?;
+            let i: usize = index
+                .parse()
+                .map_err(|_| format!("bad piece number {}", shown(index)))?;
+            if i >= e.manifest.piece_count() {
+                return Err(format!(
+                    "piece {i} out of range (the file has {})",
+                    e.manifest.piece_count()
+                ));
+            }
+            if !e.has_piece(i) {
+                return Err(format!("missing piece {i}"));
+            }
+            let file = match open.get(id) {
+                Some(f) => f,
+                None => {
+                    let f = open_shared(&e)?;
+                    open.entry(id.to_owned()).or_insert(f)
+                }
+            };
+            let len = e.manifest.piece_len(i) as usize;
+            let header = format!("DATA {i} {len}\n");
+            let start = out.len();
+            out.extend_from_slice(header.as_bytes());
+            out.resize(start + header.len() + len, 0);
+            file.read_exact_at(
+                &mut out[start + header.len()..],
+                i as u64 * e.manifest.piece_size,
+            )
+            .map_err(|e| format!("cannot read piece {i}: {e}"))?;
+            Ok(1)
+        }
+        _ => Err(format!("unknown request {}", shown(line))),
+    }
+}
+
+/// Opens a shared file, refusing anything that is not (any longer) a regular file.
+fn open_shared(e: &Entry) -> Result<File, String> {
+    let meta = std::fs::symlink_metadata(&e.path)
+        .map_err(|err| format!("{} is gone: {err}", e.manifest.name))?;
+    if !meta.file_type().is_file() {
+        return Err(format!("{} is not a regular file", e.manifest.name));
+    }
+    File::open(&e.path).map_err(|err| format!("cannot open {}: {err}", e.manifest.name))
+}
+
+fn shown(s: &str) -> String {
+    format!("{:?}", s.chars().take(70).collect::<String>())
+}
