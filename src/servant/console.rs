@@ -96,6 +96,10 @@ pub fn read_input<T>(tx: Sender<T>, wrap: fn(Input) -> T, on_end: T) {
     let _ = tx.send(on_end);
 }
 
+/// Marks a line as a status (progress) line: drawn in place on a terminal, printed as a
+/// plain line otherwise. Chat lines never start with it (they start with `<`).
+pub const STATUS: char = '\u{1}';
+
 /// The article's `txtChat1`, as the `stdout` thread: prints each line; ends when every sender is gone, or when `stop`
 /// disconnects, once what is already queued is printed. The receiving threads hold
 /// senders for as long as the process listens, so shutdown ends the printer through `stop`.
@@ -104,6 +108,8 @@ pub fn print_lines(rx: Receiver<String>, stop: Receiver<()>) {
     let terminal = stdout.is_terminal();
     let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
     let mut broken = false;
+    // The status line shown at the bottom of the terminal, if any.
+    let mut status: Option<String> = None;
     loop {
         let line = crossbeam_channel::select! {
             recv(rx) -> line => match line {
@@ -119,6 +125,24 @@ pub fn print_lines(rx: Receiver<String>, stop: Receiver<()>) {
             continue;
         }
         let mut write = |line: &str| -> io::Result<()> {
+            if let Some(bar) = line.strip_prefix(STATUS) {
+                // A status (a download's progress bar) stays on the last line of a terminal,
+                // redrawn in place, until an ordinary line or an empty status replaces it.
+                if terminal {
+                    out.write_all(b"\r\x1b[2K")?;
+                    out.write_all(bar.as_bytes())?;
+                    status = (!bar.is_empty()).then(|| bar.to_owned());
+                    return Ok(());
+                }
+                if bar.is_empty() {
+                    return Ok(());
+                }
+                out.write_all(bar.as_bytes())?;
+                return out.write_all(b"\n");
+            }
+            if terminal && status.is_some() {
+                out.write_all(b"\r\x1b[2K")?;
+            }
             if terminal {
                 // Text arrives exactly as typed; on a terminal, control characters are shown
                 // as symbols so a peer cannot move the cursor or change colours.
@@ -136,7 +160,11 @@ pub fn print_lines(rx: Receiver<String>, stop: Receiver<()>) {
             } else {
                 out.write_all(line.as_bytes())?;
             }
-            out.write_all(b"\n")
+            out.write_all(b"\n")?;
+            if let (true, Some(bar)) = (terminal, &status) {
+                out.write_all(bar.as_bytes())?;
+            }
+            Ok(())
         };
         let mut result = write(&line);
         while result.is_ok() {

@@ -209,7 +209,10 @@ impl Progress {
         );
         let pct = if total == 0 { 100 } else { done * 100 / total };
         let took = *self.took.lock().unwrap_or_else(|p| p.into_inner());
-        let secs = took.unwrap_or(self.started.elapsed()).as_secs_f64().max(0.001);
+        let secs = took
+            .unwrap_or(self.started.elapsed())
+            .as_secs_f64()
+            .max(0.001);
         let mib = self.bytes.load(Ordering::Relaxed) as f64 / (1 << 20) as f64;
         format!(
             "{:<24} {done}/{total} pieces {pct:>3}%  {:.1} MiB/s  {}",
@@ -524,7 +527,9 @@ fn run(job: &Job, progress: &Progress) -> Result<String, String> {
             sources,
         });
         let workers = job.workers.clamp(1, 32).min(count);
+        let working = std::sync::atomic::AtomicBool::new(true);
         thread::scope(|scope| {
+            let mut handles = Vec::new();
             for k in 0..workers {
                 let w = Worker {
                     id: &id,
@@ -535,12 +540,23 @@ fn run(job: &Job, progress: &Progress) -> Result<String, String> {
                     sched: &sched,
                     progress,
                 };
-                let spawned = thread::Builder::new()
+                match thread::Builder::new()
                     .name(format!("get-{name}-{k}"))
-                    .spawn_scoped(scope, move || w.run());
-                if let Err(e) = spawned {
-                    warn!("cannot start download worker {k}: {e}");
+                    .spawn_scoped(scope, move || w.run())
+                {
+                    Ok(h) => handles.push(h),
+                    Err(e) => warn!("cannot start download worker {k}: {e}"),
                 }
+            }
+            let reporter = thread::Builder::new()
+                .name(format!("get-{name}-progress"))
+                .spawn_scoped(scope, || report(progress, &working, &job.out));
+            for h in handles {
+                let _ = h.join();
+            }
+            working.store(false, Ordering::Release);
+            if let Ok(r) = reporter {
+                let _ = r.join();
             }
         });
         for s in &lock(&sched).sources {
@@ -600,6 +616,38 @@ fn run(job: &Job, progress: &Progress) -> Result<String, String> {
         got as f64 / (1 << 20) as f64 / secs,
         if from.is_empty() { "none needed".to_owned() } else { from.join(", ") }
     ))
+}
+
+/// Shows a download's progress while `working`: a bar redrawn four times a second on a
+/// terminal, a plain line at every tenth otherwise.
+fn report(progress: &Progress, working: &std::sync::atomic::AtomicBool, out: &Sender<String>) {
+    use crate::servant::console::STATUS;
+    use std::io::IsTerminal;
+    let terminal = std::io::stdout().is_terminal();
+    let mut last_tenth = usize::MAX;
+    while working.load(Ordering::Acquire) {
+        thread::sleep(Duration::from_millis(250));
+        let done = progress.done.load(Ordering::Relaxed);
+        let total = progress.total.load(Ordering::Relaxed).max(1);
+        let secs = progress.started.elapsed().as_secs_f64().max(0.001);
+        let rate = progress.bytes.load(Ordering::Relaxed) as f64 / (1 << 20) as f64 / secs;
+        let pct = done * 100 / total;
+        if terminal {
+            let filled = done * 30 / total;
+            let bar = format!("{}{}", "#".repeat(filled), ".".repeat(30 - filled));
+            let name = &progress.name;
+            let line = format!("[{bar}] {pct:>3}% {name} {done}/{total} pieces {rate:.1} MiB/s");
+            let _ = out.send(format!("{STATUS}{line}"));
+        } else if done * 10 / total != last_tenth {
+            last_tenth = done * 10 / total;
+            let name = &progress.name;
+            let line = format!("{name}: {pct}% ({done}/{total} pieces, {rate:.1} MiB/s)");
+            let _ = out.send(format!("{STATUS}{line}"));
+        }
+    }
+    if terminal {
+        let _ = out.send(STATUS.to_string());
+    }
 }
 
 /// Finds the offers of `job.name` and a checked manifest.
