@@ -689,6 +689,27 @@ impl Raw {
         }
     }
 
+    /// A client whose socket is bound to `from` (another 127.0.0.x address) before it
+    /// connects to 127.0.0.1:`port`, so the other side sees it come from `from`.
+    pub fn connect_from(from: std::net::Ipv4Addr, port: u16) -> Raw {
+        use socket2::{Domain, Socket, Type};
+        let to = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        let stream: TcpStream = (|| -> io::Result<TcpStream> {
+            let s = Socket::new(Domain::IPV4, Type::STREAM, None)?;
+            s.bind(&std::net::SocketAddr::from((from, 0)).into())?;
+            s.connect_timeout(&to.into(), WAIT)?;
+            Ok(s.into())
+        })()
+        .unwrap_or_else(|e| fail(&format!("cannot connect from {from} to {to}: {e}")));
+        stream
+            .set_write_timeout(Some(WAIT))
+            .expect("set a write time-out");
+        Raw {
+            stream,
+            buf: Vec::new(),
+        }
+    }
+
     /// The local port of this connection (what the other side sees it come from).
     pub fn local_port(&self) -> u16 {
         self.stream.local_addr().expect("local address").port()
@@ -735,6 +756,38 @@ impl Raw {
                 Err(_) => return Got::Closed,
             }
         }
+    }
+
+    /// Reads exactly `n` raw bytes (what follows a `DATA` line), failing the test if they
+    /// do not all come within `WAIT`.
+    pub fn expect_bytes(&mut self, n: usize, what: &str) -> Vec<u8> {
+        let deadline = Instant::now() + WAIT;
+        while self.buf.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                fail(&format!(
+                    "raw client: expected {n} bytes of {what}, got {} in {WAIT:?}",
+                    self.buf.len()
+                ));
+            }
+            self.stream
+                .set_read_timeout(Some(left.max(Duration::from_millis(1))))
+                .expect("set a read time-out");
+            let mut chunk = [0u8; 64 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) => fail(&format!(
+                    "raw client: closed after {} of {n} bytes of {what}",
+                    self.buf.len()
+                )),
+                Ok(k) => self.buf.extend_from_slice(&chunk[..k]),
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        || e.kind() == io::ErrorKind::TimedOut
+                        || e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => fail(&format!("raw client: reading {what}: {e}")),
+            }
+        }
+        self.buf.drain(..n).collect()
     }
 
     /// Reads one line, failing the test if none comes within `WAIT`.
