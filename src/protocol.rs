@@ -463,7 +463,11 @@ pub enum PeerLine {
     /// `SEEN ORIGIN SEQ`: after `PULL`, one per writer: the last message shown from it, so
     /// the relay first sends what was missed (writers not named are not caught up).
     Seen { origin: String, seq: u64 },
-    /// `END`: the end of the `SEEN` lines.
+    /// `SINCE MS`: after `PULL`: for writers not named in a `SEEN` line, send only what
+    /// arrived in the last MS milliseconds (the time the puller has been on the network),
+    /// so a newcomer is not shown what was said before it came.
+    Since { ms: u64 },
+    /// `END`: the end of the `SEEN` and `SINCE` lines.
     End,
 }
 
@@ -497,6 +501,10 @@ impl PeerLine {
                 })
                 .map_err(|e| ProtocolError(e.0.replace("HELLO", "PULL"))),
             "SEEN" => parse_seen(rest),
+            "SINCE" => rest
+                .parse()
+                .map(|ms| PeerLine::Since { ms })
+                .map_err(|_| ProtocolError(format!("SINCE: bad number {rest:?}"))),
             _ => return None,
         })
     }
@@ -510,6 +518,7 @@ impl PeerLine {
             PeerLine::Ping => "PING\n".to_owned(),
             PeerLine::Pull { id, name } => format!("PULL {PEER_PROTOCOL_VERSION} {id} {name}\n"),
             PeerLine::Seen { origin, seq } => format!("SEEN {origin} {seq}\n"),
+            PeerLine::Since { ms } => format!("SINCE {ms}\n"),
             PeerLine::End => "END\n".to_owned(),
         }
     }

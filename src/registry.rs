@@ -352,10 +352,14 @@ impl<C> Registry<C> {
         }
     }
 
+    /// The servants the complaint rule weighs: listed, with an id (so they can be named in
+    /// a complaint) and not already relayed (so others do not try to reach them). Both the
+    /// suspects and the voters come from these; a complainer that cannot reach any of them
+    /// is the one in trouble.
     fn listed_offsets(&self) -> BTreeSet<u32> {
         self.slots
             .iter()
-            .filter(|(_, s)| s.listed)
+            .filter(|(_, s)| s.listed && s.id.is_some() && !s.unreachable)
             .map(|(&o, _)| o)
             .collect()
     }

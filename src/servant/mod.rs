@@ -154,6 +154,8 @@ struct Core {
     puller: Option<Puller>,
     /// This run's downloads, for `/downloads`.
     downloads: Arc<Downloads>,
+    /// When we joined the network: a relay catches us up on what was said since.
+    joined: Instant,
     /// Our slot at the manager, from the last whole list (`<me>TRUE</me>`): `/peers` on a
     /// relay names itself, not "slot N", as the relay of the servants it serves.
     my_offset: Option<u32>,
@@ -416,6 +418,7 @@ fn run_joined(
         inbound,
         puller: None,
         downloads: Arc::new(Downloads::default()),
+        joined: Instant::now(),
         my_offset: None,
     };
     core.apply_list(list);
@@ -772,14 +775,13 @@ impl Core {
             "the manager finds us unreachable; pulling from {} at {addr}",
             relay.label()
         );
-        let known: Vec<String> = self.listed.values().filter_map(|e| e.id.clone()).collect();
         // The old puller (if any) stops when dropped here, after the new one starts: what
         // both deliver is shown once.
         match Puller::start(
             relay.label(),
             addr,
             (self.id.clone(), self.name.clone()),
-            known,
+            self.joined,
             Arc::clone(&self.inbound),
         ) {
             Ok(p) => self.puller = Some(p),

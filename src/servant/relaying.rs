@@ -20,7 +20,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use log::{debug, info, warn};
@@ -45,6 +45,8 @@ struct Recorded {
     origin: String,
     seq: u64,
     line: Arc<str>,
+    /// When it was recorded here, for `SINCE`.
+    at: Instant,
 }
 
 struct Attached {
@@ -86,6 +88,7 @@ impl Hub {
             origin: m.origin.clone(),
             seq: m.seq,
             line: Arc::clone(&line),
+            at: Instant::now(),
         });
         while st.history.len() > HISTORY || st.history_bytes > HISTORY_BYTES {
             match st.history.pop_front() {
@@ -124,6 +127,7 @@ impl Hub {
         &self,
         id: &str,
         seen: &HashMap<String, u64>,
+        since: Option<Instant>,
         tx: Sender<Arc<str>>,
         socket: TcpStream,
     ) -> (u64, usize) {
@@ -133,9 +137,11 @@ impl Hub {
             if r.origin == id {
                 continue;
             }
-            if seen.get(&r.origin).is_some_and(|&s| r.seq > s)
-                && tx.try_send(Arc::clone(&r.line)).is_ok()
-            {
+            let missed = match seen.get(&r.origin) {
+                Some(&s) => r.seq > s,
+                None => since.is_some_and(|t| r.at >= t),
+            };
+            if missed && tx.try_send(Arc::clone(&r.line)).is_ok() {
                 caught_up += 1;
             }
         }
@@ -171,6 +177,7 @@ pub fn serve_pull(
     inbound: &Inbound,
 ) -> String {
     let mut seen = HashMap::new();
+    let mut since = None;
     loop {
         let line = match reader.read_line() {
             Ok(Some(line)) => line,
@@ -181,6 +188,9 @@ pub fn serve_pull(
         match PeerLine::parse(&line) {
             Some(Ok(PeerLine::Seen { origin, seq })) if seen.len() < MAX_SEEN => {
                 seen.insert(origin, seq);
+            }
+            Some(Ok(PeerLine::Since { ms })) => {
+                since = Instant::now().checked_sub(Duration::from_millis(ms));
             }
             Some(Ok(PeerLine::End)) => break,
             _ => {
@@ -201,7 +211,7 @@ pub fn serve_pull(
     if let Err(e) = spawned {
         return format!("cannot start a thread: {e}");
     }
-    let (serial, caught_up) = inbound.hub.attach(id, &seen, tx, closer);
+    let (serial, caught_up) = inbound.hub.attach(id, &seen, since, tx, closer);
     info!("relaying to {name} at {peer} ({caught_up} missed message(s) sent first)");
     // The puller sends nothing more but PINGs; its closing ends the relay.
     let _ = stream.set_read_timeout(None);
@@ -264,13 +274,13 @@ impl Drop for Puller {
 }
 
 impl Puller {
-    /// Starts pulling from `addr`. `known` are the ids of the writers we know of (catch-up
-    /// is asked for each, from 0 for those we have not heard yet).
+    /// Starts pulling from `addr`. `joined` is when we joined the network: the relay
+    /// catches us up on writers we have not heard yet only from then on.
     pub fn start(
         relay_label: String,
         addr: SocketAddr,
         me: (String, String),
-        known: Vec<String>,
+        joined: Instant,
         inbound: Arc<Inbound>,
     ) -> std::io::Result<Puller> {
         let stop = Arc::new(AtomicBool::new(false));
@@ -278,7 +288,7 @@ impl Puller {
         let (st, so, label) = (Arc::clone(&stop), Arc::clone(&socket), relay_label.clone());
         thread::Builder::new()
             .name(format!("pull-{relay_label}"))
-            .spawn(move || pull_loop(&label, addr, me, known, &inbound, &st, &so))?;
+            .spawn(move || pull_loop(&label, addr, me, joined, &inbound, &st, &so))?;
         Ok(Puller {
             relay_label,
             addr,
@@ -292,13 +302,14 @@ fn pull_loop(
     label: &str,
     addr: SocketAddr,
     (id, name): (String, String),
-    known: Vec<String>,
+    joined: Instant,
     inbound: &Inbound,
     stop: &AtomicBool,
     socket: &Mutex<Option<TcpStream>>,
 ) {
     let mut backoff = BACKOFF_FIRST;
     while !stop.load(Ordering::SeqCst) {
+        let started = Instant::now();
         let result = (|| -> std::io::Result<String> {
             let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
             stream.set_nodelay(true)?;
@@ -314,11 +325,11 @@ fn pull_loop(
                 name: name.clone(),
             }
             .to_line();
-            let mut seen: HashMap<String, u64> = known.iter().map(|k| (k.clone(), 0)).collect();
-            seen.extend(inbound.seen.snapshot());
-            for (origin, seq) in seen {
+            for (origin, seq) in inbound.seen.snapshot() {
                 hello.push_str(&PeerLine::Seen { origin, seq }.to_line());
             }
+            let ms = joined.elapsed().as_millis() as u64;
+            hello.push_str(&PeerLine::Since { ms }.to_line());
             hello.push_str(&PeerLine::End.to_line());
             (&stream).write_all(hello.as_bytes())?;
             info!("pulling from relay {label} at {addr}");
@@ -331,7 +342,12 @@ fn pull_loop(
         match result {
             Ok(why) => {
                 info!("relay {label} connection ended: {why}; reconnecting");
-                backoff = BACKOFF_FIRST;
+                // Only a connection that lasted resets the backoff: one cut at once (the
+                // relay refuses us, or we ban it) would otherwise be retried ten times a
+                // second, with a log line on each side every time.
+                if started.elapsed() >= BACKOFF_MAX {
+                    backoff = BACKOFF_FIRST;
+                }
             }
             Err(e) => debug!("cannot pull from relay {label} at {addr}: {e}"),
         }

@@ -56,6 +56,14 @@ pub struct SenderStatus {
     pub failures: AtomicU64,
 }
 
+/// Why a connection attempt failed.
+enum Failure {
+    /// No TCP connection could be made (refused, timed out, no route): reported to the manager.
+    Unreachable(io::Error),
+    /// Connected, but the handshake failed.
+    Refused(io::Error),
+}
+
 /// Everything a sender thread needs to know.
 pub struct Target {
     pub addr: SocketAddr,
@@ -114,11 +122,19 @@ impl Sender {
             if self.conn.is_none() {
                 match self.connect() {
                     Ok(()) => backoff = BACKOFF_FIRST,
-                    Err(e) => {
+                    Err(failure) => {
                         let failures = self.status.failures.fetch_add(1, Ordering::Relaxed) + 1;
-                        if failures >= COMPLAIN_AFTER {
-                            (self.target.complain)();
-                        }
+                        // Only a connection that cannot be made is the article's complaint;
+                        // a peer that accepts and then closes (a ban) is reachable.
+                        let e = match failure {
+                            Failure::Unreachable(e) => {
+                                if failures >= COMPLAIN_AFTER {
+                                    (self.target.complain)();
+                                }
+                                e
+                            }
+                            Failure::Refused(e) => e,
+                        };
                         if failures == 1 {
                             warn!(
                                 "cannot reach {} at {}: {e}; retrying with backoff",
@@ -185,8 +201,15 @@ impl Sender {
 
     /// Connects, says `HELLO`, reads `WELCOME` and puts back into `pending` whatever the
     /// peer has not shown yet.
-    fn connect(&mut self) -> io::Result<()> {
-        let stream = TcpStream::connect_timeout(&self.target.addr, CONNECT_TIMEOUT)?;
+    fn connect(&mut self) -> Result<(), Failure> {
+        let stream = TcpStream::connect_timeout(&self.target.addr, CONNECT_TIMEOUT)
+            .map_err(Failure::Unreachable)?;
+        self.handshake(stream).map_err(Failure::Refused)
+    }
+
+    /// `HELLO` and `WELCOME` on a fresh connection. A failure here is not unreachability:
+    /// the peer answered the connection (it may have banned us, or be another program).
+    fn handshake(&mut self, stream: TcpStream) -> io::Result<()> {
         stream.set_nodelay(true)?;
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
         stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
