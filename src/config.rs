@@ -174,7 +174,7 @@ impl Default for ServantConfig {
             bind: IpAddr::from([0, 0, 0, 0]),
             public_port: None,
             heartbeat: Duration::from_secs(2),
-            queue: 1024,
+            queue: 4096,
             max_connections: 512,
             max_per_address: 16,
             share: None,

@@ -50,6 +50,8 @@ use listener::{Inbound, Seen};
 use relaying::{Hub, Puller};
 use sender::{Outgoing, SenderStatus, Target};
 
+/// How long input waits for room in the queue of a peer we are connected to.
+const FULL_QUEUE_WAIT: Duration = Duration::from_secs(2);
 /// How long shutdown waits for senders to deliver what they hold.
 const LINGER: Duration = Duration::from_secs(3);
 /// Lines waiting for standard output before receivers wait for it.
@@ -612,8 +614,31 @@ impl Core {
             loop {
                 match peer.tx.try_send(item) {
                     Ok(()) => break,
+                    Err(TrySendError::Full(back))
+                        if peer.status.connected.load(Ordering::Relaxed) =>
+                    {
+                        // A peer we are connected to is draining its queue: wait for room
+                        // (this slows our reading of input, it loses nothing). A peer stuck
+                        // for longer is cut off by its write time-out and then, no longer
+                        // connected, loses its oldest instead.
+                        match peer.tx.send_timeout(back, FULL_QUEUE_WAIT) {
+                            Ok(()) => break,
+                            Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
+                                let _ = peer.drain.try_recv();
+                                peer.dropped += 1;
+                                warn!(
+                                    "{} took nothing for {:.0}s; dropped its oldest queued message ({} so far)",
+                                    peer.entry.label(),
+                                    FULL_QUEUE_WAIT.as_secs_f64(),
+                                    peer.dropped
+                                );
+                                item = back;
+                            }
+                            Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => break,
+                        }
+                    }
                     Err(TrySendError::Full(back)) => {
-                        // A slow or unreachable peer: drop its oldest, never wait.
+                        // A peer we cannot reach: drop its oldest, never wait.
                         let _ = peer.drain.try_recv();
                         peer.dropped += 1;
                         if peer.dropped == 1 || peer.dropped % 1000 == 0 {
