@@ -316,7 +316,9 @@ wait_log() { # file fixed-string seconds [mark]: 0 when the log has the string
 }
 
 # Starts the manager and a servant on every other host; waits until all are listed and
-# each servant has every other one as a peer. 1 (with a FAIL line) when that does not happen.
+# each servant has every other one as a peer (except those in START_NOJOIN: nobody need
+# log "peer joined:" for them). 1 (with a FAIL line) when that does not happen.
+START_NOJOIN=""
 start_net() { # tag
     SD=$LOGDIR/$1
     rm -rf "$SD" && mkdir -p "$SD"
@@ -336,6 +338,9 @@ start_net() { # tag
     for i in $SERV; do
         for j in $SERV; do
             [[ $i == "$j" ]] && continue
+            # A host behind a firewall (scenarios 7-8) may be relayed before a late
+            # servant hears of it; then nobody starts a sender for it: not required.
+            [[ " $START_NOJOIN " == *" $j "* ]] && continue
             if ! wait_log "$SD/h$i.log" "peer joined: h$j " 10; then
                 fail "h$i did not take h$j as a peer within 10s ($SD/h$i.log)"
                 return 1
@@ -478,8 +483,8 @@ nft_in() { # host-number: nft -f - inside that host
     ip netns exec "$(ns "$1")" nft -f -
 }
 
-nft_counter_sum() { # host-number chain: sum of the packet counters in table inet gp2plab chain
-    ip netns exec "$(ns "$1")" nft list chain inet gp2plab "$2" 2>/dev/null |
+nft_counter_sum() { # host-number chain [table]: sum of the packet counters in table inet TABLE (gp2plab) chain
+    ip netns exec "$(ns "$1")" nft list chain inet "${3:-gp2plab}" "$2" 2>/dev/null |
         grep -o 'packets [0-9]*' | awk '{s += $2} END {print s + 0}'
 }
 
@@ -758,6 +763,369 @@ EOF
     stop_net
 }
 
+# 7, 8, 9: servants behind firewalls -------------------------------------------------------
+# The manager probes each servant that lists itself (connects back to its port) and counts
+# complaints (`complain ID`) from servants that fail to connect to a peer. A servant found
+# unreachable is listed with <relay>N</relay> (others stop connecting to it) and told to
+# <pull> from a relay, which it connects OUT to; the relay forwards it every message.
+
+wait_log_re() { # file extended-regex seconds [mark]: 0 when the log has a line matching it
+    local k
+    for ((k = 0; k <= $3 * 10; k++)); do
+        log_since "$1" "${4:-0}" | grep -qE -- "$2" && return 0
+        sleep 0.1
+    done
+    return 1
+}
+last_match() { # file extended-regex [mark]: the last matching line, without its log prefix
+    log_since "$1" "${3:-0}" | grep -E -- "$2" | tail -n 1 | sed 's/^\[[^]]*\] //'
+}
+
+# In the background (a subshell, bounded by `seconds`): when the log gets a line matching
+# the fixed string (-F) or extended regex (-E), writes the milliseconds since t0 (us_now)
+# into outfile (checked every 50 ms).
+WATCHERS=""
+watch_bg() { # -F|-E file pattern seconds mark t0 outfile
+    local mode=$1 file=$2 pat=$3 lim=$4 mark=$5 t0=$6 outf=$7
+    (
+        for ((k = 0; k <= lim * 20; k++)); do
+            if log_since "$file" "$mark" | grep -q "$mode" -- "$pat"; then echo $((($(us_now) - t0) / 1000)) >"$outf"; exit 0; fi
+            sleep 0.05
+        done
+    ) &
+    WATCHERS+=" $!"
+}
+watchers_wait() { local p; for p in $WATCHERS; do wait "$p" 2>/dev/null; done; WATCHERS=""; }
+took() { [[ -s $1 ]] && echo "$(<"$1") ms" || echo "(not seen)"; } # outfile of watch_bg
+
+fw_clear() { ip netns exec "$(ns "$1")" nft delete table inet gp2pfw 2>/dev/null; return 0; }
+
+# Host i drops every new inbound TCP connection (SYN without ACK, conntrack state new):
+# the only port it listens on is its servant's, and that is assigned by the manager, so the
+# rule holds for every port. Loopback, established connections and everything outbound
+# (its own connections, and the answers to them) still pass.
+firewall_inbound() { # i
+    fw_clear "$1"
+    nft_in "$1" <<EOF
+table inet gp2pfw {
+    chain in {
+        type filter hook input priority 0; policy accept;
+        iif "lo" accept
+        tcp flags & (syn | ack) == syn ct state new counter drop
+    }
+}
+EOF
+}
+
+# Host i cannot open connections to the other servants: its outbound SYNs to any lab
+# address are dropped, except those to the manager's port. Inbound still works.
+firewall_outbound() { # i
+    fw_clear "$1"
+    nft_in "$1" <<EOF
+table inet gp2pfw {
+    chain out {
+        type filter hook output priority 0; policy accept;
+        oif "lo" accept
+        ip daddr $NET.0/24 tcp dport != $MGR_PORT tcp flags & (syn | ack) == syn counter drop
+    }
+}
+EOF
+}
+
+# Starts the network with host v behind an inbound firewall (installed before its servant
+# starts, so the manager's probe meets it). 1 (with a FAIL line) on failure.
+START_T=0
+start_firewalled() { # tag v
+    firewall_inbound "$2" || { fail "cannot install the inbound firewall on h$2"; return 1; }
+    START_NOJOIN=$2
+    start_net "$1" || { START_NOJOIN=""; return 1; }
+    START_NOJOIN=""
+    START_T=$(us_now)
+    note "h$2 drops every new inbound TCP connection (nft: tcp flags & (syn | ack) == syn ct state new counter drop)"
+}
+
+# Waits until the manager relays to host v and v pulls from the relay. Sets RELAY (the
+# relay's host number), RSLOT (v's slot), RELAYED_AT (us_now when seen). 1 (with a FAIL
+# line) on failure.
+RELAY="" RSLOT="" RELAYED_AT=0
+wait_relayed() { # v
+    local v=$1 line
+    RELAY="" RSLOT=""
+    if ! wait_log_re "$SD/manager.log" "h$v \\(slot [0-9]+\\) pulls from h[0-9]+ \\(serving" 10; then
+        fail "the manager did not relay to h$v within 10s of the network being up: $(last_match "$SD/manager.log" "h$v \\(slot|complaint" || true)"
+        return 1
+    fi
+    RELAYED_AT=$(us_now)
+    line=$(last_match "$SD/manager.log" "h$v \\(slot [0-9]+\\) is unreachable")
+    if [[ -n $line ]]; then
+        note "manager: $line"
+    else
+        fail "the manager relays to h$v but never logged that it is unreachable"
+    fi
+    line=$(last_match "$SD/manager.log" "h$v \\(slot [0-9]+\\) pulls from h[0-9]+ \\(serving")
+    note "manager: $line ($(secs_since "$START_T")s after the network was up)"
+    RELAY=$(sed -E 's/.* pulls from h([0-9]+) \(serving.*/\1/' <<<"$line")
+    RSLOT=$(sed -E 's/^h[0-9]+ \(slot ([0-9]+)\).*/\1/' <<<"$line")
+    [[ $RELAY =~ ^[0-9]+$ && $RSLOT =~ ^[0-9]+$ && $RELAY != "$v" ]] ||
+        { fail "cannot read the relay from the manager's log: '$line'"; return 1; }
+    if wait_log "$SD/h$v.log" "pulling from relay h$RELAY at" 10; then
+        note "h$v: $(last_match "$SD/h$v.log" "the manager finds us unreachable; pulling from h$RELAY")"
+        note "h$v: $(last_match "$SD/h$v.log" "pulling from relay h$RELAY at")"
+    else
+        fail "h$v did not connect to its relay h$RELAY within 10s: $(last_match "$SD/h$v.log" "pull|relay")"
+        return 1
+    fi
+    if wait_log "$SD/h$RELAY.log" "relaying to h$v at" 5; then
+        note "h$RELAY: $(last_match "$SD/h$RELAY.log" "relaying to h$v at")"
+    else
+        fail "the relay h$RELAY did not log 'relaying to h$v' within 5s"
+    fi
+}
+
+peers_table() { # i seconds: types /peers into servant i, prints its answer (the lines since)
+    local i=$1 m
+    m=$(log_lines "$SD/h$i.out")
+    say "$i" /peers
+    # The table ends with the servant's own line, "  hI   (this servant)...".
+    wait_log_re "$SD/h$i.out" "^  h$i +\\(this servant\\)" "$2" "$m" || return 1
+    log_since "$SD/h$i.out" "$m" | sed -n -E "/ peer\\(s\\); manager /,/^  h$i +\\(this servant\\)/p"
+}
+
+# 7 --------------------------------------------------------------------------------------
+s7_title="firewalled host: h4 drops every inbound connection and is relayed"
+s7() {
+    local v=4 others="" i out c0 c1 k t1 t_last stable first
+    for i in $SERV; do [[ $i != "$v" ]] && others+="$i "; done
+    start_firewalled s7 "$v" || { stop_net; fw_clear "$v"; return; }
+    # Typed at once, before the manager has found h4 unreachable (its probe waits 2 s):
+    # the senders to h4 are stuck connecting and are then stopped; these lines must reach
+    # h4 anyway, from the relay's history when h4 attaches (the catch-up).
+    chat s7-early 3 $SERV
+    wait_relayed "$v" || { stop_net; fw_clear "$v"; return; }
+    expect_chat s7-early 3 15 0 $(all_pairs $SERV)
+    # Every other servant stops connecting to h4 (it had started a sender when h4 joined).
+    out=""
+    for i in $others; do
+        if grep -qF "peer joined: h$v " "$SD/h$i.log"; then
+            wait_log "$SD/h$i.log" "h$v is behind a firewall: no longer connecting to it" 5 || out+=" h$i"
+        fi
+    done
+    if [[ -z $out ]]; then
+        note "every other servant logged 'h$v is behind a firewall: no longer connecting to it' (or never connected)"
+    else
+        fail "still connecting to h$v (no 'behind a firewall' line within 5s):$out"
+    fi
+    # Chat both ways, through the relay to h4 and directly from h4.
+    chat s7 5 $SERV
+    expect_chat s7 5 15 1 $(all_pairs $SERV)
+    # /peers: h4 says it pulls; the others show h4 as relayed.
+    if out=$(peers_table "$v" 3); then
+        if grep -qF "behind a firewall, pulling from h$RELAY at" <<<"$out"; then
+            note "h$v /peers: $(grep -E "^  h$v +\\(this servant\\)" <<<"$out" | sed 's/  */ /g; s/^ //')"
+        else
+            fail "h$v's /peers does not say 'behind a firewall, pulling from h$RELAY': $(tr '\n' '|' <<<"$out")"
+        fi
+    else
+        fail "h$v did not answer /peers"
+    fi
+    for i in $others; do
+        if ! out=$(peers_table "$i" 3); then fail "h$i did not answer /peers"; continue; fi
+        first=$(grep -E "^  h$v " <<<"$out")
+        if [[ $i == "$RELAY" ]]; then
+            # On the relay itself the relay is "this servant", not a listed peer: accept
+            # "relayed through hR (this servant)" and the older "relayed through slot N".
+            if grep -qE "behind a firewall, relayed through (h$RELAY|slot [0-9]+)" <<<"$first" &&
+                grep -qF "relaying to h$v" <<<"$out"; then
+                note "h$i (the relay) /peers: $(sed 's/  */ /g' <<<"$first" | sed 's/^ //'); $(grep -E "^  h$i +\\(this servant\\)" <<<"$out" | sed 's/  */ /g; s/^ //')"
+            else
+                fail "the relay h$i's /peers does not show h$v relayed / 'relaying to h$v': $(tr '\n' '|' <<<"$out")"
+            fi
+        elif grep -qF "behind a firewall, relayed through h$RELAY" <<<"$first"; then
+            [[ $i == "${others%% *}" ]] && note "h$i /peers: $(sed 's/  */ /g' <<<"$first" | sed 's/^ //')"
+        else
+            fail "h$i's /peers does not show h$v 'behind a firewall, relayed through h$RELAY': '${first:-no line for h$v}'"
+        fi
+    done
+    # Nobody keeps trying to connect to h4: its drop counter stops (a connect already under
+    # way when the relay was announced may run out its 3 s, plus one last try to deliver
+    # what it held), then stays still for 4 s while everyone chats again.
+    c0=$(nft_counter_sum "$v" in gp2pfw)
+    t_last=$(us_now)
+    stable=0
+    for ((k = 0; k < 60; k++)); do # at most 15 s
+        sleep 0.25
+        c1=$(nft_counter_sum "$v" in gp2pfw)
+        if ((c1 != c0)); then c0=$c1 t_last=$(us_now); fi
+        (($(us_now) - t_last >= 4000000)) && { stable=1; break; }
+    done
+    if ((stable)); then
+        note "h$v's drop rule stopped counting $(awk -v a="$t_last" -v b="$RELAYED_AT" 'BEGIN {printf "%.1f", (a - b) / 1e6}')s after the relay was seen chosen ($c0 SYN(s) dropped in all: the manager's probe, the peers' first tries)"
+        t1=$(us_now)
+        chat s7-after 3 $SERV
+        expect_chat s7-after 3 10 0 $(all_pairs $SERV)
+        while (($(us_now) - t1 < 4000000)); do sleep 0.2; done
+        c1=$(nft_counter_sum "$v" in gp2pfw)
+        if ((c1 == c0)); then
+            note "no connection attempt reached h$v in the $(secs_since "$t1")s of chat after that (drop counter still $c0)"
+        else
+            fail "$((c1 - c0)) connection attempt(s) (SYN) to h$v in the $(secs_since "$t1")s of chat after it was relayed"
+        fi
+    else
+        fail "connection attempts to h$v never stopped: its drop counter is $c1 and still moving 15s after it was relayed"
+    fi
+    out=""
+    for i in $others; do
+        k=$(sed -n "/h$v is behind a firewall: no longer connecting/,\$p" "$SD/h$i.log" | grep -cF "cannot reach h$v ")
+        ((k)) && out+=" h$i:$k"
+    done
+    [[ -z $out ]] || note "'cannot reach h$v' logged after 'no longer connecting' (a try already under way):$out"
+    stop_net
+    fw_clear "$v"
+}
+
+# 8 --------------------------------------------------------------------------------------
+s8_title="relay failover: the firewalled h4's relay is killed (SIGKILL)"
+s8() {
+    local v=4 r rest="" senders i j k out line t0 new mm m4 rp
+    start_firewalled s8 "$v" || { stop_net; fw_clear "$v"; return; }
+    wait_relayed "$v" || { stop_net; fw_clear "$v"; return; }
+    r=$RELAY
+    for i in $SERV; do [[ $i != "$v" && $i != "$r" ]] && rest+="$i "; done
+    senders="$rest$v"
+    chat s8-before 3 $SERV
+    expect_chat s8-before 3 10 0 $(all_pairs $SERV) || { stop_net; fw_clear "$v"; return; }
+    rp=${PID[$r]}
+    if [[ $(readlink "/proc/$rp/exe" 2>/dev/null) != "$BIN/servant" ]]; then
+        fail "pid $rp of h$r is not the servant ($(readlink "/proc/$rp/exe" 2>/dev/null))"
+        stop_net; fw_clear "$v"; return
+    fi
+    mm=$(log_lines "$SD/manager.log")
+    m4=$(log_lines "$SD/h$v.log")
+    # The remaining hosts and h4 type 20 lines each, 0.1 s apart; after the 5th round the
+    # relay's servant is killed: lines typed just before, during and after the switch.
+    CHAT_T0=$(us_now)
+    for ((j = 1; j <= 20; j++)); do
+        for i in $senders; do say "$i" "s8-switch-h$i-#$j"; done
+        if ((j == 5)); then
+            t0=$(us_now)
+            rm -f "$SD"/t-*
+            watch_bg -F "$SD/manager.log" "relay h$r left; finding another for slot $RSLOT" 15 "$mm" "$t0" "$SD/t-left"
+            watch_bg -E "$SD/manager.log" "h$v \\(slot $RSLOT\\) pulls from h[0-9]+ \\(serving" 15 "$mm" "$t0" "$SD/t-chosen"
+            watch_bg -E "$SD/h$v.log" "pulling from relay h[0-9]+ at" 15 "$m4" "$t0" "$SD/t-pulling"
+            disown "$rp" 2>/dev/null # no "Killed" job report from bash
+            kill -KILL "$rp"
+            for ((k = 0; k < 30; k++)); do alive "$rp" || break; sleep 0.05; done
+            unset "PID[$r]"
+            rm -f "$RUN/pids/h$r.pid"
+        fi
+        sleep 0.1
+    done
+    note "the relay h$r (pid $rp) got SIGKILL after the 5th of 20 rounds of 'during' chat (0.1 s apart) from $(names_of $senders | tr ',' ' ')"
+    if wait_log "$SD/manager.log" "relay h$r left; finding another for slot $RSLOT" 10 "$mm"; then
+        note "manager: $(last_match "$SD/manager.log" "relay h$r left; finding another" "$mm")"
+    else
+        fail "the manager did not log 'relay h$r left; finding another for slot $RSLOT' within 10s"
+    fi
+    if wait_log_re "$SD/manager.log" "h$v \\(slot $RSLOT\\) pulls from h[0-9]+ \\(serving" 10 "$mm"; then
+        line=$(last_match "$SD/manager.log" "h$v \\(slot $RSLOT\\) pulls from h[0-9]+ \\(serving" "$mm")
+        new=$(sed -E 's/.* pulls from h([0-9]+) \(serving.*/\1/' <<<"$line")
+        note "manager: $line"
+        watchers_wait
+        note "after the kill: the manager saw the relay leave in $(took "$SD/t-left"), chose h$new in $(took "$SD/t-chosen"); h$v pulled from it in $(took "$SD/t-pulling")"
+        if [[ $new == "$r" || " $rest " != *" $new "* ]]; then
+            fail "the new relay h$new is not one of the remaining servants ($(names_of $rest))"
+        fi
+    else
+        fail "the manager did not choose another relay for h$v within 10s of the kill"
+        watchers_wait
+        stop_net; fw_clear "$v"; return
+    fi
+    if wait_log "$SD/h$v.log" "pulling from relay h$new at" 10 "$m4"; then
+        t_pull=$(secs_since "$t0")
+        note "h$v: $(last_match "$SD/h$v.log" "the manager finds us unreachable; pulling from h$new" "$m4")"
+        note "h$v: $(last_match "$SD/h$v.log" "pulling from relay h$new at" "$m4")"
+    else
+        fail "h$v did not connect to its new relay h$new within 10s: $(last_match "$SD/h$v.log" "pull|relay" "$m4")"
+    fi
+    if wait_log "$SD/h$new.log" "relaying to h$v at" 5; then
+        note "h$new: $(last_match "$SD/h$new.log" "relaying to h$v at")"
+    else
+        fail "the new relay h$new did not log 'relaying to h$v'"
+    fi
+    # Everything typed around the switch reaches h4 (and everyone else left) once, in order.
+    expect_chat s8-switch 20 20 1 $(all_pairs $senders)
+    chat s8-after 5 $senders
+    expect_chat s8-after 5 10 1 $(all_pairs $senders)
+    if out=$(peers_table "$v" 3) && grep -qF "behind a firewall, pulling from h$new at" <<<"$out"; then
+        note "h$v /peers: $(grep -E "^  h$v +\\(this servant\\)" <<<"$out" | sed 's/  */ /g; s/^ //')"
+    else
+        fail "h$v's /peers does not say 'behind a firewall, pulling from h$new': $(tr '\n' '|' <<<"$out")"
+    fi
+    out=$(grep -hF "never arrived" "$SD/h$v.log" | head -n 3 | sed 's/^\[[^]]*\] //' | tr '\n' ';')
+    [[ -z $out ]] || fail "h$v logged lost messages: $out"
+    stop_net
+    fw_clear "$v"
+}
+
+# 9 --------------------------------------------------------------------------------------
+s9_title="outbound trouble only: h5 cannot connect out to servants; never marked"
+s9() {
+    local v=5 others="" i t0 d0 d1 n_c out line k
+    for i in $SERV; do [[ $i != "$v" ]] && others+="$i "; done
+    firewall_outbound "$v" || { fail "cannot install the outbound rule on h$v"; return; }
+    start_net s9 || { stop_net; fw_clear "$v"; return; }
+    t0=$(us_now)
+    note "h$v drops its outbound SYNs to every lab address but port $MGR_PORT (nft: ip daddr $NET.0/24 tcp dport != $MGR_PORT tcp flags & (syn | ack) == syn counter drop); inbound untouched"
+    d0=$(nft_counter_sum "$v" out gp2pfw)
+    # Everyone chats; h5's lines cannot go out (expected), everyone else's must reach h5.
+    chat s9 5 $SERV
+    local pairs=()
+    for i in $others; do pairs+=("$v<$i"); done
+    pairs+=($(all_pairs $others))
+    expect_chat s9 5 10 0 "${pairs[@]}"
+    # Watch while h5 keeps failing and complaining: at least 10 s, and until it has
+    # complained past the threshold about every other servant (the manager then says its
+    # complaints count against nobody), at most 20 s. Its connects time out (3 s) and back
+    # off, so the third complaint about each comes after ~13 s.
+    while (($(us_now) - t0 < 20000000)); do
+        if (($(us_now) - t0 >= 10000000)) && grep -qE "h$v \\(slot [0-9]+\\) cannot reach anyone" "$SD/manager.log"; then break; fi
+        sleep 0.2
+    done
+    d1=$(nft_counter_sum "$v" out gp2pfw)
+    if ((d1 > 0)); then
+        note "h$v's rule dropped $d1 outbound SYN(s) in $(secs_since "$t0")s ($d0 by the time the network was up)"
+    else
+        fail "h$v's rule dropped nothing: the scenario did not test outbound trouble"
+    fi
+    n_c=$(grep -cE "complaint about h[0-9]+ \\(slot [0-9]+\\) from h$v \\(slot" "$SD/manager.log")
+    if ((n_c > 0)); then
+        note "the manager got $n_c complaint(s) from h$v, e.g.: $(last_match "$SD/manager.log" "complaint about h[0-9]+ \\(slot [0-9]+\\) from h$v")"
+    else
+        fail "the manager logged no complaint from h$v (h$v.log: $(last_match "$SD/h$v.log" "cannot reach"))"
+    fi
+    line=$(last_match "$SD/manager.log" "h$v \\(slot [0-9]+\\) cannot reach anyone")
+    if [[ -n $line ]]; then
+        note "manager: $line"
+    else
+        note "h$v did not complain past the threshold about every other servant in $(secs_since "$t0")s (no 'cannot reach anyone')"
+    fi
+    line=$(last_match "$SD/h$v.log" "cannot reach h[0-9]+ at")
+    [[ -n $line ]] && note "h$v: $line"
+    out=$(grep -E "is unreachable|pulls from" "$SD/manager.log" | sed 's/^\[[^]]*\] //' | head -n 3 | tr '\n' ';')
+    if [[ -z $out ]]; then
+        note "in $(secs_since "$t0")s the manager marked nobody unreachable (not h$v, not those it complained about) and chose no relay"
+    else
+        fail "the manager marked servants because of h$v's trouble: $out"
+    fi
+    out=""
+    for i in $SERV; do
+        grep -qF "the manager finds us unreachable" "$SD/h$i.log" && out+=" h$i"
+    done
+    [[ -z $out ]] || fail "told to pull from a relay:$out"
+    stop_net
+    fw_clear "$v"
+}
+
 # ------------------------------------------------------------------------------------
 # demo
 # ------------------------------------------------------------------------------------
@@ -847,10 +1215,10 @@ test_exit() {
 cmd_test() {
     local s list=() t0 t_all failed=0 r
     for s in "$@"; do
-        [[ $s =~ ^[1-6]$ ]] || die "unknown scenario '$s': the scenarios are 1 to 6"
+        [[ $s =~ ^[1-9]$ ]] || die "unknown scenario '$s': the scenarios are 1 to 9"
         list+=("$s")
     done
-    ((${#list[@]})) || list=(1 2 3 4 5 6)
+    ((${#list[@]})) || list=(1 2 3 4 5 6 7 8 9)
     preflight lan-test nft
     check_binaries
     [[ $TEST_N =~ ^[0-9]+$ ]] && ((TEST_N >= 5)) || die "LAB_N must be 5 or more for the test, got '$TEST_N'"
