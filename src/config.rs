@@ -224,15 +224,9 @@ impl<'a, 'input> Reader<'a, 'input> {
         Ok(node.text().unwrap_or("").trim())
     }
 
-    fn number<T: std::str::FromStr>(
-        &self,
-        node: Node,
-        what: &str,
-        lo: T,
-        hi: T,
-    ) -> Result<T, ConfigError>
+    fn number<T>(&self, node: Node, what: &str, lo: T, hi: T) -> Result<T, ConfigError>
     where
-        T: PartialOrd + fmt::Display + Copy,
+        T: std::str::FromStr + PartialOrd + fmt::Display + Copy,
     {
         let text = self.text(node)?;
         match text.parse::<T>() {

@@ -212,6 +212,9 @@ mod tests {
     }
 }
 
+/// Makes the line sent to a refused connection, if any.
+pub type RefusalLine = Box<dyn Fn(&Refusal) -> Option<String> + Send>;
+
 /// How an accept loop treats what arrives.
 pub struct Gate {
     /// Names the threads: `PREFIX-ADDR`.
@@ -220,7 +223,7 @@ pub struct Gate {
     /// A connection for which this returns false is closed at once, unread (bans).
     pub screen: Box<dyn Fn(IpAddr) -> bool + Send>,
     /// The line (without its end) sent to a refused connection, if any.
-    pub refusal_line: Box<dyn Fn(&Refusal) -> Option<String> + Send>,
+    pub refusal_line: RefusalLine,
 }
 
 /// Accepts connections until the process ends, each on its own named thread running

@@ -52,10 +52,17 @@ pub struct LineReader<R> {
     limit: usize,
     /// Skipping the tail of an over-long line until its newline.
     skipping: bool,
+    /// Bytes of that tail skipped so far.
+    skipped: usize,
 }
 
 /// How much is read from the socket at a time.
 const CHUNK: usize = 16 * 1024;
+
+/// The tail of an over-long line is skipped up to its newline, but not without end: past
+/// this many bytes (or the cap, if larger) the peer is not sending lines at all, and
+/// reading fails, so a client streaming one endless line cannot keep a thread busy forever.
+pub const SKIP_LIMIT: usize = 1 << 20;
 
 impl<R: Read> LineReader<R> {
     /// `limit` is the longest line accepted, in bytes, not counting the line end.
@@ -67,6 +74,7 @@ impl<R: Read> LineReader<R> {
             scanned: 0,
             limit,
             skipping: false,
+            skipped: 0,
         }
     }
 
@@ -114,10 +122,24 @@ impl<R: Read> LineReader<R> {
             if self.filled > self.limit + 1 {
                 // Keep nothing of an over-long line: report it once, then skip to its end.
                 let report = !self.skipping;
+                if report {
+                    self.skipped = 0;
+                }
                 self.skipping = true;
+                self.skipped = self.skipped.saturating_add(self.filled);
                 self.consume(self.filled);
                 if report {
                     return Err(LineError::TooLong { limit: self.limit });
+                }
+                if self.skipped > SKIP_LIMIT.max(self.limit) {
+                    return Err(LineError::Io(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "a line longer than {} bytes went on for over {} bytes",
+                            self.limit,
+                            SKIP_LIMIT.max(self.limit)
+                        ),
+                    )));
                 }
             }
             if self.buf.len() < self.filled + CHUNK {
@@ -191,6 +213,14 @@ mod tests {
             lines(&input, 16),
             vec![Err("line longer than 16 bytes".into()), Ok("ok".into())]
         );
+    }
+
+    #[test]
+    fn endless_line_is_given_up() {
+        let input = vec![b'x'; 3 * SKIP_LIMIT];
+        let mut r = LineReader::new(&input[..], 16);
+        assert!(matches!(r.read_line(), Err(LineError::TooLong { .. })));
+        assert!(matches!(r.read_line(), Err(LineError::Io(_))));
     }
 
     #[test]

@@ -45,7 +45,9 @@ fn err<T>(msg: impl Into<String>) -> Result<T, ProtocolError> {
 }
 
 /// Names and ids travel inside space-separated lines and XML text, so they are short and
-/// hold no white space, no control characters and none of `<>&"'`.
+/// hold no white space, no control characters and none of `<>&"'`; nor U+FFFE or U+FFFF,
+/// the only characters besides controls that XML 1.0 cannot hold at all: one such name in
+/// the manager's `<peers>` would make the whole list unreadable for every servant.
 pub fn check_token(what: &str, value: &str) -> Result<(), ProtocolError> {
     if value.is_empty() {
         return err(format!("{what} is empty"));
@@ -55,10 +57,12 @@ pub fn check_token(what: &str, value: &str) -> Result<(), ProtocolError> {
             "{what} {value:?} is longer than {NAME_LIMIT} bytes"
         ));
     }
-    if let Some(c) = value
-        .chars()
-        .find(|c| c.is_whitespace() || c.is_control() || "<>&\"'".contains(*c))
-    {
+    if let Some(c) = value.chars().find(|c| {
+        c.is_whitespace()
+            || c.is_control()
+            || "<>&\"'".contains(*c)
+            || matches!(c, '\u{fffe}' | '\u{ffff}')
+    }) {
         return err(format!("{what} {value:?} contains {c:?}"));
     }
     Ok(())

@@ -157,6 +157,8 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
         // A person typing: the article showed whatever arrived, from that address.
         _ => {
             show_plain(peer, &first, inbound);
+            // Bad lines are logged once per connection: a stream of garbage must not fill the log.
+            let mut complained = false;
             loop {
                 match reader.read_line() {
                     Ok(Some(_)) if inbound.bans.refuses(peer.ip()) => break "banned".to_owned(),
@@ -164,7 +166,13 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
                     Ok(None) => break "closed".to_owned(),
                     Err(LineError::Io(e)) => break e.to_string(),
                     Err(LineError::Idle) => break format!("silent for {}s", IDLE_LIMIT.as_secs()),
-                    Err(e) => info!("{peer}: {e}; line skipped"),
+                    Err(e) if complained => debug!("{peer}: {e}; line skipped"),
+                    Err(e) => {
+                        info!(
+                            "{peer}: {e}; line skipped (such lines are logged once per connection)"
+                        );
+                        complained = true;
+                    }
                 }
             }
         }
@@ -185,14 +193,20 @@ pub(super) fn servant_lines(
     inbound: &Inbound,
 ) -> String {
     let mut complained = false;
+    let mut bad_bytes_logged = false;
     loop {
         let line = match reader.read_line() {
             Ok(Some(line)) => line,
             Ok(None) => return "closed".into(),
             Err(LineError::Io(e)) => return e.to_string(),
             Err(LineError::Idle) => return format!("silent for {}s", IDLE_LIMIT.as_secs()),
+            Err(e) if bad_bytes_logged => {
+                debug!("{peer} ({name}): {e}; line skipped");
+                continue;
+            }
             Err(e) => {
-                info!("{peer} ({name}): {e}; line skipped");
+                info!("{peer} ({name}): {e}; line skipped (logged once per connection)");
+                bad_bytes_logged = true;
                 continue;
             }
         };

@@ -207,7 +207,7 @@ impl Progress {
             self.done.load(Ordering::Relaxed),
             self.total.load(Ordering::Relaxed),
         );
-        let pct = if total == 0 { 100 } else { done * 100 / total };
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
         let took = *self.took.lock().unwrap_or_else(|p| p.into_inner());
         let secs = took
             .unwrap_or(self.started.elapsed())
