@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# `make stress`: floods, churn and a lost manager against the release binaries on loopback
+# (scripts/stress.py does the work; it needs python3, standard library only). Prints a
+# Markdown table of what was sent and what survived, writes it to bench/STRESS.md, and
+# exits non-zero when a check fails. Takes about two and a half minutes.
+#
+#   STRESS_ARGS="--only 7 --churn-seconds 10"   run part of it (see scripts/stress.py --help)
+#   STRESS_KEEP=dir                            keep configs and logs in dir
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BIN:-target/release}
+command -v python3 >/dev/null || { echo "stress: python3 is needed"; exit 1; }
+for b in servant connection-manager; do
+    [ -x "$BIN/$b" ] || { echo "stress: $BIN/$b missing; run make release"; exit 1; }
+done
+# A thousand idle sockets plus the servers' own descriptors: raise the limit this shell
+# hands down (to 20000, or the hard limit if it is lower).
+hard=$(ulimit -Hn)
+want=20000
+if [ "$hard" != unlimited ] && [ "$hard" -lt "$want" ]; then want=$hard; fi
+ulimit -n "$want" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt 4096 ]; then
+    echo "stress: needs at least 4096 file descriptors (ulimit -n is $(ulimit -n))"; exit 1
+fi
+args=(--bin "$BIN" --out bench/STRESS.md)
+[ -n "${STRESS_KEEP:-}" ] && args+=(--workdir "$STRESS_KEEP")
+# shellcheck disable=SC2086
+exec timeout --kill-after=10 480 python3 scripts/stress.py "${args[@]}" ${STRESS_ARGS:-}
