@@ -176,7 +176,7 @@ impl Default for ServantConfig {
             heartbeat: Duration::from_secs(2),
             queue: 4096,
             max_connections: 512,
-            max_per_address: 16,
+            max_per_address: 64,
             share: None,
             downloads: None,
             workers: 4,
