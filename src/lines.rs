@@ -44,8 +44,12 @@ impl std::error::Error for LineError {}
 /// Frames a byte stream into `\n`-terminated lines (a `\r` before the `\n` is dropped too).
 pub struct LineReader<R> {
     inner: R,
-    /// Bytes received and not yet returned: `buf[..filled]`.
+    /// Bytes received and not yet returned: `buf[start..filled]`.
     buf: Vec<u8>,
+    /// Lines are taken from the front by moving `start`; the rest moves to the front of
+    /// `buf` once per read, not once per line, which with many short lines in one read
+    /// would copy the read over and over (quadratic in the lines per read).
+    start: usize,
     filled: usize,
     /// How far `buf` has been searched for a newline already.
     scanned: usize,
@@ -70,6 +74,7 @@ impl<R: Read> LineReader<R> {
         LineReader {
             inner,
             buf: Vec::new(),
+            start: 0,
             filled: 0,
             scanned: 0,
             limit,
@@ -95,23 +100,23 @@ impl<R: Read> LineReader<R> {
                 let was_skipping = self.skipping;
                 self.skipping = false;
                 let mut text_end = end;
-                if text_end > 0 && self.buf[text_end - 1] == b'\r' {
+                if text_end > self.start && self.buf[text_end - 1] == b'\r' {
                     text_end -= 1;
                 }
                 let line = if was_skipping {
                     // The tail of a line already reported as too long.
                     None
-                } else if text_end > self.limit {
+                } else if text_end - self.start > self.limit {
                     // Too long, though it arrived whole in one read.
                     Some(Err(LineError::TooLong { limit: self.limit }))
                 } else {
                     Some(
-                        std::str::from_utf8(&self.buf[..text_end])
+                        std::str::from_utf8(&self.buf[self.start..text_end])
                             .map(str::to_owned)
                             .map_err(|_| LineError::InvalidUtf8),
                     )
                 };
-                self.consume(end + 1);
+                self.consume(end + 1 - self.start);
                 match line {
                     None => continue,
                     Some(result) => return result.map(Some),
@@ -119,15 +124,15 @@ impl<R: Read> LineReader<R> {
             }
             self.scanned = self.filled;
             // +1 leaves room for a trailing '\r' on a line of exactly `limit` bytes.
-            if self.filled > self.limit + 1 {
+            if self.filled - self.start > self.limit + 1 {
                 // Keep nothing of an over-long line: report it once, then skip to its end.
                 let report = !self.skipping;
                 if report {
                     self.skipped = 0;
                 }
                 self.skipping = true;
-                self.skipped = self.skipped.saturating_add(self.filled);
-                self.consume(self.filled);
+                self.skipped = self.skipped.saturating_add(self.filled - self.start);
+                self.consume(self.filled - self.start);
                 if report {
                     return Err(LineError::TooLong { limit: self.limit });
                 }
@@ -142,6 +147,7 @@ impl<R: Read> LineReader<R> {
                     )));
                 }
             }
+            self.compact();
             if self.buf.len() < self.filled + CHUNK {
                 self.buf.resize(self.filled + CHUNK, 0);
             }
@@ -163,16 +169,27 @@ impl<R: Read> LineReader<R> {
     /// Reads exactly `out.len()` raw bytes that follow the last line read (a binary payload
     /// announced by that line), taking first what is already buffered.
     pub fn read_bytes(&mut self, out: &mut [u8]) -> io::Result<()> {
-        let have = self.filled.min(out.len());
-        out[..have].copy_from_slice(&self.buf[..have]);
+        let have = (self.filled - self.start).min(out.len());
+        out[..have].copy_from_slice(&self.buf[self.start..self.start + have]);
         self.consume(have);
         self.inner.read_exact(&mut out[have..])
     }
 
+    /// Drops the first `n` pending bytes.
     fn consume(&mut self, n: usize) {
-        self.buf.copy_within(n..self.filled, 0);
-        self.filled -= n;
-        self.scanned = 0;
+        self.start += n;
+        self.scanned = self.start;
+    }
+
+    /// Moves the pending bytes (at most one partial line) to the front of `buf`, before a
+    /// read.
+    fn compact(&mut self) {
+        if self.start > 0 {
+            self.buf.copy_within(self.start..self.filled, 0);
+            self.filled -= self.start;
+            self.scanned -= self.start;
+            self.start = 0;
+        }
         // Give back memory after a burst of long lines.
         if self.buf.len() > 4 * CHUNK && self.filled < CHUNK {
             self.buf.truncate(CHUNK);

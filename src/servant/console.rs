@@ -85,6 +85,10 @@ pub fn read_input<T>(tx: Sender<T>, wrap: fn(Input) -> T, on_end: T) {
                 }
             }
             Ok(None) => break,
+            // A line that goes on and on is skipped, not taken for the end of input.
+            Err(LineError::Io(e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                warn!("standard input, line {number}: {e}; not sent");
+            }
             Err(LineError::Io(e)) => {
                 warn!("standard input: {e}");
                 break;

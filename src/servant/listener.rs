@@ -145,7 +145,8 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
             servant_lines(&mut reader, peer, &name, inbound)
         }
         _ if transfer::serve::is_file_request(&first) => {
-            transfer::serve::serve(&stream, &mut reader, first, peer, &inbound.library)
+            let banned = || inbound.bans.refuses(peer.ip());
+            transfer::serve::serve(&stream, &mut reader, first, peer, &inbound.library, &banned)
         }
         Some(Ok(PeerLine::Pull { id, name })) => {
             serve_pull(&stream, &mut reader, peer, &id, &name, inbound)

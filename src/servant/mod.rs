@@ -586,7 +586,8 @@ impl Core {
     }
 
     /// The article's `txtSend1_KeyPress`: send the line to every peer, each through its own
-    /// sender thread. Never blocks: a full queue loses its oldest message instead.
+    /// sender thread. Waits (up to 2 s) for room in the queue of a peer we are connected
+    /// to; the queue of a peer we cannot reach loses its oldest message instead.
     fn say(&mut self, text: String) {
         if text.len() > crate::protocol::TEXT_LIMIT {
             warn!(

@@ -42,6 +42,8 @@ const PIECE_TIMEOUT: Duration = Duration::from_secs(15);
 const LINE_LIMIT: usize = 1024;
 /// Failures in a row after which a source is given up for this round.
 const SOURCE_FAILURES: u32 = 2;
+/// How long a source that said it is busy is left alone.
+const BUSY_PAUSE: Duration = Duration::from_millis(300);
 /// Rounds of asking the peers again when every source has failed.
 const ROUNDS: u32 = 4;
 
@@ -301,10 +303,18 @@ pub fn start(job: Job) -> io::Result<()> {
                 Err(e) => {
                     progress.end(format!("stopped: {e}"));
                     warn!("download of {} stopped: {e}", job.name);
-                    let _ = out.send(format!(
-                        "download of {} stopped: {e}; /get {} resumes it",
-                        job.name, job.name
-                    ));
+                    let part = job
+                        .library
+                        .downloads
+                        .as_ref()
+                        .map(|d| d.join(format!(".{}.part", job.name)));
+                    let resumable = part.is_some_and(|p| p.exists());
+                    let hint = if resumable {
+                        format!("; /get {} resumes it", job.name)
+                    } else {
+                        String::new()
+                    };
+                    let _ = out.send(format!("download of {} stopped: {e}{hint}", job.name));
                 }
             }
         })?;
@@ -326,6 +336,10 @@ struct SourceState {
     failures: u32,
     /// Out of this round (dead, slow, or lying).
     out: bool,
+    /// Sent a piece that failed its hash: out for the rest of the download.
+    lied: bool,
+    /// Said it is busy (its upload cap): not asked again before this.
+    paused_until: Instant,
     /// Pieces it said it does not have (a partial source).
     lacks: HashSet<usize>,
     pieces: u64,
@@ -348,8 +362,9 @@ impl Schedule {
             };
         }
         // Prefer the source this worker is connected to unless another is idler.
+        let now = Instant::now();
         let mut order: Vec<usize> = (0..self.sources.len())
-            .filter(|&s| !self.sources[s].out)
+            .filter(|&s| !self.sources[s].out && self.sources[s].paused_until <= now)
             .collect();
         order.sort_by_key(|&s| (self.sources[s].busy, Some(s) != current));
         for s in order {
@@ -364,7 +379,8 @@ impl Schedule {
                 return Take::Job { piece, source: s };
             }
         }
-        if self.in_flight.is_empty() {
+        let paused = self.sources.iter().any(|s| !s.out && s.paused_until > now);
+        if self.in_flight.is_empty() && !paused {
             Take::Stuck
         } else {
             Take::Wait
@@ -503,6 +519,8 @@ fn run(job: &Job, progress: &Progress) -> Result<String, String> {
     // 4: the workers, in rounds until every piece is in or no source is left.
     let mut offers = offers;
     let mut fetched_from: HashMap<String, u64> = HashMap::new();
+    // Sources that sent a piece failing its hash: never asked again in this download.
+    let mut liars: HashSet<SocketAddr> = HashSet::new();
     for round in 1..=ROUNDS {
         let missing: VecDeque<usize> = (0..count).filter(|&i| !pieces.has(i)).collect();
         if missing.is_empty() {
@@ -510,11 +528,14 @@ fn run(job: &Job, progress: &Progress) -> Result<String, String> {
         }
         let sources: Vec<SourceState> = offers
             .iter()
+            .filter(|o| !liars.contains(&o.peer.addr))
             .map(|o| SourceState {
                 peer: o.peer.clone(),
                 busy: 0,
                 failures: 0,
                 out: false,
+                lied: false,
+                paused_until: Instant::now(),
                 lacks: HashSet::new(),
                 pieces: 0,
             })
@@ -561,6 +582,9 @@ fn run(job: &Job, progress: &Progress) -> Result<String, String> {
         });
         for s in &lock(&sched).sources {
             *fetched_from.entry(s.peer.label.clone()).or_default() += s.pieces;
+            if s.lied {
+                liars.insert(s.peer.addr);
+            }
         }
         if pieces.count() == count {
             break;
@@ -731,6 +755,8 @@ enum Fetch {
     Lacks,
     /// The data did not match the piece's hash: the source lies or is broken.
     Corrupt,
+    /// The source serves as many uploads as it will (`ERR busy`): ask it again later.
+    Busy,
     Failed(io::Error),
 }
 
@@ -773,9 +799,16 @@ impl Worker<'_> {
                     let mut s = lock(self.sched);
                     let label = s.sources[source].peer.label.clone();
                     s.sources[source].out = true;
+                    s.sources[source].lied = true;
                     s.finish(piece, source, false);
                     drop(s);
                     warn!("piece {piece} of {} from {label} failed verification; no more pieces from {label}", self.manifest.name);
+                    conn = None;
+                }
+                Fetch::Busy => {
+                    let mut s = lock(self.sched);
+                    s.sources[source].paused_until = Instant::now() + BUSY_PAUSE;
+                    s.finish(piece, source, false);
                     conn = None;
                 }
                 Fetch::Failed(e) => {
@@ -818,6 +851,9 @@ impl Worker<'_> {
         };
         if head.starts_with("ERR missing piece") {
             return Fetch::Lacks;
+        }
+        if head.starts_with("ERR busy") {
+            return Fetch::Busy;
         }
         let len = self.manifest.piece_len(piece) as usize;
         if head != format!("DATA {piece} {len}") {

@@ -109,8 +109,8 @@ struct Scanned {
 
 #[derive(Default)]
 struct Index {
-    /// By manifest id.
-    by_id: HashMap<String, Entry>,
+    /// By manifest id and name: the same content under two names is offered under both.
+    files: HashMap<(String, String), Entry>,
     /// The scan cache, by path.
     scanned: HashMap<PathBuf, Scanned>,
 }
@@ -236,7 +236,7 @@ impl Library {
         let present: std::collections::HashSet<&PathBuf> = found.iter().map(|f| &f.0).collect();
         idx.scanned.retain(|p, _| present.contains(p));
         // Complete entries are rebuilt from the scan; partial ones (downloads) are kept.
-        idx.by_id.retain(|_, e| e.partial.is_some());
+        idx.files.retain(|_, e| e.partial.is_some());
         let complete: Vec<Entry> = idx
             .scanned
             .iter()
@@ -247,28 +247,43 @@ impl Library {
             })
             .collect();
         for e in complete {
-            idx.by_id.insert(e.manifest.id(), e);
+            idx.files
+                .insert((e.manifest.id(), e.manifest.name.clone()), e);
         }
     }
 
     /// Every file offered: complete ones, and downloads in progress.
     pub fn entries(&self) -> Vec<Entry> {
-        let mut v: Vec<Entry> = self.lock().by_id.values().cloned().collect();
+        let mut v: Vec<Entry> = self.lock().files.values().cloned().collect();
         v.sort_by(|a, b| a.manifest.name.cmp(&b.manifest.name));
         v
     }
 
+    /// A file with this id, a complete one if there is one.
     pub fn get(&self, id: &str) -> Option<Entry> {
-        self.lock().by_id.get(id).cloned()
+        let idx = self.lock();
+        let mut with_id = idx
+            .files
+            .iter()
+            .filter(|((i, _), _)| i == id)
+            .map(|(_, e)| e);
+        let first = with_id.next()?;
+        Some(
+            std::iter::once(first)
+                .chain(with_id)
+                .find(|e| e.partial.is_none())
+                .unwrap_or(first)
+                .clone(),
+        )
     }
 
     /// A download has started (or resumed): serve its verified pieces from now on.
     pub fn add_partial(&self, manifest: Arc<Manifest>, path: PathBuf, pieces: Arc<Pieces>) {
-        let id = manifest.id();
+        let key = (manifest.id(), manifest.name.clone());
         let mut idx = self.lock();
-        if idx.by_id.get(&id).is_none_or(|e| e.partial.is_some()) {
-            idx.by_id.insert(
-                id,
+        if idx.files.get(&key).is_none_or(|e| e.partial.is_some()) {
+            idx.files.insert(
+                key,
                 Entry {
                     manifest,
                     path,
@@ -291,8 +306,8 @@ impl Library {
                 },
             );
         }
-        idx.by_id.insert(
-            manifest.id(),
+        idx.files.insert(
+            (manifest.id(), manifest.name.clone()),
             Entry {
                 manifest,
                 path: path.to_owned(),
@@ -304,9 +319,7 @@ impl Library {
     /// A download stopped without finishing: stop offering it.
     pub fn drop_partial(&self, id: &str) {
         let mut idx = self.lock();
-        if idx.by_id.get(id).is_some_and(|e| e.partial.is_some()) {
-            idx.by_id.remove(id);
-        }
+        idx.files.retain(|(i, _), e| i != id || e.partial.is_none());
     }
 
     /// Takes an upload place, if one is free.

@@ -34,6 +34,7 @@ pub fn serve(
     first: String,
     peer: SocketAddr,
     lib: &Library,
+    banned: &dyn Fn() -> bool,
 ) -> String {
     let Some(_slot) = lib.upload_slot() else {
         let _ = (&*stream).write_all(
@@ -45,8 +46,38 @@ pub fn serve(
     let mut buf = Vec::new();
     let mut bad = 0u32;
     let mut served = 0u64;
-    let mut line = first;
+    let mut next = Some(first);
     loop {
+        let line = match next.take() {
+            Some(l) => l,
+            None => match reader.read_line() {
+                Ok(Some(l)) => l,
+                Ok(None) => {
+                    if served > 0 {
+                        info!("sent {served} piece(s) to {peer}");
+                    }
+                    return "closed".into();
+                }
+                Err(LineError::Io(e)) => return e.to_string(),
+                Err(LineError::Idle) => return "idle".into(),
+                Err(e) => {
+                    // An over-long or non-UTF-8 request: answered, never acted on.
+                    bad += 1;
+                    if (&*stream)
+                        .write_all(format!("ERR {e}\n").as_bytes())
+                        .is_err()
+                        || bad >= MAX_BAD
+                    {
+                        return format!("{bad} bad requests in a row");
+                    }
+                    continue;
+                }
+            },
+        };
+        // A host banned (with /ban) while connected gets nothing more.
+        if banned() {
+            return "banned".into();
+        }
         buf.clear();
         match answer(&line, lib, &mut open, &mut buf) {
             Ok(pieces) => {
@@ -66,22 +97,6 @@ pub fn serve(
         if bad >= MAX_BAD {
             return format!("{bad} bad requests in a row");
         }
-        line = match reader.read_line() {
-            Ok(Some(l)) => l,
-            Ok(None) => {
-                if served > 0 {
-                    info!("sent {served} piece(s) to {peer}");
-                }
-                return "closed".into();
-            }
-            Err(LineError::Io(e)) => return e.to_string(),
-            Err(LineError::Idle) => return "idle".into(),
-            Err(e) => {
-                bad += 1;
-                let _ = (&*stream).write_all(format!("ERR {e}\n").as_bytes());
-                continue;
-            }
-        };
     }
 }
 
