@@ -53,3 +53,6 @@ stress: release ## floods, churn and a lost manager on loopback; a table of what
 
 clean: ## remove build output
 	$(CARGO) clean
+
+fuzz: ## run each fuzz target for FUZZ_SECONDS (default 60) with cargo-fuzz
+	@bash fuzz/run.sh

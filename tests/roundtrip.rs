@@ -1,0 +1,678 @@
+//! Property tests: whatever genp2p prints, it reads back as the same value.
+//!
+//! The unit tests in `protocol` and `config` pin a handful of hand-picked examples; these
+//! generate thousands, weighted towards what breaks parsers: XML's special characters,
+//! non-ASCII, white space of every kind, `\r`, and characters XML 1.0 cannot carry at all.
+//! Every value generated is one the protocol allows (names and ids pass `check_token`, texts
+//! hold no line end), so a failure here is a real disagreement between a writer and its
+//! reader. Cases are kept to 256 per property so `cargo test` stays quick.
+
+use std::io::{self, Read};
+use std::net::IpAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use genp2p::config::{ManagerConfig, ServantConfig};
+use genp2p::lines::{LineError, LineReader};
+use genp2p::protocol::{
+    check_token, ChatMessage, ManagerCommand, ManagerMessage, PeerEntry, PeerLine, PeerList,
+    CHAT_LINE_LIMIT, MANAGER_LINE_LIMIT, NAME_LIMIT, PEER_DOC_LINE_LIMIT, TEXT_LIMIT,
+};
+use proptest::prelude::*;
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: 256,
+        // A failure prints its minimal case; nothing is written beside the sources.
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Characters and strings
+// ---------------------------------------------------------------------------------------
+
+/// Characters weighted towards the awkward ones.
+fn any_char() -> impl Strategy<Value = char> {
+    prop_oneof![
+        4 => proptest::char::range(' ', '~'),
+        2 => any::<char>(),
+        3 => prop::sample::select(vec![
+            '<', '>', '&', '"', '\'', ';', '#', ']', '=', '\\', ' ', '\t', '\r', '\n', '\0',
+            '\u{1}', '\u{1b}', '\u{7f}', '\u{85}', '\u{a0}', '\u{2028}', '\u{200b}', '\u{feff}',
+            '\u{fffd}', '\u{fffe}', '\u{ffff}', '\u{e000}', '\u{10ffff}', 'é', 'ü', 'ß', 'ø',
+            '中', '文', 'й', '😀', '\u{301}',
+        ]),
+    ]
+}
+
+/// Characters an XML 1.0 document can hold (the `Char` production).
+fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+}
+
+/// A name or id: 1 to `NAME_LIMIT` bytes of characters that `check_token` accepts.
+fn token() -> impl Strategy<Value = String> {
+    prop::collection::vec(any_char(), 1..=NAME_LIMIT).prop_map(|chars| {
+        let mut s = String::new();
+        for c in chars {
+            // A character the rules refuse is replaced rather than rejected, so no case is
+            // thrown away; `check_token` alone decides which characters those are.
+            let c = if check_token("c", c.encode_utf8(&mut [0; 4])).is_ok() {
+                c
+            } else {
+                'x'
+            };
+            if s.len() + c.len_utf8() > NAME_LIMIT {
+                break;
+            }
+            s.push(c);
+        }
+        s
+    })
+}
+
+/// Text made of `chars`, keeping only the characters `keep` allows.
+fn text(len: std::ops::Range<usize>, keep: fn(char) -> bool) -> impl Strategy<Value = String> {
+    prop::collection::vec(any_char(), len)
+        .prop_map(move |chars| chars.into_iter().filter(|&c| keep(c)).collect())
+}
+
+fn ip() -> impl Strategy<Value = String> {
+    any::<IpAddr>().prop_map(|a| a.to_string())
+}
+
+// ---------------------------------------------------------------------------------------
+// A reader that hands out its bytes in pieces, as a socket does
+// ---------------------------------------------------------------------------------------
+
+/// Returns `data` in reads of the given sizes (cycled), with a time-out instead of a read
+/// wherever the size is 0.
+struct Chunked {
+    data: Vec<u8>,
+    pos: usize,
+    sizes: Vec<usize>,
+    reads: usize,
+}
+
+impl Read for Chunked {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let size = self.sizes[self.reads % self.sizes.len()];
+        self.reads += 1;
+        if size == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = size.min(buf.len()).min(self.data.len() - self.pos);
+        buf[..n].copy_from_slice(&self.data[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Read sizes: mostly small, some large, and some time-outs (never all of them).
+fn read_sizes() -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(
+        prop_oneof![4 => 1..8usize, 2 => 8..70_000usize, 1 => Just(0usize)],
+        1..8,
+    )
+    .prop_map(|mut sizes| {
+        sizes.push(1);
+        sizes
+    })
+}
+
+/// Everything a LineReader returns for `data` (time-outs skipped), errors by name.
+fn frame(data: &[u8], limit: usize, sizes: Vec<usize>) -> Vec<Result<String, &'static str>> {
+    let source = Chunked {
+        data: data.to_vec(),
+        pos: 0,
+        sizes,
+        reads: 0,
+    };
+    let mut reader = LineReader::new(source, limit);
+    let mut out = Vec::new();
+    loop {
+        match reader.read_line() {
+            Ok(Some(line)) => out.push(Ok(line)),
+            Ok(None) => return out,
+            Err(LineError::Idle) => continue,
+            Err(LineError::TooLong { .. }) => out.push(Err("too long")),
+            Err(LineError::InvalidUtf8) => out.push(Err("not utf-8")),
+            Err(LineError::Io(e)) => panic!("unexpected I/O error: {e}"),
+        }
+    }
+}
+
+/// The framing rules, plainly: `\n`-terminated lines without their line end (one `\r`
+/// before the `\n` goes too); a line over the cap or not UTF-8 is an error; a last line
+/// without a newline is dropped, after one "too long" if it already holds more than
+/// `limit + 1` bytes (room for a `\r` that may be followed by the `\n`).
+fn framing_model(data: &[u8], limit: usize) -> Vec<Result<String, &'static str>> {
+    let mut pieces: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+    let partial = pieces.pop().unwrap_or(&[]);
+    let mut out: Vec<_> = pieces
+        .into_iter()
+        .map(|line| {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
+            if line.len() > limit {
+                Err("too long")
+            } else {
+                std::str::from_utf8(line)
+                    .map(str::to_owned)
+                    .map_err(|_| "not utf-8")
+            }
+        })
+        .collect();
+    if partial.len() > limit + 1 {
+        out.push(Err("too long"));
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Protocol values
+// ---------------------------------------------------------------------------------------
+
+fn peer_entry() -> impl Strategy<Value = PeerEntry> {
+    (
+        ip(),
+        any::<u16>(),
+        any::<u32>(),
+        any::<bool>(),
+        prop::option::of(token()),
+        prop::option::of(token()),
+        prop::option::of(any::<u32>()),
+    )
+        .prop_map(|(ip, port, offset, me, name, id, relay)| PeerEntry {
+            ip,
+            port,
+            offset,
+            me,
+            name,
+            id,
+            relay,
+        })
+}
+
+fn peers() -> impl Strategy<Value = Vec<PeerEntry>> {
+    prop::collection::vec(peer_entry(), 0..6)
+}
+
+fn manager_message() -> impl Strategy<Value = ManagerMessage> {
+    prop_oneof![
+        // The epoch is 16 hex digits from a genp2p manager; any text an attribute carries
+        // unchanged (no TAB, CR or LF, which XML turns into spaces) must survive too.
+        (
+            any::<u64>(),
+            text(0..24, |c| xml_char(c) && !matches!(c, '\t' | '\n' | '\r')),
+            any::<u64>(),
+            peers()
+        )
+            .prop_map(|(version, epoch, timeout_ms, peers)| ManagerMessage::Peers(
+                PeerList {
+                    version,
+                    epoch,
+                    timeout_ms,
+                    peers
+                }
+            )),
+        any::<u64>().prop_map(|version| ManagerMessage::Unchanged { version }),
+        (any::<u64>(), peers())
+            .prop_map(|(version, peers)| ManagerMessage::Join { version, peers }),
+        (any::<u64>(), peers())
+            .prop_map(|(version, peers)| ManagerMessage::Leave { version, peers }),
+        // One line of text XML can carry: no line ends (a CR would come back as LF).
+        text(0..80, |c| xml_char(c) && !matches!(c, '\n' | '\r')).prop_map(ManagerMessage::Error),
+        prop::option::of(peer_entry()).prop_map(ManagerMessage::Pull),
+    ]
+}
+
+fn manager_command() -> impl Strategy<Value = ManagerCommand> {
+    prop_oneof![
+        prop::option::of(any::<u64>()).prop_map(|since| ManagerCommand::NeedsPeerList { since }),
+        (
+            1..=u16::MAX,
+            prop::option::of((token(), prop::option::of(token())))
+        )
+            .prop_map(|(port, words)| {
+                let (id, name) = match words {
+                    Some((id, name)) => (Some(id), name),
+                    None => (None, None),
+                };
+                ManagerCommand::Listening { port, id, name }
+            }),
+        Just(ManagerCommand::Bye),
+        token().prop_map(|id| ManagerCommand::Complain { id }),
+    ]
+}
+
+/// A chat text: the rest of the line, so anything but `\n`, up to `TEXT_LIMIT` bytes, and
+/// not ending in `\r` (LineReader takes a `\r` before the `\n` as part of the line end).
+fn chat_text() -> impl Strategy<Value = String> {
+    prop_oneof![
+        4 => text(0..40, |c| c != '\n'),
+        1 => text(2000..3000, |c| c != '\n'),
+    ]
+    .prop_map(|mut s| {
+        while s.len() > TEXT_LIMIT {
+            s.pop();
+        }
+        while s.ends_with('\r') {
+            s.pop();
+        }
+        s
+    })
+}
+
+fn peer_line() -> impl Strategy<Value = PeerLine> {
+    prop_oneof![
+        (token(), token()).prop_map(|(id, name)| PeerLine::Hello { id, name }),
+        (token(), any::<u64>()).prop_map(|(id, last_seq)| PeerLine::Welcome { id, last_seq }),
+        (token(), 1..=u64::MAX, token(), chat_text()).prop_map(|(origin, seq, name, text)| {
+            PeerLine::Msg(ChatMessage {
+                origin,
+                seq,
+                name,
+                text,
+            })
+        }),
+        Just(PeerLine::Ping),
+        (token(), token()).prop_map(|(id, name)| PeerLine::Pull { id, name }),
+        (token(), any::<u64>()).prop_map(|(origin, seq)| PeerLine::Seen { origin, seq }),
+        Just(PeerLine::End),
+    ]
+}
+
+// ---------------------------------------------------------------------------------------
+// Configuration files
+// ---------------------------------------------------------------------------------------
+
+/// Escapes text for XML content or a quoted attribute.
+fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A host name or address as the config files take it: no white space, and only what
+/// XML can carry.
+fn host() -> impl Strategy<Value = String> {
+    text(1..24, |c| xml_char(c) && !c.is_whitespace()).prop_filter("not empty", |s| !s.is_empty())
+}
+
+/// Seconds in (0, 86400], to the millisecond.
+fn millis() -> impl Strategy<Value = u64> {
+    1..=86_400_000u64
+}
+
+fn seconds_text(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+/// Writes `elements` inside `<root>` in a shuffled order, with some layout between them.
+fn document(root: &str, mut elements: Vec<String>, seed: u64, layout: usize) -> String {
+    // A small xorshift, so the order is part of the generated case.
+    let mut x = seed | 1;
+    for i in (1..elements.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        elements.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    let sep = ["", "\n", "\n  ", " \t", "\r\n"][layout % 5];
+    let decl = if layout.is_multiple_of(2) {
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+    } else {
+        ""
+    };
+    format!("{decl}<{root}>{sep}{}{sep}</{root}>\n", elements.join(sep))
+}
+
+/// An IP address or host name as `<ban><target>` takes it (see `is_ban_target`).
+fn ban_target() -> impl Strategy<Value = String> {
+    "[a-zA-Z0-9.:%_-]{1,60}"
+}
+
+/// A folder as `<share>` and `<downloads>` take it: relative or absolute, any characters
+/// XML carries, no white space at either end (the parser trims it).
+fn folder() -> impl Strategy<Value = String> {
+    (any::<bool>(), text(1..20, |c| xml_char(c) && c != '\r'))
+        .prop_map(|(absolute, t)| {
+            let t = t.trim();
+            if absolute {
+                format!("/{t}")
+            } else {
+                t.to_owned()
+            }
+        })
+        .prop_filter("a folder", |t| !t.is_empty())
+}
+
+#[derive(Debug, Clone)]
+struct ServantSettings {
+    host: String,
+    port: Option<u16>,
+    name: Option<String>,
+    listen: Option<u16>,
+    bind: Option<IpAddr>,
+    public_port: Option<u16>,
+    heartbeat_ms: Option<u64>,
+    queue: Option<usize>,
+    max_connections: Option<usize>,
+    max_per_address: Option<usize>,
+    share: Option<String>,
+    downloads: Option<String>,
+    workers: Option<usize>,
+    uploads: Option<usize>,
+    bans: Vec<String>,
+}
+
+fn servant_settings() -> impl Strategy<Value = ServantSettings> {
+    (
+        (
+            host(),
+            prop::option::of(1..=u16::MAX),
+            prop::option::of(token()),
+            prop::option::of(any::<u16>()),
+            prop::option::of(any::<IpAddr>()),
+            prop::option::of(1..=u16::MAX),
+            prop::option::of(millis()),
+            prop::option::of(1..=1_000_000usize),
+        ),
+        (
+            prop::option::of(1..=1_000_000usize),
+            prop::option::of(1..=1_000_000usize),
+            prop::option::of(folder()),
+            prop::option::of(folder()),
+            prop::option::of(1..=32usize),
+            prop::option::of(1..=1000usize),
+            prop::collection::vec(ban_target(), 0..4),
+        ),
+    )
+        .prop_map(
+            |(
+                (host, port, name, listen, bind, public_port, heartbeat_ms, queue),
+                (max_connections, max_per_address, share, downloads, workers, uploads, bans),
+            )| ServantSettings {
+                host,
+                port,
+                name,
+                listen,
+                bind,
+                public_port,
+                heartbeat_ms,
+                queue,
+                max_connections,
+                max_per_address,
+                share,
+                downloads,
+                workers,
+                uploads,
+                bans,
+            },
+        )
+}
+
+#[derive(Debug, Clone)]
+struct ManagerSettings {
+    port: u16,
+    bind: Option<IpAddr>,
+    first_port: Option<u16>,
+    timeout_ms: Option<u64>,
+    idle_timeout_ms: Option<u64>,
+    max_connections: Option<usize>,
+    max_per_address: Option<usize>,
+    complaints: Option<u32>,
+    probe: Option<(bool, usize)>,
+}
+
+fn manager_settings() -> impl Strategy<Value = ManagerSettings> {
+    (
+        any::<u16>(),
+        prop::option::of(any::<IpAddr>()),
+        prop::option::of(1..=u16::MAX),
+        prop::option::of(millis()),
+        prop::option::of(millis()),
+        prop::option::of(1..=1_000_000usize),
+        prop::option::of(1..=1_000_000usize),
+        prop::option::of(1..=1000u32),
+        prop::option::of((any::<bool>(), 0..6usize)),
+    )
+        .prop_map(
+            |(
+                port,
+                bind,
+                first_port,
+                timeout_ms,
+                idle_timeout_ms,
+                max_connections,
+                max_per_address,
+                complaints,
+                probe,
+            )| ManagerSettings {
+                port,
+                bind,
+                first_port,
+                timeout_ms,
+                idle_timeout_ms,
+                max_connections,
+                max_per_address,
+                complaints,
+                probe,
+            },
+        )
+}
+
+fn element(name: &str, value: impl ToString) -> String {
+    format!("<{name}>{}</{name}>", escape(&value.to_string()))
+}
+
+// ---------------------------------------------------------------------------------------
+// The properties
+// ---------------------------------------------------------------------------------------
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn manager_messages_round_trip(message in manager_message()) {
+        let line = message.to_line();
+        prop_assert!(!line.contains('\n'), "one line: {line:?}");
+        prop_assert!(line.len() <= PEER_DOC_LINE_LIMIT);
+        prop_assert_eq!(ManagerMessage::parse(&line), Ok(message), "line: {}", line);
+    }
+
+    #[test]
+    fn manager_commands_round_trip_through_framing(
+        commands in prop::collection::vec(manager_command(), 1..8),
+        crlf in any::<bool>(),
+        sizes in read_sizes(),
+    ) {
+        let end = if crlf { "\r\n" } else { "\n" };
+        let stream: String = commands.iter().map(|c| c.to_line() + end).collect();
+        let lines = frame(stream.as_bytes(), MANAGER_LINE_LIMIT, sizes);
+        prop_assert_eq!(lines.len(), commands.len());
+        for (line, command) in lines.into_iter().zip(commands) {
+            let line = line.expect("a command is a valid line");
+            prop_assert_eq!(ManagerCommand::parse(&line), Ok(command));
+        }
+    }
+
+    #[test]
+    fn peer_lines_round_trip_through_framing(
+        peer_lines in prop::collection::vec(peer_line(), 1..6),
+        sizes in read_sizes(),
+    ) {
+        let stream: String = peer_lines.iter().map(PeerLine::to_line).collect();
+        let lines = frame(stream.as_bytes(), CHAT_LINE_LIMIT, sizes);
+        prop_assert_eq!(lines.len(), peer_lines.len(), "stream: {:?}", stream);
+        for (line, peer_line) in lines.into_iter().zip(peer_lines) {
+            let line = line.expect("a peer line is a valid line");
+            prop_assert_eq!(PeerLine::parse(&line), Some(Ok(peer_line)));
+        }
+    }
+
+    /// UTF-8 text in any pieces: the lines are exactly those of splitting on `\n`.
+    #[test]
+    fn line_reader_splits_like_split(
+        input in text(0..400, |_| true),
+        sizes in read_sizes(),
+    ) {
+        let mut expected: Vec<Result<String, &str>> = input
+            .split('\n')
+            .map(|l| Ok(l.strip_suffix('\r').unwrap_or(l).to_owned()))
+            .collect();
+        expected.pop(); // the part after the last newline is not a line
+        prop_assert_eq!(frame(input.as_bytes(), input.len(), sizes), expected);
+    }
+
+    /// Any bytes, a small cap: over-long and non-UTF-8 lines are errors, each once.
+    #[test]
+    fn line_reader_enforces_the_cap(
+        input in prop::collection::vec(
+            prop_oneof![3 => Just(b'a'), 2 => Just(b'\n'), 1 => Just(b'\r'), 1 => any::<u8>()],
+            0..400,
+        ),
+        limit in 0..40usize,
+        sizes in read_sizes(),
+    ) {
+        prop_assert_eq!(frame(&input, limit, sizes), framing_model(&input, limit));
+    }
+
+    #[test]
+    fn servant_config_round_trips(s in servant_settings(), seed in any::<u64>(), layout in 0..10usize) {
+        let mut elements = vec![element("connectionmgr", &s.host)];
+        let mut expected = ServantConfig {
+            manager_host: s.host.clone(),
+            bans: s.bans.clone(),
+            ..ServantConfig::default()
+        };
+        if let Some(port) = s.port {
+            elements.push(element("port", port));
+            expected.manager_port = port;
+        }
+        if let Some(name) = &s.name {
+            elements.push(element("name", name));
+            expected.name = Some(name.clone());
+        }
+        if let Some(listen) = s.listen {
+            elements.push(element("listen", listen));
+            expected.listen = Some(listen);
+        }
+        if let Some(bind) = s.bind {
+            elements.push(element("bind", bind));
+            expected.bind = bind;
+        }
+        if let Some(port) = s.public_port {
+            elements.push(element("publicport", port));
+            expected.public_port = Some(port);
+        }
+        if let Some(ms) = s.heartbeat_ms {
+            elements.push(element("heartbeat", seconds_text(ms)));
+            expected.heartbeat = Duration::from_millis(ms);
+        }
+        if let Some(queue) = s.queue {
+            elements.push(element("queue", queue));
+            expected.queue = queue;
+        }
+        if let Some(n) = s.max_connections {
+            elements.push(element("maxconnections", n));
+            expected.max_connections = n;
+        }
+        if let Some(n) = s.max_per_address {
+            elements.push(element("maxperaddress", n));
+            expected.max_per_address = n;
+        }
+        // Relative folders are taken from the folder the config file is in.
+        let in_config_dir = |f: &str| Path::new("conf").join(f);
+        if let Some(f) = &s.share {
+            elements.push(element("share", f));
+            expected.share = Some(in_config_dir(f));
+        }
+        if let Some(f) = &s.downloads {
+            elements.push(element("downloads", f));
+            expected.downloads = Some(in_config_dir(f));
+        }
+        if let Some(n) = s.workers {
+            elements.push(element("workers", n));
+            expected.workers = n;
+        }
+        if let Some(n) = s.uploads {
+            elements.push(element("uploads", n));
+            expected.uploads = n;
+        }
+        if !s.bans.is_empty() {
+            let bans: String = s
+                .bans
+                .iter()
+                .map(|b| format!("<ban>{}</ban>", element("target", b)))
+                .collect();
+            elements.push(format!("<bans>{bans}</bans>"));
+        }
+        let text = document("config", elements, seed, layout);
+        let parsed = ServantConfig::parse(Path::new("conf/config.xml"), &text);
+        prop_assert_eq!(parsed.map_err(|e| e.to_string()), Ok(expected), "file:\n{}", text);
+    }
+
+    #[test]
+    fn manager_config_round_trips(m in manager_settings(), seed in any::<u64>(), layout in 0..10usize) {
+        let mut elements = vec![element("port", m.port)];
+        let mut expected = ManagerConfig {
+            port: m.port,
+            ..ManagerConfig::default()
+        };
+        if let Some(bind) = m.bind {
+            elements.push(element("bind", bind));
+            expected.bind = bind;
+        }
+        if let Some(port) = m.first_port {
+            elements.push(element("firstport", port));
+            expected.first_port = port;
+        }
+        if let Some(ms) = m.timeout_ms {
+            elements.push(element("timeout", seconds_text(ms)));
+            expected.timeout = Duration::from_millis(ms);
+        }
+        if let Some(ms) = m.idle_timeout_ms {
+            elements.push(element("idletimeout", seconds_text(ms)));
+            expected.idle_timeout = Duration::from_millis(ms);
+        }
+        if let Some(n) = m.max_connections {
+            elements.push(element("maxconnections", n));
+            expected.max_connections = n;
+        }
+        if let Some(n) = m.max_per_address {
+            elements.push(element("maxperaddress", n));
+            expected.max_per_address = n;
+        }
+        if let Some(n) = m.complaints {
+            elements.push(element("complaints", n));
+            expected.complaints = n;
+        }
+        if let Some((probe, spelling)) = m.probe {
+            let word = match (probe, spelling % 3) {
+                (true, 0) => "true",
+                (true, 1) => "Yes",
+                (true, _) => "1",
+                (false, 0) => "FALSE",
+                (false, 1) => "no",
+                (false, _) => "0",
+            };
+            elements.push(element("probe", word));
+            expected.probe = probe;
+        }
+        let text = document("manager", elements, seed, layout);
+        let parsed = ManagerConfig::parse(Path::new("manager.xml"), &text);
+        prop_assert_eq!(parsed.map_err(|e| e.to_string()), Ok(expected), "file:\n{}", text);
+    }
+}
