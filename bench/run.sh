@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# `make bench` (QUICK=1 for about a minute): starts the real binaries on 127.0.0.1 beside
+# their baselines, writes bench/RESULTS.md and bench/fanout.svg. Raw figures and logs go
+# to bench/out/ (ignored by git). Only 127.0.0.1 is used; every load is bounded in count
+# and time, and every process started is stopped by the driver (or its dead-man timer).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+QUICK=${QUICK:-0}
+OUT=bench/out
+CMD="make bench"
+[ "$QUICK" = 1 ] && CMD="make bench QUICK=1"
+START=$(date +%s)
+
+# The storm and capacity tests hold thousands of sockets. Raise the descriptor limit as far
+# as this machine allows (its hard limit may be below 65536).
+ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+echo "bench: building the bench tools (cargo build --release --examples)"
+cargo build --release --quiet --bins --examples || { echo "bench: build failed"; exit 1; }
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+cat /proc/loadavg > "$OUT/loadavg.start"
+
+D=target/release/examples/bench_driver
+FAILED=0
+step() {
+    local name=$1 t0
+    shift
+    echo "bench: $name"
+    t0=$(date +%s)
+    if ! "$D" "$@" --out "$OUT"; then
+        echo "bench: $name failed (see above); continuing"
+        FAILED=1
+    fi
+    echo "bench: ($name: $(( $(date +%s) - t0 )) s)"
+}
+
+if [ "$QUICK" = 1 ]; then
+    LIMIT=240
+    step "footprint: binary sizes" sizes
+    step "fan-out and burst (N = 10, 50 servants; 200 stub receivers)" fanout --limit-secs $LIMIT \
+        --ns 10,50 --stub-ns 200 --runs 3 --samples 50 \
+        --burst-ns 10 --burst-runs 3 --burst-msgs 5000 --join-ns 10 --join-runs 3
+    step "manager round trips (genp2p, echo floor, opentracker)" manager --limit-secs $LIMIT --runs 3 --secs 1
+    step "join storm and churn (N = 100, 1000)" storm --limit-secs $LIMIT --ns 100,1000 --runs 2
+    step "capacity" capacity --limit-secs $LIMIT --max 1000 --listed-secs 3
+else
+    LIMIT=900
+    step "footprint: binary sizes" sizes
+    step "fan-out and burst (N = 10, 50 servants; 50, 200 stub receivers)" fanout --limit-secs $LIMIT \
+        --ns 10,50 --stub-ns 50,200 --runs 5 --samples 300 \
+        --burst-ns 10,50 --burst-runs 3 --burst-msgs 5000 --join-ns 10,50 --join-runs 5
+    step "manager round trips (genp2p, echo floor, opentracker)" manager --limit-secs $LIMIT --runs 5 --secs 3
+    step "join storm and churn (N = 100, 1000)" storm --limit-secs $LIMIT --ns 100,1000 --runs 3
+    step "capacity (cap 4000; listed servants for 60 s; beyond the limits)" capacity --limit-secs $LIMIT \
+        --max 4000 --listed-secs 60 --stress 20000
+fi
+
+python3 bench/report.py --out "$OUT" --cmd "$CMD" --secs "$(( $(date +%s) - START ))" || FAILED=1
+echo "bench: done in $(( $(date +%s) - START )) s; see bench/RESULTS.md and bench/fanout.svg"
+exit $FAILED

@@ -1,0 +1,1358 @@
+//! The driver of `make bench`: starts the real binaries (and their baselines) on
+//! 127.0.0.1, measures, and appends one JSON line per measurement to OUT/results.jsonl.
+//! `bench/report.py` turns that file into bench/RESULTS.md and bench/fanout.svg.
+//!
+//! ```text
+//! bench_driver fanout   --out DIR --ns 10,50,200 --runs 5 --samples 300
+//!                       --burst-ns 10,50 --burst-runs 3 --burst-msgs 5000
+//! bench_driver manager  --out DIR --runs 3 --secs 3
+//! bench_driver storm    --out DIR --ns 100,1000 --runs 3
+//! bench_driver capacity --out DIR --max 4000 [--stress 20000]
+//! bench_driver sizes    --out DIR
+//! ```
+//!
+//! Every process it starts is killed when it is done with it, and by a dead-man timer
+//! (`--limit-secs`, default 900) if the driver itself overruns; servants and floor
+//! processes also end when the driver's end of their standard input closes.
+
+#[path = "bench_common/mod.rs"]
+mod bench_common;
+
+use bench_common::*;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Pids of every process started, for the dead-man timer.
+static PIDS: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+
+struct Proc {
+    child: Child,
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let pid = self.child.id();
+        PIDS.lock().unwrap().retain(|&p| p != pid);
+    }
+}
+
+fn start(mut cmd: Command) -> io::Result<Proc> {
+    let child = cmd.spawn()?;
+    PIDS.lock().unwrap().push(child.id());
+    Ok(Proc { child })
+}
+
+struct Ctx {
+    out: PathBuf,
+    bin: PathBuf,
+    ex: PathBuf,
+    results: Mutex<File>,
+    tck: f64,
+}
+
+impl Ctx {
+    fn emit(&self, j: Json) {
+        let line = j.finish();
+        eprintln!("  {line}");
+        let mut f = self.results.lock().unwrap();
+        let _ = writeln!(f, "{line}");
+    }
+    fn log(&self, name: &str) -> File {
+        File::create(self.out.join("logs").join(name)).expect("log file")
+    }
+    fn conf(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.out.join("conf").join(name);
+        fs::write(&p, text).expect("config file");
+        p
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let limit: u64 = arg(&args, "--limit-secs", 900);
+    std::thread::spawn(move || {
+        thread::sleep(Duration::from_secs(limit));
+        eprintln!("bench_driver: time limit of {limit}s reached; stopping what it started");
+        for pid in PIDS.lock().unwrap().iter() {
+            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
+        }
+        std::process::exit(3);
+    });
+    let out = PathBuf::from(arg_str(&args, "--out", "bench/out"));
+    for d in ["logs", "conf"] {
+        fs::create_dir_all(out.join(d)).expect("output directory");
+    }
+    let target = PathBuf::from(arg_str(&args, "--target", "target/release"));
+    let ctx = Ctx {
+        results: Mutex::new(
+            OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(out.join("results.jsonl"))
+                .expect("results file"),
+        ),
+        out,
+        ex: target.join("examples"),
+        bin: target,
+        tck: clk_tck(),
+    };
+    let r = match args.first().map(String::as_str) {
+        Some("fanout") => fanout(&ctx, &args),
+        Some("manager") => manager_rtt(&ctx, &args),
+        Some("storm") => storm(&ctx, &args),
+        Some("capacity") => capacity(&ctx, &args),
+        Some("sizes") => sizes(&ctx),
+        _ => Err("usage: bench_driver fanout|manager|storm|capacity|sizes --out DIR ...".into()),
+    };
+    if let Err(e) = r {
+        eprintln!("bench_driver: {e}");
+        ctx.emit(Json::new().str("test", "error").str("what", &e));
+        std::process::exit(1);
+    }
+}
+
+type Res<T> = Result<T, String>;
+
+fn wait_for_line(path: &Path, needle: &str, limit: Duration) -> Option<String> {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if let Ok(text) = fs::read_to_string(path) {
+            if let Some(l) = text.lines().find(|l| l.contains(needle)) {
+                return Some(l.to_owned());
+            }
+        }
+        thread::sleep(Duration::from_millis(1));
+    }
+    None
+}
+
+/// Starts a connection manager on 127.0.0.1, port chosen by the OS.
+fn start_manager(ctx: &Ctx, tag: &str, max_conn: usize) -> Res<(Proc, SocketAddr)> {
+    start_manager_with(ctx, tag, max_conn, 120)
+}
+
+/// `timeout`: seconds a silent listed client stays listed (the fake clients never beat).
+fn start_manager_with(
+    ctx: &Ctx,
+    tag: &str,
+    max_conn: usize,
+    timeout: u64,
+) -> Res<(Proc, SocketAddr)> {
+    let conf = ctx.conf(
+        &format!("manager-{tag}.xml"),
+        &format!(
+            "<manager><port>0</port><bind>127.0.0.1</bind><timeout>{timeout}</timeout>\
+             <idletimeout>{timeout}</idletimeout><maxconnections>{max_conn}</maxconnections>\
+             <maxperaddress>{max_conn}</maxperaddress></manager>\n"
+        ),
+    );
+    let log = ctx.out.join("logs").join(format!("manager-{tag}.log"));
+    let mut cmd = Command::new(ctx.bin.join("connection-manager"));
+    cmd.arg("--config")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).map_err(|e| e.to_string())?);
+    let p = start(cmd).map_err(|e| format!("cannot start connection-manager: {e}"))?;
+    let line = wait_for_line(&log, "listening on ", Duration::from_secs(10))
+        .ok_or("connection-manager did not say where it listens")?;
+    let addr = line
+        .rsplit("listening on ")
+        .next()
+        .and_then(|a| a.trim().parse().ok())
+        .ok_or_else(|| format!("cannot read the address in {line:?}"))?;
+    Ok((p, addr))
+}
+
+/// Starts an example that prints `PORT N` first; returns it and the port.
+fn start_port_printer(
+    ctx: &Ctx,
+    exe: &str,
+    args: &[&str],
+    log: &str,
+) -> Res<(Proc, u16, ChildStdin)> {
+    let mut cmd = Command::new(ctx.ex.join(exe));
+    cmd.args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(ctx.log(log));
+    let mut p = start(cmd).map_err(|e| format!("cannot start {exe}: {e}"))?;
+    let stdin = p.child.stdin.take().unwrap();
+    let mut out = BufReader::new(p.child.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).map_err(|e| e.to_string())?;
+    let port = line
+        .strip_prefix("PORT ")
+        .and_then(|s| s.trim().parse().ok())
+        .ok_or_else(|| format!("{exe} said {line:?}"))?;
+    thread::spawn(move || {
+        let mut sink = String::new();
+        while out.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+            sink.clear();
+        }
+    });
+    Ok((p, port, stdin))
+}
+
+// ---------------------------------------------------------------------------------------
+// Fan-out and burst
+// ---------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct BurstRx {
+    run: u64,
+    seen: Vec<u8>,
+    distinct: usize,
+    total: usize,
+    stale: usize,
+    last: Option<Instant>,
+}
+
+/// What the reader thread of one receiver's standard output shares with the driver.
+#[derive(Default)]
+struct RxShared {
+    warm_last: AtomicI64,
+    burst: Mutex<BurstRx>,
+    burst_distinct: AtomicUsize,
+}
+
+type Arrival = (usize, u64, Instant);
+
+/// Reads one receiver's standard output: `<name> TOKEN ...` (servant) or `TOKEN ...`
+/// (floor). Tokens: `wK` warm-up, `fK` fan-out sample, `bR.I` burst run R message I.
+fn reader(
+    idx: usize,
+    out: impl io::Read + Send + 'static,
+    shared: Arc<RxShared>,
+    events: Sender<Arrival>,
+    port_tx: Option<Sender<(usize, u16)>>,
+) {
+    thread::Builder::new()
+        .stack_size(256 * 1024)
+        .spawn(move || {
+            let mut r = BufReader::with_capacity(64 * 1024, out);
+            let mut line = String::new();
+            if let Some(tx) = port_tx {
+                if r.read_line(&mut line).unwrap_or(0) == 0 {
+                    return;
+                }
+                let port = line
+                    .trim()
+                    .strip_prefix("PORT ")
+                    .and_then(|p| p.parse().ok());
+                let _ = tx.send((idx, port.unwrap_or(0)));
+            }
+            loop {
+                line.clear();
+                match r.read_line(&mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+                let now = Instant::now();
+                let mut text = line.trim_end();
+                if text.starts_with('<') {
+                    match text.find("> ") {
+                        Some(i) => text = &text[i + 2..],
+                        None => continue,
+                    }
+                }
+                let token = text.split(' ').next().unwrap_or("");
+                let (kind, rest) = token.split_at(token.len().min(1));
+                match kind {
+                    "w" => {
+                        if let Ok(k) = rest.parse::<i64>() {
+                            shared.warm_last.fetch_max(k, Ordering::SeqCst);
+                        }
+                    }
+                    "f" => {
+                        if let Ok(k) = rest.parse::<u64>() {
+                            let _ = events.send((idx, k, now));
+                        }
+                    }
+                    "b" => {
+                        let Some((run, i)) = rest.split_once('.') else {
+                            continue;
+                        };
+                        let (Ok(run), Ok(i)) = (run.parse::<u64>(), i.parse::<usize>()) else {
+                            continue;
+                        };
+                        let mut b = shared.burst.lock().unwrap();
+                        if b.run == run && i < b.seen.len() {
+                            if b.seen[i] == 0 {
+                                b.distinct += 1;
+                                shared.burst_distinct.fetch_add(1, Ordering::SeqCst);
+                            }
+                            b.seen[i] = b.seen[i].saturating_add(1);
+                            b.total += 1;
+                            b.last = Some(now);
+                        } else {
+                            b.stale += 1;
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        })
+        .expect("reader thread");
+}
+
+/// One system under test: a sender process fed through its stdin, N receivers.
+struct System {
+    name: &'static str,
+    input: ChildStdin,
+    rx: Vec<Arc<RxShared>>,
+    events: Receiver<Arrival>,
+    /// Every process of the system (for CPU time), sender first.
+    pids: Vec<u32>,
+    next: u64,
+    warm_next: i64,
+    _procs: Vec<Proc>,
+    _stdins: Vec<ChildStdin>,
+}
+
+impl System {
+    fn send(&mut self, line: &str) -> Res<()> {
+        self.input
+            .write_all(line.as_bytes())
+            .map_err(|e| format!("{}: writing to the sender's stdin: {e}", self.name))
+    }
+
+    fn cpu_ticks(&self) -> u64 {
+        self.pids.iter().filter_map(|&p| cpu_ticks(p)).sum()
+    }
+
+    fn warm(&mut self, limit: Duration) -> Res<f64> {
+        let t0 = Instant::now();
+        let end = t0 + limit;
+        loop {
+            let k = self.warm_next;
+            self.warm_next += 1;
+            self.send(&format!("w{k} warm-up\n"))?;
+            thread::sleep(Duration::from_millis(50));
+            if self
+                .rx
+                .iter()
+                .all(|r| r.warm_last.load(Ordering::SeqCst) >= 0)
+            {
+                break;
+            }
+            if Instant::now() > end {
+                let missing = self
+                    .rx
+                    .iter()
+                    .filter(|r| r.warm_last.load(Ordering::SeqCst) < 0)
+                    .count();
+                return Err(format!(
+                    "{}: {missing} of {} receivers heard nothing after {:?}",
+                    self.name,
+                    self.rx.len(),
+                    limit
+                ));
+            }
+        }
+        let ready = t0.elapsed().as_secs_f64();
+        for _ in 0..30 {
+            let k = self.warm_next;
+            self.warm_next += 1;
+            self.send(&format!("w{k} warm-up\n"))?;
+            thread::sleep(Duration::from_millis(5));
+        }
+        let last = self.warm_next - 1;
+        let end = Instant::now() + Duration::from_secs(20);
+        while self
+            .rx
+            .iter()
+            .any(|r| r.warm_last.load(Ordering::SeqCst) < last)
+        {
+            if Instant::now() > end {
+                return Err(format!("{}: warm-up messages stopped arriving", self.name));
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        while self.events.try_recv().is_ok() {}
+        Ok(ready)
+    }
+
+    /// `samples` messages one at a time; the time from the write to the sender's stdin
+    /// until the last receiver printed it.
+    fn fanout(&mut self, samples: usize) -> Res<(Vec<f64>, Vec<f64>, usize)> {
+        let n = self.rx.len();
+        let mut last = Vec::with_capacity(samples);
+        let mut first = Vec::with_capacity(samples);
+        let mut missing = 0;
+        for _ in 0..samples {
+            let k = self.next;
+            self.next += 1;
+            let line = format!("f{k} fan-out sample\n");
+            let mut got: Vec<Option<Instant>> = vec![None; n];
+            let mut count = 0;
+            let t0 = Instant::now();
+            self.send(&line)?;
+            let end = t0 + Duration::from_secs(3);
+            while count < n {
+                let left = end.saturating_duration_since(Instant::now());
+                match self.events.recv_timeout(left) {
+                    Ok((i, kk, t)) if kk == k && got[i].is_none() => {
+                        got[i] = Some(t);
+                        count += 1;
+                    }
+                    Ok(_) => {}
+                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Disconnected) => return Err("readers are gone".into()),
+                }
+            }
+            if count == n {
+                let ts: Vec<Instant> = got.into_iter().flatten().collect();
+                last.push((*ts.iter().max().unwrap() - t0).as_secs_f64() * 1e6);
+                first.push((*ts.iter().min().unwrap() - t0).as_secs_f64() * 1e6);
+            } else {
+                missing += n - count;
+            }
+            // A little idle time between samples, varied so nothing locks into a rhythm.
+            thread::sleep(Duration::from_micros(1000 + (k % 7) * 300));
+        }
+        Ok((last, first, missing))
+    }
+
+    /// `msgs` messages written to the sender's stdin as fast as it takes them.
+    fn burst(&mut self, run: u64, msgs: usize, tck: f64) -> Res<Json> {
+        let n = self.rx.len();
+        for r in &self.rx {
+            let mut b = r.burst.lock().unwrap();
+            *b = BurstRx {
+                run,
+                seen: vec![0; msgs],
+                ..BurstRx::default()
+            };
+            r.burst_distinct.store(0, Ordering::SeqCst);
+        }
+        let mut buf = Vec::with_capacity(msgs * 48);
+        for i in 0..msgs {
+            buf.extend_from_slice(
+                format!("b{run}.{i} burst message of ordinary length\n").as_bytes(),
+            );
+        }
+        let cpu0 = self.cpu_ticks();
+        let t0 = Instant::now();
+        self.send(std::str::from_utf8(&buf).unwrap())?;
+        let written = t0.elapsed().as_secs_f64();
+        let want = n * msgs;
+        let mut last_total = 0;
+        let mut last_progress = Instant::now();
+        let hard_end = t0 + Duration::from_secs(90);
+        loop {
+            let total: usize = self
+                .rx
+                .iter()
+                .map(|r| r.burst_distinct.load(Ordering::SeqCst))
+                .sum();
+            if total >= want {
+                break;
+            }
+            if total != last_total {
+                last_total = total;
+                last_progress = Instant::now();
+            } else if last_progress.elapsed() > Duration::from_secs(3) || Instant::now() > hard_end
+            {
+                break;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        let cpu1 = self.cpu_ticks();
+        // Let late duplicates show up.
+        thread::sleep(Duration::from_millis(300));
+        let (mut distinct, mut total, mut stale) = (0, 0, 0);
+        let mut end = t0;
+        for r in &self.rx {
+            let b = r.burst.lock().unwrap();
+            distinct += b.distinct;
+            total += b.total;
+            stale += b.stale;
+            if let Some(l) = b.last {
+                end = end.max(l);
+            }
+        }
+        let secs = (end - t0).as_secs_f64();
+        let cpu_ms = (cpu1 - cpu0) as f64 * 1000.0 / tck;
+        Ok(Json::new()
+            .str("test", "burst")
+            .str("system", self.name)
+            .int("n", n as i64)
+            .int("run", run as i64)
+            .int("msgs", msgs as i64)
+            .num(
+                "msgs_per_s",
+                if distinct == want {
+                    msgs as f64 / secs
+                } else {
+                    distinct as f64 / n as f64 / secs
+                },
+            )
+            .num("secs", secs)
+            .num("stdin_secs", written)
+            .int("lost", (want - distinct) as i64)
+            .int("dup", (total - distinct) as i64)
+            .int("stale", stale as i64)
+            .num("cpu_ms", cpu_ms)
+            .num(
+                "cpu_us_per_delivery",
+                cpu_ms * 1000.0 / distinct.max(1) as f64,
+            ))
+    }
+}
+
+fn servant_conf(ctx: &Ctx, tag: &str, i: usize, manager: SocketAddr) -> PathBuf {
+    ctx.conf(
+        &format!("servant-{tag}-{i}.xml"),
+        &format!(
+            "<config><connectionmgr>127.0.0.1</connectionmgr><port>{}</port><name>s{i}</name>\
+             <listen>0</listen><bind>127.0.0.1</bind><heartbeat>1</heartbeat>\
+             <maxconnections>1024</maxconnections><maxperaddress>1024</maxperaddress></config>\n",
+            manager.port()
+        ),
+    )
+}
+
+fn start_servant(ctx: &Ctx, tag: &str, i: usize, manager: SocketAddr) -> Res<Proc> {
+    let conf = servant_conf(ctx, tag, i, manager);
+    let mut cmd = Command::new(ctx.bin.join("servant"));
+    cmd.arg("--config")
+        .arg(conf)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(ctx.log(&format!("servant-{tag}-{i}.log")));
+    start(cmd).map_err(|e| format!("cannot start servant {i}: {e}"))
+}
+
+fn start_stub(ctx: &Ctx, tag: &str, i: usize, manager: SocketAddr) -> Res<Proc> {
+    let mut cmd = Command::new(ctx.ex.join("servant_stub"));
+    cmd.args([
+        "--manager",
+        &manager.to_string(),
+        "--name",
+        &format!("s{i}"),
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(ctx.log(&format!("stub-{tag}-{i}.log")));
+    start(cmd).map_err(|e| format!("cannot start servant_stub {i}: {e}"))
+}
+
+fn genp2p_system(ctx: &Ctx, n: usize, manager: (SocketAddr, u32), stub: bool) -> Res<System> {
+    let tag = if stub {
+        format!("n{n}-stub")
+    } else {
+        format!("n{n}")
+    };
+    let (etx, erx) = mpsc::channel();
+    let mut procs = Vec::new();
+    let mut stdins = Vec::new();
+    let mut rx = Vec::new();
+    let mut pids = Vec::new();
+    // The sender first, so that its log's first lines are its own start.
+    let mut sender = start_servant(ctx, &tag, 0, manager.0)?;
+    let input = sender.child.stdin.take().unwrap();
+    let drain = sender.child.stdout.take().unwrap();
+    reader(
+        usize::MAX,
+        drain,
+        Arc::new(RxShared::default()),
+        mpsc::channel().0,
+        None,
+    );
+    pids.push(sender.pid());
+    procs.push(sender);
+    for i in 1..=n {
+        let mut p = if stub {
+            start_stub(ctx, &tag, i, manager.0)?
+        } else {
+            start_servant(ctx, &tag, i, manager.0)?
+        };
+        stdins.push(p.child.stdin.take().unwrap());
+        let shared = Arc::new(RxShared::default());
+        shared.warm_last.store(-1, Ordering::SeqCst);
+        reader(
+            i - 1,
+            p.child.stdout.take().unwrap(),
+            Arc::clone(&shared),
+            etx.clone(),
+            None,
+        );
+        rx.push(shared);
+        pids.push(p.pid());
+        procs.push(p);
+    }
+    pids.push(manager.1);
+    Ok(System {
+        name: "genp2p",
+        input,
+        rx,
+        events: erx,
+        pids,
+        next: 0,
+        warm_next: 0,
+        _procs: procs,
+        _stdins: stdins,
+    })
+}
+
+fn floor_system(ctx: &Ctx, n: usize) -> Res<System> {
+    let (etx, erx) = mpsc::channel();
+    let (ptx, prx) = mpsc::channel();
+    let mut procs = Vec::new();
+    let mut stdins = Vec::new();
+    let mut rx = Vec::new();
+    let mut pids = Vec::new();
+    for i in 0..n {
+        let mut cmd = Command::new(ctx.ex.join("fanout_floor"));
+        cmd.arg("recv")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(ctx.log(&format!("floor-n{n}-recv-{i}.log")));
+        let mut p = start(cmd).map_err(|e| format!("cannot start fanout_floor: {e}"))?;
+        stdins.push(p.child.stdin.take().unwrap());
+        let shared = Arc::new(RxShared::default());
+        shared.warm_last.store(-1, Ordering::SeqCst);
+        reader(
+            i,
+            p.child.stdout.take().unwrap(),
+            Arc::clone(&shared),
+            etx.clone(),
+            Some(ptx.clone()),
+        );
+        rx.push(shared);
+        pids.push(p.pid());
+        procs.push(p);
+    }
+    let mut ports = vec![0u16; n];
+    let end = Instant::now() + Duration::from_secs(20);
+    for _ in 0..n {
+        let left = end.saturating_duration_since(Instant::now());
+        let (i, p) = prx
+            .recv_timeout(left)
+            .map_err(|_| "floor receivers did not start")?;
+        ports[i] = p;
+    }
+    let mut cmd = Command::new(ctx.ex.join("fanout_floor"));
+    cmd.arg("send")
+        .args(ports.iter().map(|p| p.to_string()))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(ctx.log(&format!("floor-n{n}-send.log")));
+    let mut sender = start(cmd).map_err(|e| format!("cannot start fanout_floor send: {e}"))?;
+    let input = sender.child.stdin.take().unwrap();
+    pids.insert(0, sender.pid());
+    procs.insert(0, sender);
+    Ok(System {
+        name: "floor",
+        input,
+        rx,
+        events: erx,
+        pids,
+        next: 0,
+        warm_next: 0,
+        _procs: procs,
+        _stdins: stdins,
+    })
+}
+
+fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
+    let ns = arg_list(args, "--ns", "10,50,200");
+    let runs: usize = arg(args, "--runs", 5);
+    let samples: usize = arg(args, "--samples", 300);
+    let burst_ns = arg_list(args, "--burst-ns", "10,50");
+    let burst_runs: u64 = arg(args, "--burst-runs", 3);
+    let burst_msgs: usize = arg(args, "--burst-msgs", 5000);
+    let join_ns = arg_list(args, "--join-ns", "10,50");
+    let join_runs: usize = arg(args, "--join-runs", 5);
+    let stub_ns = arg_list(args, "--stub-ns", "");
+    let configs: Vec<(usize, bool)> = ns
+        .iter()
+        .map(|&n| (n, false))
+        .chain(stub_ns.iter().map(|&n| (n, true)))
+        .collect();
+    for (n, stub) in configs {
+        let receivers = if stub { "stub" } else { "servant" };
+        eprintln!("fan-out, N = {n} receivers ({receivers}s)");
+        // Threads this needs: a servant runs about 2 per peer plus 7.
+        let need = if stub {
+            2 * n + 7 + 4 * n
+        } else {
+            (n + 1) * (2 * n + 7)
+        } + 4 * n;
+        let pid_max: usize = fs::read_to_string("/proc/sys/kernel/pid_max")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(32768);
+        let in_use: usize = fs::read_to_string("/proc/loadavg")
+            .ok()
+            .and_then(|s| s.split_whitespace().nth(3)?.split('/').nth(1)?.parse().ok())
+            .unwrap_or(0);
+        if in_use + need > pid_max / 2 {
+            ctx.emit(Json::new().str("test", "skipped").int("n", n as i64).str("receivers", receivers)
+                .str("why", &format!("needs ~{need} threads; {in_use} in use of pid_max {pid_max} (limit used: half)")));
+            continue;
+        }
+        let (mgr, maddr) = start_manager(ctx, &format!("fanout-n{n}-{receivers}"), 4000)?;
+        let t_start = Instant::now();
+        let mut g = genp2p_system(ctx, n, (maddr, mgr.pid()), stub)?;
+        let mut f = floor_system(ctx, n)?;
+        let limit = Duration::from_secs(30 + n as u64 / 2);
+        let g_ready = g.warm(limit)?;
+        let f_ready = f.warm(limit)?;
+        ctx.emit(
+            Json::new()
+                .str("test", "setup")
+                .int("n", n as i64)
+                .str("receivers", receivers)
+                .int("threads_needed", need as i64)
+                .num("genp2p_ready_s", g_ready)
+                .num("floor_ready_s", f_ready)
+                .num("total_s", t_start.elapsed().as_secs_f64()),
+        );
+        // Footprint at rest.
+        let s0 = g.pids[0];
+        let s1 = g.pids[1];
+        ctx.emit(
+            Json::new()
+                .str("test", "footprint")
+                .int("n", n as i64)
+                .str("receivers", receivers)
+                .int("servant_rss_kb", rss_kb(s0) as i64)
+                .int("servant_threads", threads(s0) as i64)
+                .int("receiver_rss_kb", rss_kb(s1) as i64)
+                .int("receiver_threads", threads(s1) as i64)
+                .int("manager_rss_kb", rss_kb(mgr.pid()) as i64)
+                .int("manager_threads", threads(mgr.pid()) as i64)
+                .int("floor_sender_rss_kb", rss_kb(f.pids[0]) as i64)
+                .int("floor_sender_threads", threads(f.pids[0]) as i64)
+                .int("floor_receiver_rss_kb", rss_kb(f.pids[1]) as i64)
+                .int("floor_receiver_threads", threads(f.pids[1]) as i64),
+        );
+        for r in 0..runs {
+            let order: [&mut System; 2] = if r % 2 == 0 {
+                [&mut g, &mut f]
+            } else {
+                [&mut f, &mut g]
+            };
+            for sys in order {
+                let (sp, rp) = (sys.pids[0], sys.pids[1]);
+                let (cs0, rcs0, cpu0) = (
+                    ctx_switches(sp),
+                    ctx_switches(rp),
+                    cpu_ticks(sp).unwrap_or(0),
+                );
+                let (mut last, mut first, missing) = sys.fanout(samples)?;
+                let k = samples.max(1) as f64;
+                let cs = (ctx_switches(sp) - cs0) as f64 / k;
+                let rcs = (ctx_switches(rp) - rcs0) as f64 / k;
+                let cpu_us = (cpu_ticks(sp).unwrap_or(0) - cpu0) as f64 * 1e6 / ctx.tck / k;
+                ctx.emit(
+                    Json::new()
+                        .str("test", "fanout")
+                        .str("system", sys.name)
+                        .str("receivers", receivers)
+                        .int("n", n as i64)
+                        .int("run", r as i64)
+                        .int("samples", last.len() as i64)
+                        .int("missing", missing as i64)
+                        .num("p50_us", quantile(&mut last, 0.5))
+                        .num("p99_us", quantile(&mut last, 0.99))
+                        .num("max_us", quantile(&mut last, 1.0))
+                        .num("first_p50_us", quantile(&mut first, 0.5))
+                        .num("sender_cs_per_msg", cs)
+                        .num("receiver_cs_per_msg", rcs)
+                        .num("sender_cpu_us_per_msg", cpu_us),
+                );
+            }
+        }
+        if burst_ns.contains(&n) {
+            for r in 0..burst_runs {
+                let order: [&mut System; 2] = if r % 2 == 0 {
+                    [&mut g, &mut f]
+                } else {
+                    [&mut f, &mut g]
+                };
+                for sys in order {
+                    let j = sys.burst(r, burst_msgs, ctx.tck)?;
+                    ctx.emit(j.str("receivers", receivers));
+                    thread::sleep(Duration::from_millis(200));
+                }
+            }
+            let tag = if stub {
+                format!("n{n}-stub")
+            } else {
+                format!("n{n}")
+            };
+            let log = fs::read_to_string(ctx.out.join("logs").join(format!("servant-{tag}-0.log")))
+                .unwrap_or_default();
+            ctx.emit(
+                Json::new()
+                    .str("test", "burst-log")
+                    .int("n", n as i64)
+                    .str("receivers", receivers)
+                    .int(
+                        "not_taking_warnings",
+                        (log.matches("is not taking messages").count()
+                            + log.matches("dropped its oldest").count())
+                            as i64,
+                    )
+                    .int("receiver_gap_warnings", {
+                        // Receivers that noticed numbers missing from the sender's sequence.
+                        (1..=n)
+                            .map(|i| {
+                                fs::read_to_string(
+                                    ctx.out.join("logs").join(format!("servant-{tag}-{i}.log")),
+                                )
+                                .unwrap_or_default()
+                                .matches("never arrived")
+                                .count()
+                            })
+                            .sum::<usize>() as i64
+                    })
+                    .str(
+                        "last_warning",
+                        log.lines()
+                            .rfind(|l| l.contains("is not taking"))
+                            .unwrap_or(""),
+                    ),
+            );
+        }
+        if join_ns.contains(&n) && !stub {
+            join_time(ctx, n, maddr, join_runs)?;
+        }
+        drop(g);
+        drop(f);
+        drop(mgr);
+        thread::sleep(Duration::from_millis(500));
+    }
+    Ok(())
+}
+
+/// Time from starting one more servant to its "joined" log line, beside the time a floor
+/// receiver takes from start to printing its port.
+fn join_time(ctx: &Ctx, n: usize, manager: SocketAddr, runs: usize) -> Res<()> {
+    for r in 0..runs {
+        let idx = 10_000 + r;
+        let tag = format!("n{n}");
+        let t0 = Instant::now();
+        let p = start_servant(ctx, &tag, idx, manager)?;
+        let log = ctx
+            .out
+            .join("logs")
+            .join(format!("servant-{tag}-{idx}.log"));
+        let joined =
+            wait_for_line(&log, "joined as", Duration::from_secs(10)).map(|_| t0.elapsed());
+        let rss = rss_kb(p.pid());
+        drop(p);
+        let t1 = Instant::now();
+        let floor = start_port_printer(
+            ctx,
+            "fanout_floor",
+            &["recv"],
+            &format!("floor-join-{n}-{r}.log"),
+        )
+        .map(|_| t1.elapsed());
+        ctx.emit(
+            Json::new()
+                .str("test", "join")
+                .int("n", n as i64)
+                .int("run", r as i64)
+                .num(
+                    "genp2p_ms",
+                    joined.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3),
+                )
+                .num(
+                    "floor_ms",
+                    floor.map_or(f64::NAN, |d| d.as_secs_f64() * 1e3),
+                )
+                .int("servant_rss_kb_at_join", rss as i64),
+        );
+        thread::sleep(Duration::from_millis(300));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Manager round trips, join storm, capacity
+// ---------------------------------------------------------------------------------------
+
+fn loadgen(ctx: &Ctx, args: &[String]) -> Res<String> {
+    let out = Command::new(ctx.ex.join("loadgen"))
+        .args(args)
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run loadgen: {e}"))?;
+    let s = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    if !s.starts_with('{') {
+        return Err(format!("loadgen {args:?} printed {s:?} ({})", out.status));
+    }
+    Ok(s)
+}
+
+fn emit_raw(ctx: &Ctx, head: Json, raw: &str) {
+    let mut h = head.finish();
+    h.pop();
+    let line = format!("{h},{}", &raw[1..]);
+    eprintln!("  {line}");
+    let _ = writeln!(ctx.results.lock().unwrap(), "{line}");
+}
+
+fn opentracker(ctx: &Ctx) -> Option<(Proc, u16)> {
+    let exe = ["/usr/bin/opentracker", "/usr/sbin/opentracker"]
+        .into_iter()
+        .find(|p| Path::new(p).exists())?;
+    let dir = fs::canonicalize(&ctx.out).ok()?.join("opentracker");
+    fs::create_dir_all(&dir).ok()?;
+    fs::write(
+        dir.join("whitelist.txt"),
+        "0123456789abcdef0123456789abcdef01234567\n",
+    )
+    .ok()?;
+    // The whitelist path is read after chroot into tracker.rootdir.
+    fs::write(
+        dir.join("opentracker.conf"),
+        format!(
+            "access.whitelist /whitelist.txt\ntracker.rootdir {}\n",
+            dir.display()
+        ),
+    )
+    .ok()?;
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").ok()?;
+        l.local_addr().ok()?.port()
+    };
+    let udp = {
+        let u = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+        u.local_addr().ok()?.port()
+    };
+    let mut cmd = Command::new(exe);
+    cmd.arg("-f")
+        .arg(dir.join("opentracker.conf"))
+        .args([
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-P",
+            &udp.to_string(),
+            "-u",
+            "nobody",
+        ])
+        .stdin(Stdio::null())
+        .stdout(ctx.log("opentracker.log"))
+        .stderr(ctx.log("opentracker.err"));
+    let p = start(cmd).ok()?;
+    let end = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < end {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            thread::sleep(Duration::from_millis(300));
+            return Some((p, port));
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+    None
+}
+
+const HASH: &str = "%01%23%45%67%89%AB%CD%EF%01%23%45%67%89%AB%CD%EF%01%23%45%67";
+
+fn parse_wrk_time(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (num, mul) = if let Some(v) = s.strip_suffix("us") {
+        (v, 1.0)
+    } else if let Some(v) = s.strip_suffix("ms") {
+        (v, 1e3)
+    } else if let Some(v) = s.strip_suffix('s') {
+        (v, 1e6)
+    } else {
+        (s, 1.0)
+    };
+    num.parse::<f64>().ok().map(|v| v * mul)
+}
+
+fn wrk(ctx: &Ctx, port: u16, secs: u64, pid: u32) -> Res<Json> {
+    let url = format!(
+        "http://127.0.0.1:{port}/announce?info_hash={HASH}&peer_id=ABCDEFGHIJKLMNOPQRST&port=6881&left=0&compact=1"
+    );
+    let cpu0 = cpu_ticks(pid).unwrap_or(0);
+    let out = Command::new("timeout")
+        .args([
+            &(secs + 20).to_string(),
+            "wrk",
+            "-t2",
+            "-c50",
+            &format!("-d{secs}s"),
+            "--latency",
+            &url,
+        ])
+        .output()
+        .map_err(|e| format!("cannot run wrk: {e}"))?;
+    let cpu1 = cpu_ticks(pid).unwrap_or(0);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    fs::write(ctx.out.join("logs").join("wrk-last.txt"), &text).ok();
+    let rps = text
+        .lines()
+        .find(|l| l.starts_with("Requests/sec:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        .ok_or_else(|| format!("wrk printed no Requests/sec: {text}"))?;
+    let pct = |p: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(p))
+            .and_then(|l| parse_wrk_time(l.split_whitespace().nth(1)?))
+            .unwrap_or(f64::NAN)
+    };
+    let total = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next()?.parse::<f64>().ok())
+        .unwrap_or(f64::NAN);
+    let bad = text.contains("Non-2xx");
+    let cpu_ms = (cpu1 - cpu0) as f64 * 1000.0 / ctx.tck;
+    Ok(Json::new()
+        .num("rps", rps)
+        .num("p50_us", pct("50%"))
+        .num("p99_us", pct("99%"))
+        .num("count", total)
+        .num("server_cpu_ms", cpu_ms)
+        .num("server_cpu_us_per_req", cpu_ms * 1000.0 / total)
+        .bool("non_2xx", bad))
+}
+
+fn manager_rtt(ctx: &Ctx, args: &[String]) -> Res<()> {
+    let runs: usize = arg(args, "--runs", 3);
+    let secs: u64 = arg(args, "--secs", 3);
+    let clients: usize = arg(args, "--clients", 50);
+    let listed: usize = arg(args, "--listed", 50);
+    let (mgr, maddr) = start_manager(ctx, "rtt", 4000)?;
+    let (echo, eport, _ein) = start_port_printer(ctx, "echo_floor", &[], "echo-floor-rtt.log")?;
+    let ot = opentracker(ctx);
+    ctx.emit(
+        Json::new()
+            .str("test", "manager-setup")
+            .bool("opentracker", ot.is_some())
+            .int("clients", clients as i64)
+            .int("listed", listed as i64)
+            .int("secs", secs as i64),
+    );
+    let systems = ["genp2p", "echo-floor", "opentracker"];
+    for r in 0..runs {
+        for k in 0..3 {
+            let sys = systems[(k + r) % 3];
+            let head = Json::new()
+                .str("test", "manager")
+                .str("system", sys)
+                .int("run", r as i64);
+            match sys {
+                "genp2p" => {
+                    let raw = loadgen(
+                        ctx,
+                        &[
+                            "rtt".into(),
+                            "--addr".into(),
+                            maddr.to_string(),
+                            "--clients".into(),
+                            clients.to_string(),
+                            "--listed".into(),
+                            listed.to_string(),
+                            "--secs".into(),
+                            secs.to_string(),
+                            "--pid".into(),
+                            mgr.pid().to_string(),
+                        ],
+                    )?;
+                    emit_raw(ctx, head, &raw);
+                }
+                "echo-floor" => {
+                    let raw = loadgen(
+                        ctx,
+                        &[
+                            "rtt".into(),
+                            "--addr".into(),
+                            format!("127.0.0.1:{eport}"),
+                            "--clients".into(),
+                            clients.to_string(),
+                            "--listed".into(),
+                            "0".into(),
+                            "--secs".into(),
+                            secs.to_string(),
+                            "--pid".into(),
+                            echo.pid().to_string(),
+                        ],
+                    )?;
+                    emit_raw(ctx, head, &raw);
+                }
+                _ => {
+                    if let Some((p, port)) = &ot {
+                        let j = wrk(ctx, *port, secs, p.pid())?;
+                        ctx.emit(head.merge(&j));
+                    }
+                }
+            }
+            thread::sleep(Duration::from_millis(300));
+        }
+    }
+    drop(ot);
+    drop(echo);
+    drop(mgr);
+    Ok(())
+}
+
+fn storm(ctx: &Ctx, args: &[String]) -> Res<()> {
+    let ns = arg_list(args, "--ns", "100,1000");
+    let runs: usize = arg(args, "--runs", 3);
+    for &n in &ns {
+        for r in 0..runs {
+            let leave = (n / 10).max(1);
+            let (mgr, maddr) = start_manager(ctx, &format!("storm-{n}-{r}"), 4000)?;
+            let raw = loadgen(
+                ctx,
+                &[
+                    "storm".into(),
+                    "--addr".into(),
+                    maddr.to_string(),
+                    "--n".into(),
+                    n.to_string(),
+                    "--leave".into(),
+                    leave.to_string(),
+                    "--pid".into(),
+                    mgr.pid().to_string(),
+                    "--phase-secs".into(),
+                    "30".into(),
+                ],
+            )?;
+            emit_raw(
+                ctx,
+                Json::new()
+                    .str("test", "storm")
+                    .str("system", "genp2p")
+                    .int("run", r as i64),
+                &raw,
+            );
+            drop(mgr);
+            let (echo, eport, _ein) = start_port_printer(
+                ctx,
+                "echo_floor",
+                &[],
+                &format!("echo-floor-storm-{n}-{r}.log"),
+            )?;
+            let raw = loadgen(
+                ctx,
+                &[
+                    "storm".into(),
+                    "--addr".into(),
+                    format!("127.0.0.1:{eport}"),
+                    "--n".into(),
+                    n.to_string(),
+                    "--echo".into(),
+                    "--pid".into(),
+                    echo.pid().to_string(),
+                    "--phase-secs".into(),
+                    "30".into(),
+                ],
+            )?;
+            emit_raw(
+                ctx,
+                Json::new()
+                    .str("test", "storm")
+                    .str("system", "echo-floor")
+                    .int("run", r as i64),
+                &raw,
+            );
+            drop(echo);
+            thread::sleep(Duration::from_millis(500));
+        }
+    }
+    Ok(())
+}
+
+fn capacity(ctx: &Ctx, args: &[String]) -> Res<()> {
+    let max: usize = arg(args, "--max", 4000);
+    let listed_secs: u64 = arg(args, "--listed-secs", 60);
+    let stress: usize = arg(args, "--stress", 0);
+    // Connections up to the configured cap: clients that ask for the list, not listed.
+    let (mgr, maddr) = start_manager_with(ctx, "capacity", max, 3600)?;
+    let raw = loadgen(
+        ctx,
+        &[
+            "capacity".into(),
+            "--addr".into(),
+            maddr.to_string(),
+            "--max".into(),
+            (max + 10).to_string(),
+            "--unlisted".into(),
+            "--pid".into(),
+            mgr.pid().to_string(),
+            "--limit-secs".into(),
+            "120".into(),
+        ],
+    )?;
+    emit_raw(
+        ctx,
+        Json::new()
+            .str("test", "capacity")
+            .str("system", "genp2p")
+            .str("clients", "connected")
+            .int("maxconnections", max as i64),
+        &raw,
+    );
+    drop(mgr);
+    // The floor: a thread-per-connection echo server holding as many.
+    let (echo, eport, _ein) = start_port_printer(
+        ctx,
+        "echo_floor",
+        &["--max", &max.to_string()],
+        "echo-floor-capacity.log",
+    )?;
+    let raw = loadgen(
+        ctx,
+        &[
+            "capacity".into(),
+            "--addr".into(),
+            format!("127.0.0.1:{eport}"),
+            "--max".into(),
+            max.to_string(),
+            "--unlisted".into(),
+            "--pid".into(),
+            echo.pid().to_string(),
+            "--limit-secs".into(),
+            "120".into(),
+        ],
+    )?;
+    emit_raw(
+        ctx,
+        Json::new()
+            .str("test", "capacity")
+            .str("system", "echo-floor")
+            .str("clients", "connected")
+            .int("maxconnections", max as i64),
+        &raw,
+    );
+    drop(echo);
+    thread::sleep(Duration::from_millis(500));
+    // Listed servants (each join told to all the others), for a bounded time.
+    if listed_secs > 0 {
+        let (mgr, maddr) = start_manager_with(ctx, "capacity-listed", max, 3600)?;
+        let raw = loadgen(
+            ctx,
+            &[
+                "capacity".into(),
+                "--addr".into(),
+                maddr.to_string(),
+                "--max".into(),
+                (max + 10).to_string(),
+                "--pid".into(),
+                mgr.pid().to_string(),
+                "--limit-secs".into(),
+                listed_secs.to_string(),
+            ],
+        )?;
+        emit_raw(
+            ctx,
+            Json::new()
+                .str("test", "capacity")
+                .str("system", "genp2p")
+                .str("clients", "listed")
+                .int("maxconnections", max as i64)
+                .int("limit_secs", listed_secs as i64),
+            &raw,
+        );
+        drop(mgr);
+        thread::sleep(Duration::from_millis(500));
+    }
+    if stress > 0 {
+        // Beyond what threads and descriptors allow: a refusal, a hang, or an abort?
+        let (mut mgr, maddr) = start_manager_with(ctx, "capacity-stress", stress, 3600)?;
+        let raw = loadgen(
+            ctx,
+            &[
+                "capacity".into(),
+                "--addr".into(),
+                maddr.to_string(),
+                "--max".into(),
+                stress.to_string(),
+                "--unlisted".into(),
+                "--pid".into(),
+                mgr.pid().to_string(),
+                "--limit-secs".into(),
+                "120".into(),
+            ],
+        )?;
+        thread::sleep(Duration::from_millis(500));
+        let status = mgr
+            .child
+            .try_wait()
+            .ok()
+            .flatten()
+            .map(|s| s.to_string())
+            .unwrap_or_else(|| "running".into());
+        let log = fs::read_to_string(ctx.out.join("logs").join("manager-capacity-stress.log"))
+            .unwrap_or_default();
+        let mut tail: Vec<&str> = log
+            .lines()
+            .filter(|l| !l.contains("peer joined") && !l.contains("peer left"))
+            .rev()
+            .take(3)
+            .collect();
+        tail.reverse();
+        let nofile = fs::read_to_string(format!("/proc/{}/limits", mgr.pid()))
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find(|l| l.starts_with("Max open files"))
+                    .map(|l| l.split_whitespace().nth(3).unwrap_or("").to_owned())
+            })
+            .unwrap_or_default();
+        emit_raw(
+            ctx,
+            Json::new()
+                .str("test", "capacity-stress")
+                .str("system", "genp2p")
+                .int("maxconnections", stress as i64)
+                .str("manager_status", &status)
+                .str("manager_log_tail", &tail.join(" || "))
+                .str("manager_nofile", &nofile)
+                .int(
+                    "max_map_count",
+                    fs::read_to_string("/proc/sys/vm/max_map_count")
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                        .unwrap_or(0),
+                ),
+            &raw,
+        );
+        drop(mgr);
+    }
+    Ok(())
+}
+
+fn sizes(ctx: &Ctx) -> Res<()> {
+    let size = |p: PathBuf| fs::metadata(&p).map(|m| m.len() as i64).unwrap_or(-1);
+    ctx.emit(
+        Json::new()
+            .str("test", "sizes")
+            .int("servant", size(ctx.bin.join("servant")))
+            .int(
+                "connection_manager",
+                size(ctx.bin.join("connection-manager")),
+            )
+            .int("fanout_floor", size(ctx.ex.join("fanout_floor")))
+            .int("echo_floor", size(ctx.ex.join("echo_floor"))),
+    );
+    Ok(())
+}
