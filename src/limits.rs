@@ -215,6 +215,21 @@ mod tests {
 /// Makes the line sent to a refused connection, if any.
 pub type RefusalLine = Box<dyn Fn(&Refusal) -> Option<String> + Send>;
 
+/// Binds and listens on `addr` with room for `backlog` connections waiting to be accepted
+/// (the kernel caps it at net.core.somaxconn).
+pub fn listen(
+    addr: std::net::SocketAddr,
+    backlog: usize,
+) -> std::io::Result<std::net::TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // As std does: a restarted manager can listen again at once on its port.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog.clamp(128, i32::MAX as usize) as i32)?;
+    Ok(socket.into())
+}
+
 /// How an accept loop treats what arrives.
 pub struct Gate {
     /// Names the threads: `PREFIX-ADDR`.

@@ -88,6 +88,12 @@ impl<R: Read> LineReader<R> {
         &self.inner
     }
 
+    /// True when a whole line is already buffered: the next `read_line` will not wait for
+    /// the network. Receivers flush their output when this is false.
+    pub fn has_line(&self) -> bool {
+        self.buf[self.scanned..self.filled].contains(&b'\n')
+    }
+
     /// The next line without its line end; `Ok(None)` at the end of the stream. A partial
     /// last line (no newline before the end of the stream) is dropped.
     pub fn read_line(&mut self) -> Result<Option<String>, LineError> {

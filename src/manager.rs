@@ -31,6 +31,8 @@ use crate::registry::{Change, Effects, Registry, Ticket};
 
 /// Lines queued for one client before it counts as not reading.
 const OUTBOX: usize = 1024;
+/// How long a pushed change waits for more to go out with it.
+const PUSH_GATHER: Duration = Duration::from_millis(25);
 /// How long one write to a client may block.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a reachability probe waits for a servant to accept.
@@ -110,8 +112,8 @@ impl Manager {
     /// thread starts.
     pub fn bind(config: ManagerConfig) -> Result<Manager, ManagerError> {
         let addr = SocketAddr::new(config.bind, config.port);
-        let listener =
-            TcpListener::bind(addr).map_err(|source| ManagerError::Bind { addr, source })?;
+        let listener = crate::limits::listen(addr, config.max_connections)
+            .map_err(|source| ManagerError::Bind { addr, source })?;
         let mut registry = Registry::new(
             config.first_port,
             random_token(),
@@ -204,7 +206,7 @@ fn describe(e: &PeerEntry) -> String {
 /// the registry lock is released, because shutting a socket is I/O.
 fn after_change(change: Option<Change<TcpStream>>, verb: &str, why: &str, shared: &Shared) {
     let Some(change) = change else { return };
-    let count = shared.registry().listed().len();
+    let count = shared.registry().listed_count();
     info!(
         "peer {verb}: {}{why}; {count} on the network",
         describe(&change.entry)
@@ -221,7 +223,7 @@ fn apply_effects(fx: Effects<TcpStream>, shared: &Shared) {
     if fx.dropped.is_empty() {
         return;
     }
-    let count = shared.registry().listed().len();
+    let count = shared.registry().listed_count();
     for (entry, socket, reason) in fx.dropped {
         info!(
             "peer left: {}: {reason}; {count} on the network",
@@ -408,6 +410,15 @@ fn serve_lines(
 fn push_loop(mut stream: TcpStream, rx: Receiver<Arc<str>>) {
     let mut buf = Vec::with_capacity(4096);
     while let Ok(first) = rx.recv() {
+        // A change (not an answer) waits a moment for the changes that follow it: in a
+        // join storm, one write carries the joins of many servants instead of one each.
+        if first.starts_with("<join") || first.starts_with("<leave") {
+            thread::sleep(PUSH_GATHER);
+        }
+        if buf.capacity() > 1 << 20 {
+            // Do not keep the memory of one large list for the life of the connection.
+            buf = Vec::with_capacity(4096);
+        }
         buf.clear();
         buf.extend_from_slice(first.as_bytes());
         buf.push(b'\n');

@@ -503,6 +503,11 @@ impl<C> Registry<C> {
         doc
     }
 
+    /// How many servants are listed.
+    pub fn listed_count(&self) -> usize {
+        self.slots.values().filter(|s| s.listed).count()
+    }
+
     /// The listed servants, for the manager's console.
     pub fn listed(&self) -> Vec<PeerEntry> {
         self.slots

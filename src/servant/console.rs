@@ -104,10 +104,69 @@ pub fn read_input<T>(tx: Sender<T>, wrap: fn(Input) -> T, on_end: T) {
 /// plain line otherwise. Chat lines never start with it (they start with `<`).
 pub const STATUS: char = '\u{1}';
 
+/// Standard output when it is not a terminal (a pipe, a file): every thread appends its
+/// lines to one buffer, and whoever has nothing more to add writes it out in one go. A
+/// receiving thread prints what it receives itself, with no hand-over to another thread,
+/// and a burst costs one write, not one per line.
+#[derive(Default)]
+pub struct Pipe {
+    state: std::sync::Mutex<PipeState>,
+}
+
+#[derive(Default)]
+struct PipeState {
+    bytes: Vec<u8>,
+    /// Standard output failed (nobody reads it any more): lines are dropped.
+    broken: bool,
+}
+
+/// Past this much waiting output a writer flushes before adding more.
+const PIPE_BUFFER: usize = 1 << 20;
+
+impl Pipe {
+    fn lock(&self) -> std::sync::MutexGuard<'_, PipeState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Adds a line (without its end).
+    pub fn push(&self, line: &str) {
+        let mut st = self.lock();
+        if st.broken {
+            return;
+        }
+        st.bytes.extend_from_slice(line.as_bytes());
+        st.bytes.push(b'\n');
+        if st.bytes.len() >= PIPE_BUFFER {
+            Self::write_out(&mut st);
+        }
+    }
+
+    /// Writes out what is waiting. The lock is held while writing: it is the lock on
+    /// standard output itself, and it keeps lines whole and in order.
+    pub fn flush(&self) {
+        let mut st = self.lock();
+        if !st.bytes.is_empty() {
+            Self::write_out(&mut st);
+        }
+    }
+
+    fn write_out(st: &mut PipeState) {
+        let mut out = io::stdout().lock();
+        if let Err(e) = out.write_all(&st.bytes).and_then(|_| out.flush()) {
+            warn!("standard output: {e}; no longer printing received messages");
+            st.broken = true;
+        }
+        st.bytes.clear();
+    }
+}
+
 /// The article's `txtChat1`, as the `stdout` thread: prints each line; ends when every sender is gone, or when `stop`
 /// disconnects, once what is already queued is printed. The receiving threads hold
 /// senders for as long as the process listens, so shutdown ends the printer through `stop`.
-pub fn print_lines(rx: Receiver<String>, stop: Receiver<()>) {
+pub fn print_lines(rx: Receiver<String>, stop: Receiver<()>, pipe: Option<std::sync::Arc<Pipe>>) {
+    if let Some(pipe) = pipe {
+        return print_to_pipe(rx, stop, &pipe);
+    }
     let stdout = io::stdout();
     let terminal = stdout.is_terminal();
     let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
@@ -184,6 +243,33 @@ pub fn print_lines(rx: Receiver<String>, stop: Receiver<()>) {
         }
     }
     let _ = out.flush();
+}
+
+/// `print_lines` when standard output is not a terminal: status lines become plain lines.
+fn print_to_pipe(rx: Receiver<String>, stop: Receiver<()>, pipe: &Pipe) {
+    loop {
+        let line = crossbeam_channel::select! {
+            recv(rx) -> line => match line {
+                Ok(line) => line,
+                Err(_) => break,
+            },
+            recv(stop) -> _ => match rx.try_recv() {
+                Ok(line) => line,
+                Err(_) => break,
+            },
+        };
+        let mut next = Some(line);
+        while let Some(line) = next.take() {
+            match line.strip_prefix(STATUS) {
+                Some("") => {}
+                Some(status) => pipe.push(status),
+                None => pipe.push(&line),
+            }
+            next = rx.try_recv().ok();
+        }
+        pipe.flush();
+    }
+    pipe.flush();
 }
 
 #[cfg(test)]

@@ -18,6 +18,7 @@ use crossbeam_channel::Sender;
 use log::{debug, info, warn};
 
 use super::bans::Bans;
+use super::console::Pipe;
 use super::relaying::{serve_pull, Hub};
 use super::sender::PING_EVERY;
 use crate::limits::{self, Caps, Gate, Limiter};
@@ -93,6 +94,31 @@ pub struct Inbound {
     pub seen: Seen,
     /// Lines for standard output (the article's `txtChat1`).
     pub out: Sender<String>,
+    /// Standard output when it is not a terminal: receivers print into it themselves.
+    pub pipe: Option<Arc<Pipe>>,
+}
+
+impl Inbound {
+    /// Shows a received line: straight into standard output when it is a pipe (printed
+    /// by this thread), through the `stdout` thread when it is a terminal.
+    pub fn show(&self, line: String) {
+        match &self.pipe {
+            Some(pipe) => pipe.push(&line),
+            None => {
+                let _ = self.out.send(line);
+            }
+        }
+    }
+
+    /// Writes out what this thread has shown, unless another whole line is already
+    /// waiting in `reader` (then it is written with that one: one write per burst).
+    pub fn flush_unless_more<R: std::io::Read>(&self, reader: &LineReader<R>) {
+        if let Some(pipe) = &self.pipe {
+            if !reader.has_line() {
+                pipe.flush();
+            }
+        }
+    }
 }
 
 /// Accepts connections until the process ends (the article's `servants1_ConnectionRequest`):
@@ -161,6 +187,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
             // Bad lines are logged once per connection: a stream of garbage must not fill the log.
             let mut complained = false;
             loop {
+                inbound.flush_unless_more(&reader);
                 match reader.read_line() {
                     Ok(Some(_)) if inbound.bans.refuses(peer.ip()) => break "banned".to_owned(),
                     Ok(Some(line)) => show_plain(peer, &line, inbound),
@@ -183,7 +210,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
 
 /// `servants1_DataArrival` for a person typing: the line, from the connection's address.
 fn show_plain(peer: SocketAddr, line: &str, inbound: &Inbound) {
-    let _ = inbound.out.send(format!("<{peer}> {line}"));
+    inbound.show(format!("<{peer}> {line}"));
 }
 
 /// `servants1_DataArrival` for another servant: reads its `MSG` lines and shows each once.
@@ -196,6 +223,7 @@ pub(super) fn servant_lines(
     let mut complained = false;
     let mut bad_bytes_logged = false;
     loop {
+        inbound.flush_unless_more(reader);
         let line = match reader.read_line() {
             Ok(Some(line)) => line,
             Ok(None) => return "closed".into(),
@@ -228,7 +256,7 @@ pub(super) fn servant_lines(
                             m.name, m.seq
                         );
                     }
-                    let _ = inbound.out.send(format!("<{}> {}", m.name, m.text));
+                    inbound.show(format!("<{}> {}", m.name, m.text));
                     inbound.hub.record(&m);
                 }
             }),

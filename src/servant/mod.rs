@@ -189,11 +189,12 @@ fn resolve_manager(config: &ServantConfig) -> Result<Vec<SocketAddr>, ServantErr
 fn bind_listener(config: &ServantConfig, assigned: u16) -> Result<TcpListener, ServantError> {
     let port = config.listen.unwrap_or(assigned);
     let addr = SocketAddr::new(config.bind, port);
-    match TcpListener::bind(addr) {
+    let backlog = config.max_connections;
+    match crate::limits::listen(addr, backlog) {
         Ok(l) => Ok(l),
         Err(e) if config.listen.is_none() && e.kind() == io::ErrorKind::AddrInUse => {
             let any = SocketAddr::new(config.bind, 0);
-            let l = TcpListener::bind(any)
+            let l = crate::limits::listen(any, backlog)
                 .map_err(|source| ServantError::Listen { addr: any, source })?;
             let got = l.local_addr().map(|a| a.port()).unwrap_or(0);
             info!("assigned port {assigned} is busy here; listening on {got} instead");
@@ -268,7 +269,14 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
     // Dropping `stop_printer` ends the printer: the receivers' copies of `out_tx` live as
     // long as the listening thread, that is, as long as the process.
     let (stop_printer, printer_stop) = bounded::<()>(0);
-    let printer = spawn("stdout", move || console::print_lines(out_rx, printer_stop))?;
+    // Not a terminal: receivers print themselves into a shared buffer (no hand-over);
+    // a terminal: everything goes through the `stdout` thread, which draws progress bars.
+    let pipe = (!std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .then(|| Arc::new(console::Pipe::default()));
+    let printer_pipe = pipe.clone();
+    let printer = spawn("stdout", move || {
+        console::print_lines(out_rx, printer_stop, printer_pipe)
+    })?;
     let library = Arc::new(Library::new(
         config.share.clone(),
         config.downloads.clone(),
@@ -282,6 +290,7 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         bans: Bans::start(config.bans.clone()),
         seen: Seen::default(),
         out: out_tx.clone(),
+        pipe: pipe.clone(),
         hub: Hub::default(),
         library: Arc::clone(&library),
     });

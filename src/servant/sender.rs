@@ -99,6 +99,8 @@ struct Sender {
     /// The peer's id, from its `WELCOME`.
     peer_id: Option<String>,
     last_write: Instant,
+    /// Messages dropped while the peer was unreachable.
+    dropped: u64,
 }
 
 impl Sender {
@@ -111,6 +113,7 @@ impl Sender {
             pending: VecDeque::new(),
             peer_id: None,
             last_write: Instant::now(),
+            dropped: 0,
         }
     }
 
@@ -171,8 +174,13 @@ impl Sender {
             match rx.recv_timeout(PING_EVERY) {
                 Ok(m) => {
                     self.queue(m);
-                    while let Ok(m) = rx.try_recv() {
-                        self.queue(m);
+                    // Take no more than `pending` holds: the rest waits in the channel,
+                    // which is what makes the core wait for room instead of losing it.
+                    while self.pending.len() < HISTORY {
+                        match rx.try_recv() {
+                            Ok(m) => self.queue(m),
+                            Err(_) => break,
+                        }
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
@@ -192,9 +200,16 @@ impl Sender {
 
     fn queue(&mut self, m: Arc<Outgoing>) {
         // The channel is the bound on what waits for a peer; this only holds what was taken
-        // out of it during one backoff, so it gets the same bound.
+        // out of it during one backoff (while unreachable), so it gets the same bound.
         if self.pending.len() >= HISTORY {
             self.pending.pop_front();
+            self.dropped += 1;
+            if self.dropped == 1 || self.dropped % 1000 == 0 {
+                warn!(
+                    "{} is unreachable; dropped {} of our oldest messages for it so far",
+                    self.target.label, self.dropped
+                );
+            }
         }
         self.pending.push_back(m);
     }
