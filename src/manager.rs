@@ -32,7 +32,7 @@ use crate::registry::{Change, Effects, Registry, Ticket};
 /// Lines queued for one client before it counts as not reading.
 const OUTBOX: usize = 1024;
 /// How long a pushed change waits for more to go out with it.
-const PUSH_GATHER: Duration = Duration::from_millis(25);
+const PUSH_GATHER: Duration = Duration::from_millis(50);
 /// How long one write to a client may block.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a reachability probe waits for a servant to accept.

@@ -69,7 +69,9 @@ impl Input {
 }
 
 /// The article's `txtSend1_KeyPress`, as the `stdin` thread: sends each typed line to `tx`, then `on_end` at end of input.
-pub fn read_input<T>(tx: Sender<T>, wrap: fn(Input) -> T, on_end: T) {
+///
+/// Lines to send go to `say` on this thread (the typist, `dispatch`); commands go to `tx`.
+pub fn read_input<T>(tx: Sender<T>, wrap: fn(Input) -> T, on_end: T, say: impl Fn(String)) {
     let stdin = io::stdin();
     let mut reader = LineReader::new(stdin.lock(), TEXT_LIMIT);
     let mut number = 0u64;
@@ -80,8 +82,13 @@ pub fn read_input<T>(tx: Sender<T>, wrap: fn(Input) -> T, on_end: T) {
                 if line.is_empty() {
                     continue;
                 }
-                if tx.send(wrap(Input::parse(&line))).is_err() {
-                    return;
+                match Input::parse(&line) {
+                    Input::Say(text) => say(text),
+                    other => {
+                        if tx.send(wrap(other)).is_err() {
+                            return;
+                        }
+                    }
                 }
             }
             Ok(None) => break,

@@ -20,6 +20,7 @@
 
 pub mod bans;
 pub mod console;
+pub mod dispatch;
 pub mod link;
 pub mod listener;
 pub mod relaying;
@@ -34,24 +35,23 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender, TrySendError};
-use log::{debug, info, warn};
+use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
+use log::{info, warn};
 
 use crate::config::{edit_bans, is_ban_target, BanEdit, ServantConfig};
 use crate::lines::LineReader;
 use crate::manager::random_token;
-use crate::protocol::{ChatMessage, PeerEntry, PeerLine, PeerList};
+use crate::protocol::{PeerEntry, PeerLine, PeerList};
 use crate::transfer::download::{self, Downloads};
 use crate::transfer::Library;
 use bans::Bans;
 use console::{Input, HELP};
+use dispatch::{Dispatch, PeerQueue};
 use link::{LinkEvent, ManagerWriter, Registration};
 use listener::{Inbound, Seen};
 use relaying::{Hub, Puller};
 use sender::{Outgoing, SenderStatus, Target};
 
-/// How long input waits for room in the queue of a peer we are connected to.
-const FULL_QUEUE_WAIT: Duration = Duration::from_secs(2);
 /// How long shutdown waits for senders to deliver what they hold.
 const LINGER: Duration = Duration::from_secs(3);
 /// Lines waiting for standard output before receivers wait for it.
@@ -120,7 +120,6 @@ struct Peer {
     drain: Receiver<Arc<Outgoing>>,
     status: Arc<SenderStatus>,
     thread: JoinHandle<()>,
-    dropped: u64,
 }
 
 /// A peer whose sender was stopped.
@@ -137,7 +136,8 @@ struct Core {
     id: String,
     name: String,
     hello: String,
-    next_seq: u64,
+    /// Every peer's queue, for what the user types (see `dispatch`).
+    dispatch: Arc<Dispatch>,
     peers: HashMap<String, Peer>,
     /// The peers the manager lists now, by key, relayed ones included. After reconnecting
     /// to a restarted manager, peers it does not list yet are kept until `grace_until`
@@ -398,10 +398,16 @@ fn run_joined(
             }
         })?;
     }
+    let dispatch = Arc::new(Dispatch::new(
+        id.clone(),
+        name.clone(),
+        Arc::clone(&inbound),
+    ));
     if !options.no_input {
         let tx = events_tx.clone();
+        let typist = Arc::clone(&dispatch);
         spawn("stdin", move || {
-            console::read_input(tx, Event::Input, Event::InputEnded)
+            console::read_input(tx, Event::Input, Event::InputEnded, |text| typist.say(text))
         })?;
     }
     drop(events_tx);
@@ -417,7 +423,7 @@ fn run_joined(
         id,
         name,
         hello,
-        next_seq: 1,
+        dispatch,
         peers: HashMap::new(),
         listed: HashMap::new(),
         grace_until: None,
@@ -451,7 +457,7 @@ impl Core {
                 t.saturating_duration_since(Instant::now())
             });
             match events.recv_timeout(wait) {
-                Ok(Event::Input(Input::Say(text))) => self.say(text),
+                Ok(Event::Input(Input::Say(text))) => self.dispatch.say(text),
                 Ok(Event::Input(Input::Peers)) => self.show_peers(),
                 Ok(Event::Input(Input::Help)) => self.print(HELP.to_owned()),
                 Ok(Event::Input(Input::Unknown(cmd))) => {
@@ -592,81 +598,6 @@ impl Core {
 
     fn print(&self, line: String) {
         let _ = self.out.send(line);
-    }
-
-    /// The article's `txtSend1_KeyPress`: send the line to every peer, each through its own
-    /// sender thread. Waits (up to 2 s) for room in the queue of a peer we are connected
-    /// to; the queue of a peer we cannot reach loses its oldest message instead.
-    fn say(&mut self, text: String) {
-        if text.len() > crate::protocol::TEXT_LIMIT {
-            warn!(
-                "line longer than {} bytes; not sent",
-                crate::protocol::TEXT_LIMIT
-            );
-            return;
-        }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let msg = ChatMessage {
-            origin: self.id.clone(),
-            seq,
-            name: self.name.clone(),
-            text,
-        };
-        // Servants pulling from us get what we write too.
-        self.inbound.hub.record(&msg);
-        let out = Arc::new(Outgoing {
-            seq,
-            line: PeerLine::Msg(msg).to_line(),
-        });
-        for (key, peer) in &mut self.peers {
-            let mut item = Arc::clone(&out);
-            loop {
-                match peer.tx.try_send(item) {
-                    Ok(()) => break,
-                    Err(TrySendError::Full(back))
-                        if peer.status.connected.load(Ordering::Relaxed) =>
-                    {
-                        // A peer we are connected to is draining its queue: wait for room
-                        // (this slows our reading of input, it loses nothing). A peer stuck
-                        // for longer is cut off by its write time-out and then, no longer
-                        // connected, loses its oldest instead.
-                        match peer.tx.send_timeout(back, FULL_QUEUE_WAIT) {
-                            Ok(()) => break,
-                            Err(crossbeam_channel::SendTimeoutError::Timeout(back)) => {
-                                let _ = peer.drain.try_recv();
-                                peer.dropped += 1;
-                                warn!(
-                                    "{} took nothing for {:.0}s; dropped its oldest queued message ({} so far)",
-                                    peer.entry.label(),
-                                    FULL_QUEUE_WAIT.as_secs_f64(),
-                                    peer.dropped
-                                );
-                                item = back;
-                            }
-                            Err(crossbeam_channel::SendTimeoutError::Disconnected(_)) => break,
-                        }
-                    }
-                    Err(TrySendError::Full(back)) => {
-                        // A peer we cannot reach: drop its oldest, never wait.
-                        let _ = peer.drain.try_recv();
-                        peer.dropped += 1;
-                        if peer.dropped == 1 || peer.dropped % 1000 == 0 {
-                            warn!(
-                                "{} is not taking messages; dropped {} oldest so far",
-                                peer.entry.label(),
-                                peer.dropped
-                            );
-                        }
-                        item = back;
-                    }
-                    Err(TrySendError::Disconnected(_)) => {
-                        debug!("sender for {key} has stopped");
-                        break;
-                    }
-                }
-            }
-        }
     }
 
     /// `/peers`: the article's `userList1`, with each peer's state.
@@ -929,6 +860,14 @@ impl Core {
                     entry.label(),
                     entry.offset
                 );
+                self.dispatch.add(PeerQueue {
+                    key: key.clone(),
+                    label: entry.label(),
+                    tx: tx.clone(),
+                    drain: rx.clone(),
+                    status: Arc::clone(&status),
+                    dropped: Default::default(),
+                });
                 self.peers.insert(
                     key,
                     Peer {
@@ -938,7 +877,6 @@ impl Core {
                         drain: rx,
                         status,
                         thread,
-                        dropped: 0,
                     },
                 );
             }
@@ -960,6 +898,7 @@ impl Core {
     /// Ends the sender thread for `key`, if there is one; returns what is left of the peer.
     fn stop_sender(&mut self, key: &str) -> Option<PeerEntryAddr> {
         let p = self.peers.remove(key)?;
+        self.dispatch.remove(key);
         drop(p.tx);
         drop(p.drain);
         self.stopping.retain(|h| !h.is_finished());
@@ -973,6 +912,7 @@ impl Core {
     /// Stops every sender, giving them `LINGER` to deliver what they hold.
     fn shutdown(&mut self) {
         self.puller = None;
+        self.dispatch.clear();
         let mut threads: Vec<JoinHandle<()>> = std::mem::take(&mut self.stopping);
         for (_, p) in self.peers.drain() {
             drop(p.tx);

@@ -1,0 +1,144 @@
+//! Sending what the user types: each line goes to the queue of every peer's sender thread.
+//!
+//! This is the part of the article's `txtSend1_KeyPress` that runs when Enter is pressed.
+//! The `stdin` thread runs it itself, so a typed line reaches the senders without a hand-over
+//! to another thread first, and a full queue slows the reading of input directly. The core
+//! keeps the list of queues up to date as peers come and go.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
+use log::{debug, warn};
+
+use super::listener::Inbound;
+use super::sender::{Outgoing, SenderStatus};
+use crate::protocol::{ChatMessage, PeerLine, TEXT_LIMIT};
+
+/// How long input waits for room in the queue of a peer we are connected to.
+const FULL_QUEUE_WAIT: Duration = Duration::from_secs(2);
+
+/// One peer's queue, as the typist sees it.
+#[derive(Clone)]
+pub struct PeerQueue {
+    pub key: String,
+    pub label: String,
+    pub tx: Sender<Arc<Outgoing>>,
+    /// The same queue's other end, to drop its oldest message when it is full.
+    pub drain: Receiver<Arc<Outgoing>>,
+    pub status: Arc<SenderStatus>,
+    /// Messages dropped from this queue so far.
+    pub dropped: Arc<AtomicU64>,
+}
+
+/// The typist: our id and name, the next sequence number, and every peer's queue.
+pub struct Dispatch {
+    id: String,
+    name: String,
+    /// Servants pulling from us get what we write too (its relay hub).
+    inbound: Arc<Inbound>,
+    /// Written by the core when peers come and go; copied out by `say` for each line, so
+    /// the lock is never held while waiting for room in a queue.
+    queues: Mutex<Vec<PeerQueue>>,
+    /// Used by the `stdin` thread only.
+    next_seq: AtomicU64,
+}
+
+impl Dispatch {
+    pub fn new(id: String, name: String, inbound: Arc<Inbound>) -> Dispatch {
+        Dispatch {
+            id,
+            name,
+            inbound,
+            queues: Mutex::new(Vec::new()),
+            next_seq: AtomicU64::new(1),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Vec<PeerQueue>> {
+        self.queues.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn add(&self, q: PeerQueue) {
+        let mut queues = self.lock();
+        queues.retain(|old| old.key != q.key);
+        queues.push(q);
+    }
+
+    pub fn remove(&self, key: &str) {
+        self.lock().retain(|q| q.key != key);
+    }
+
+    /// Removes every queue (shutdown), so the sender threads see their channels close.
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+
+    /// Sends one typed line to every peer. Waits (up to 2 s) for room in the queue of a
+    /// peer we are connected to, so nothing typed is lost to it; the queue of a peer we
+    /// cannot reach loses its oldest message instead, so a dead peer holds up no one.
+    pub fn say(&self, text: String) {
+        if text.len() > TEXT_LIMIT {
+            warn!("line longer than {TEXT_LIMIT} bytes; not sent");
+            return;
+        }
+        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        let msg = ChatMessage {
+            origin: self.id.clone(),
+            seq,
+            name: self.name.clone(),
+            text,
+        };
+        self.inbound.hub.record(&msg);
+        let out = Arc::new(Outgoing {
+            seq,
+            line: PeerLine::Msg(msg).to_line(),
+        });
+        let queues = self.lock().clone();
+        for q in &queues {
+            deliver(q, Arc::clone(&out));
+        }
+    }
+}
+
+fn deliver(q: &PeerQueue, mut item: Arc<Outgoing>) {
+    loop {
+        match q.tx.try_send(item) {
+            Ok(()) => return,
+            Err(TrySendError::Full(back)) if q.status.connected.load(Ordering::Relaxed) => {
+                // A connected peer is draining its queue: wait for room. One stuck for
+                // longer is cut off by its write time-out, and then loses its oldest.
+                match q.tx.send_timeout(back, FULL_QUEUE_WAIT) {
+                    Ok(()) => return,
+                    Err(SendTimeoutError::Timeout(back)) => {
+                        let _ = q.drain.try_recv();
+                        let n = q.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                        warn!(
+                            "{} took nothing for {:.0}s; dropped its oldest queued message ({n} so far)",
+                            q.label,
+                            FULL_QUEUE_WAIT.as_secs_f64()
+                        );
+                        item = back;
+                    }
+                    Err(SendTimeoutError::Disconnected(_)) => return,
+                }
+            }
+            Err(TrySendError::Full(back)) => {
+                let _ = q.drain.try_recv();
+                let n = q.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                if n == 1 || n % 1000 == 0 {
+                    warn!(
+                        "{} is not taking messages; dropped {n} oldest so far",
+                        q.label
+                    );
+                }
+                item = back;
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                debug!("sender for {} has stopped", q.key);
+                return;
+            }
+        }
+    }
+}
