@@ -215,6 +215,22 @@ mod tests {
 /// Makes the line sent to a refused connection, if any.
 pub type RefusalLine = Box<dyn Fn(&Refusal) -> Option<String> + Send>;
 
+/// File descriptors this process may open (the soft `ulimit -n`), from /proc/self/limits.
+pub fn open_files_limit() -> Option<usize> {
+    let text = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+    line.split_whitespace().nth(3)?.parse().ok()
+}
+
+/// The most connections a thread-per-connection server can really hold: each costs
+/// `fds_each` descriptors and `threads_each` threads, and a Rust process aborts at about
+/// 16,000 threads here (the kernel's map-count limit), so stay well below both.
+pub fn affordable_connections(wanted: usize, fds_each: usize, threads_each: usize) -> usize {
+    let by_threads = 14_000 / threads_each.max(1);
+    let by_fds = open_files_limit().map_or(usize::MAX, |n| n.saturating_sub(64) / fds_each.max(1));
+    wanted.min(by_threads).min(by_fds).max(1)
+}
+
 /// Binds and listens on `addr` with room for `backlog` connections waiting to be accepted
 /// (the kernel caps it at net.core.somaxconn).
 pub fn listen(

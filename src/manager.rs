@@ -110,7 +110,17 @@ pub fn random_token() -> String {
 impl Manager {
     /// Binds the manager's port. A busy or forbidden port is an error here, before any
     /// thread starts.
-    pub fn bind(config: ManagerConfig) -> Result<Manager, ManagerError> {
+    pub fn bind(mut config: ManagerConfig) -> Result<Manager, ManagerError> {
+        // Each client holds three descriptors (its socket, the push thread's and the
+        // registry's copies) and two threads.
+        let affordable = crate::limits::affordable_connections(config.max_connections, 3, 2);
+        if affordable < config.max_connections {
+            warn!(
+                "<maxconnections> {} is more than this process can hold (descriptors: ulimit -n; threads); holding at most {affordable}",
+                config.max_connections
+            );
+            config.max_connections = affordable;
+        }
         let addr = SocketAddr::new(config.bind, config.port);
         let listener = crate::limits::listen(addr, config.max_connections)
             .map_err(|source| ManagerError::Bind { addr, source })?;
