@@ -98,6 +98,7 @@ facts = [
     ("rustc", sh("rustc --version")),
     ("load average at start / end", (open(os.path.join(args.out, "loadavg.start")).read().strip() if os.path.exists(os.path.join(args.out, "loadavg.start")) else "–") + " / " + open("/proc/loadavg").read().strip()),
     ("limits", f"ulimit -n {sh('ulimit -n')} (the hard limit here; it cannot be raised), pid_max {sh('cat /proc/sys/kernel/pid_max')}, vm.max_map_count {sh('cat /proc/sys/vm/max_map_count')}, somaxconn {sh('cat /proc/sys/net/core/somaxconn')}"),
+    ("socat / aria2 / nginx", (sh("dpkg-query -W -f='${Version}' socat") or "not installed") + " / " + (sh("dpkg-query -W -f='${Version}' aria2") or "not installed") + " / " + (sh("dpkg-query -W -f='${Version}' nginx-light") or sh("dpkg-query -W -f='${Version}' nginx") or "not installed")),
     ("opentracker / wrk", (sh("dpkg-query -W -f='${Version}' opentracker") or "not installed") + " / " + (sh("dpkg-query -W -f='${Version}' wrk") or "not installed")),
 ]
 
@@ -263,6 +264,46 @@ for n in sorted({r["n"] for r in sel("join")}):
     foot_table.append(f"| start → joined, into a network of {n + 1} (ms) | {mmm(vals(j, 'genp2p_ms'), '', 1)} | floor receiver start → listening: {mmm(vals(j, 'floor_ms'), '', 1)} |")
 for s in sel("setup"):
     foot_table.append(f"| network of {s['n']} {s.get('receivers')} receivers + sender: start → every receiver heard the sender (s) | {fmt(s.get('total_s'), '', 2)} (threads needed ≈ {s.get('threads_needed', 0):,}) | |")
+# ----------------------------------------------------------------------------- 7. transfer
+xfer_table = []
+resume_table = []
+xs = sel("transfer-setup")
+xs = xs[0] if xs else {}
+xg = sel("transfer", system="genp2p")
+xsoc = sel("transfer", system="socat")
+xar = sel("transfer", system="aria2c")
+xr = sel("transfer-resume")
+if xs:
+    gib = lambda rs: vals(rs, "gib_per_s")
+    r_soc = ratio_runs(xg, xsoc, "gib_per_s")
+    r_ar = ratio_runs(xg, xar, "gib_per_s")
+    size_mib = xs.get("bytes", 0) / (1 << 20)
+    goals.append((f"7. file transfer, {size_mib:,.0f} MiB over loopback (no numeric goal)", None,
+                  f"genp2p {mmm(gib(xg), ' GiB/s', 2)}; ÷ socat {mmm(r_soc, 'x', 2) if xsoc else 'not run'}; ÷ aria2c -x8 {mmm(r_ar, 'x', 2) if xar else 'not run'}"))
+    na = lambda rs, txt: txt if rs else "not run"
+    xfer_table += [
+        f"| GiB/s (`/get` typed → `downloaded` line; copy started → copy exited) | {mmm(gib(xg), '', 2)} | {na(xsoc, mmm(gib(xsoc), '', 2))} | {na(xar, mmm(gib(xar), '', 2))} | {mmm(r_soc, 'x', 2)} / {mmm(r_ar, 'x', 2)} |",
+        f"| seconds | {mmm(vals(xg, 'secs'), '', 2)} | {na(xsoc, mmm(vals(xsoc, 'secs'), '', 2))} | {na(xar, mmm(vals(xar, 'secs'), '', 2))} | |",
+        f"| rate printed by the downloading servant (MiB/s) | {mmm(vals(xg, 'printed_mib_per_s'), '', 1)} | | | |",
+        f"| of which: `/get` → first piece recorded in `.NAME.state` (s) | {mmm(vals(xg, 'first_piece_secs'), '', 3)} | | | |",
+        f"| of which: `/get` → all but the last 4 pieces recorded (s) | {mmm(vals(xg, 'all_but_4_secs'), '', 3)} | | | |",
+        f"| of which: `/get` → every piece recorded (s); GiB/s up to there | {mmm(vals(xg, 'all_pieces_secs'), '', 3)}; {mmm([xs['bytes'] / (1 << 30) / r['all_pieces_secs'] for r in xg if r.get('all_pieces_secs')], '', 2)} | | | |",
+        f"| of which: every piece recorded → `downloaded` line (s) (workers finishing, fsync, whole-file hash, rename) | {mmm([r['secs'] - r['all_pieces_secs'] for r in xg if r.get('all_pieces_secs') is not None], '', 3)} | | | |",
+        f"| CPU ms, sharing + downloading servant (user+sys) | {mmm(vals(xg, 'cpu_ms'), '', 0)} | | | |",
+        f"| one BLAKE3 pass over the file (the sharer's start → `sharing` line: the cost of the whole-file check) | {fmt(xs.get('index_secs'), ' s', 3)} | | | |",
+    ]
+    if xr:
+        unint = med(vals(xg, "secs"))
+        tot = vals(xr, "total_secs")
+        resume_table += [
+            f"| pieces recorded at the kill -9; verified again after the restart (K of N) | {mmm(vals(xr, 'recorded_at_kill'), '', 0)}; {mmm(vals(xr, 'kept'), '', 0)} of {int(med(vals(xr, 'pieces')) or 0):,} |",
+            f"| `/get` → kill -9 (s) | {mmm(vals(xr, 'first_secs'), '', 3)} |",
+            f"| restart → joined and hearing of the sharer (s) | {mmm(vals(xr, 'restart_joined_secs'), '', 3)} |",
+            f"| restart → `resuming` line: re-verification (s) (of which `/get` → `resuming`: sources, manifest, re-hashing K pieces) | {mmm(vals(xr, 'reverify_secs'), '', 3)} ({mmm(vals(xr, 'get_to_resuming_secs'), '', 3)}) |",
+            f"| `resuming` → `downloaded` (s) | {mmm(vals(xr, 'rest_secs'), '', 2)} |",
+            f"| restart → `downloaded` (s) | {mmm(vals(xr, 'restart_to_done_secs'), '', 2)} |",
+            f"| total with the interruption (first part + restart → done) vs uninterrupted (median above) (s) | {mmm(tot, '', 2)} vs {fmt(unint, '', 2)}{(' = ' + fmt(med(tot) / unint, 'x', 2)) if tot and unint else ''} |",
+        ]
 skips = sel("skipped")
 errors = sel("error")
 
@@ -279,7 +320,7 @@ md.append("")
 md.append("## Goals\n")
 md.append("| goal | result | figures |\n|---|---|---|")
 for gname, ok, detail in goals:
-    md.append(f"| {gname} | {yes(ok)} | {detail} |")
+    md.append(f"| {gname} | {yes(ok) if ok is not None else 'reported'} | {detail} |")
 md.append("")
 md.append("![fan-out latency against the number of receivers](fanout.svg)\n")
 md.append("## 1. Fan-out latency (ms, write to the sender's stdin → printed by the last receiver)\n")
@@ -314,6 +355,23 @@ md.append("## 6. Footprint\n")
 md.append("| figure | genp2p | baseline |\n|---|---|---|")
 md += foot_table
 md.append("")
+if xs:
+    nginx_v = sh("dpkg-query -W -f='${Version}' nginx-light") or xs.get('nginx') or 'not installed'
+    md.append(f"## 7. File transfer ({xs.get('bytes', 0) / (1 << 20):,.0f} MiB, one sharing servant → one downloading servant, 127.0.0.1)\n")
+    md.append(f"Files in `{xs.get('where')}` (tmpfs: no disk in the way, fsync is free). Baselines in the same run, order rotated run by run: "
+              f"`socat -u FILE tcp-listen:PORT` → `socat -u tcp:127.0.0.1:PORT OPEN:out,creat,trunc` (socat {xs.get('socat') or 'not installed'}); "
+              f"`aria2c -x8 -s8` from nginx on 127.0.0.1 (Range requests; aria2 {xs.get('aria2') or 'not installed'}, nginx {nginx_v}). "
+              "socat copies with its default 8 KiB buffer. "
+              "genp2p verifies a BLAKE3 hash per 1 MiB piece and over the whole file; neither baseline checks anything."
+              + (f" **Skipped: {xs.get('skipped')}.**" if xs.get('skipped') else "") + "\n")
+    md.append("| figure | genp2p | socat | aria2c -x8 | genp2p ÷ socat / ÷ aria2c |\n|---|---|---|---|---|")
+    md += xfer_table
+    md.append("")
+    if resume_table:
+        md.append("Resume: the downloader is killed with SIGKILL once half of the pieces are recorded in `.NAME.state`, started again with the same downloads folder, and `/get` typed again.\n")
+        md.append("| figure | genp2p |\n|---|---|")
+        md += resume_table
+        md.append("")
 md.append("## How it is measured\n")
 md += [
     "- Everything runs on 127.0.0.1. Each load is bounded by a count and a time limit; every process started is killed by `bench_driver` when done (and by its dead-man timer), and the servants and floor processes also exit when the driver's end of their stdin closes.",
@@ -322,6 +380,7 @@ md += [
     "- Burst: 5,000 lines in one `write` to the sender's stdin; done when every receiver printed every message, or 3 s without progress. CPU is user+system of every process of the system under test (manager and servants; floor sender and receivers), not of the driver.",
     "- Manager: `loadgen rtt` registers 50 fake servants (they drain their pushes), then 50 persistent connections send `needs peer list` and wait for the answer, for the stated time after 0.3 s of warm-up. The echo floor gets the same line from the same load generator. opentracker: `wrk -t2 -c50 --latency` on a whitelisted announce URL; wrk is a different (epoll, C) client.",
     "- Join storm: 1,000 client threads pre-spawned, each bound to a port, released by one barrier; a client is done when it holds every other id (from its `<peers>` answer plus `<join>` pushes). Then 10% say `bye`; done when every remaining client saw them leave. `listen-queue overflows` is the machine-wide TcpExt ListenOverflows counter over the storm.",
+    "- File transfer: `bench_driver transfer` writes a pseudo-random file, starts a manager, a servant sharing the file (timed until its `sharing` log line) and, per run, a fresh downloading servant (empty `<downloads>` folder, default 4 workers), waits until it has heard of the sharer, types `/get NAME` and waits for the `downloaded` line; it polls `.NAME.state` meanwhile to split the time. socat and nginx listen on ports the OS chose (bound to 0, then released); the driver waits for the listening socket in /proc/net/tcp. Every copy's size is checked; the large files are deleted at the end.",
     "- Capacity: clients connect one after another (one thread), each asks for the list (connected) or lists itself (listed) and reads the answer; the RSS and thread figures are the server's /proc/PID/status.",
     "",
 ]

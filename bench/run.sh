@@ -16,6 +16,29 @@ START=$(date +%s)
 # as this machine allows (its hard limit may be below 65536).
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
+# The transfer baselines (section 7): socat, aria2c and nginx from Debian. Installed when
+# missing (one apt-get update); a package that cannot be installed only skips its baseline.
+NEED=""
+command -v socat >/dev/null || NEED="$NEED socat"
+command -v aria2c >/dev/null || NEED="$NEED aria2"
+command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || NEED="$NEED nginx-light"
+if [ -n "$NEED" ]; then
+    SUDO=""
+    [ "$(id -u)" = 0 ] || SUDO="sudo -n"
+    echo "bench: installing$NEED (apt-get)"
+    if $SUDO apt-get update -qq >/dev/null 2>&1; then
+        # shellcheck disable=SC2086
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $NEED >/dev/null 2>&1 ||
+            for p in $NEED; do
+                DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$p" >/dev/null 2>&1 ||
+                    echo "bench: $p is not available; its transfer baseline is skipped"
+            done
+    else
+        echo "bench: apt-get update failed; missing transfer baselines are skipped"
+    fi
+fi
+export PATH="$PATH:/usr/sbin:/sbin"
+
 echo "bench: building the bench tools (cargo build --release --examples)"
 cargo build --release --quiet --bins --examples || { echo "bench: build failed"; exit 1; }
 
@@ -46,6 +69,8 @@ if [ "$QUICK" = 1 ]; then
     step "manager round trips (genp2p, echo floor, opentracker)" manager --limit-secs $LIMIT --runs 3 --secs 1
     step "join storm and churn (N = 100, 1000)" storm --limit-secs $LIMIT --ns 100,1000 --runs 2
     step "capacity" capacity --limit-secs $LIMIT --max 1000 --listed-secs 3
+    step "file transfer (256 MiB; genp2p, socat, aria2c -x8; a resume)" transfer --limit-secs $LIMIT \
+        --mib 256 --runs 1 --resume-runs 1
 else
     LIMIT=900
     step "footprint: binary sizes" sizes
@@ -56,7 +81,13 @@ else
     step "join storm and churn (N = 100, 1000)" storm --limit-secs $LIMIT --ns 100,1000 --runs 3
     step "capacity (cap 4000; listed servants for 60 s; beyond the limits)" capacity --limit-secs $LIMIT \
         --max 4000 --listed-secs 60 --stress 20000
+    step "file transfer (1 GiB; genp2p, socat, aria2c -x8; a resume)" transfer --limit-secs $LIMIT \
+        --mib 1024 --runs 3 --resume-runs 3
 fi
+
+# The transfer's scratch files (1 GiB each) are deleted by the driver; this catches a driver
+# stopped by its time limit.
+rm -rf /dev/shm/genp2p-bench-* "$OUT"/genp2p-bench-* 2>/dev/null
 
 python3 bench/report.py --out "$OUT" --cmd "$CMD" --secs "$(( $(date +%s) - START ))" || FAILED=1
 echo "bench: done in $(( $(date +%s) - START )) s; see bench/RESULTS.md and bench/fanout.svg"

@@ -766,7 +766,10 @@ impl Worker<'_> {
         let mut buf = Vec::new();
         loop {
             let current = conn.as_ref().map(|c| c.0);
-            let (piece, source) = match lock(self.sched).take(current) {
+            // Taken in a statement of its own: the schedule's lock must be released
+            // before this worker sleeps, or the others cannot report their pieces.
+            let next = lock(self.sched).take(current);
+            let (piece, source) = match next {
                 Take::Job { piece, source } => (piece, source),
                 Take::Wait => {
                     thread::sleep(Duration::from_millis(20));
