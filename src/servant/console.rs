@@ -181,15 +181,8 @@ pub fn print_lines(rx: Receiver<String>, stop: Receiver<()>, pipe: Option<std::s
     // The status line shown at the bottom of the terminal, if any.
     let mut status: Option<String> = None;
     loop {
-        let line = crossbeam_channel::select! {
-            recv(rx) -> line => match line {
-                Ok(line) => line,
-                Err(_) => break,
-            },
-            recv(stop) -> _ => match rx.try_recv() {
-                Ok(line) => line,
-                Err(_) => break,
-            },
+        let Some(line) = next_line(&rx, &stop) else {
+            break;
         };
         if broken {
             continue;
@@ -252,18 +245,20 @@ pub fn print_lines(rx: Receiver<String>, stop: Receiver<()>, pipe: Option<std::s
     let _ = out.flush();
 }
 
+/// The next line to print; `None` when every sender is gone, or `stop` has disconnected
+/// and nothing is left queued.
+fn next_line(rx: &Receiver<String>, stop: &Receiver<()>) -> Option<String> {
+    crossbeam_channel::select! {
+        recv(rx) -> line => line.ok(),
+        recv(stop) -> _ => rx.try_recv().ok(),
+    }
+}
+
 /// `print_lines` when standard output is not a terminal: status lines become plain lines.
 fn print_to_pipe(rx: Receiver<String>, stop: Receiver<()>, pipe: &Pipe) {
     loop {
-        let line = crossbeam_channel::select! {
-            recv(rx) -> line => match line {
-                Ok(line) => line,
-                Err(_) => break,
-            },
-            recv(stop) -> _ => match rx.try_recv() {
-                Ok(line) => line,
-                Err(_) => break,
-            },
+        let Some(line) = next_line(&rx, &stop) else {
+            break;
         };
         let mut next = Some(line);
         while let Some(line) = next.take() {
