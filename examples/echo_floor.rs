@@ -15,11 +15,7 @@ use std::thread;
 use std::time::Duration;
 
 fn main() -> io::Result<()> {
-    let limit = std::env::var("BENCH_MAX_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1200);
-    bench_common::dead_man(Duration::from_secs(limit), "echo_floor");
+    bench_common::dead_man_from_env("echo_floor");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let max: usize = bench_common::arg(&args, "--max", 15000);
     let listener = TcpListener::bind("127.0.0.1:0")?;

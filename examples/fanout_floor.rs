@@ -16,14 +16,9 @@ mod bench_common;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread;
-use std::time::Duration;
 
 fn main() {
-    let limit = std::env::var("BENCH_MAX_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1200);
-    bench_common::dead_man(Duration::from_secs(limit), "fanout_floor");
+    bench_common::dead_man_from_env("fanout_floor");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("recv") => recv(),

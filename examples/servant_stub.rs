@@ -21,11 +21,7 @@ use std::thread;
 use std::time::Duration;
 
 fn main() {
-    let limit = std::env::var("BENCH_MAX_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(1200);
-    bench_common::dead_man(Duration::from_secs(limit), "servant_stub");
+    bench_common::dead_man_from_env("servant_stub");
     let args: Vec<String> = std::env::args().skip(1).collect();
     let manager = bench_common::arg_str(&args, "--manager", "127.0.0.1:8585");
     let name = bench_common::arg_str(&args, "--name", "stub");

@@ -78,23 +78,7 @@ fn each_bad_config_gives_its_golden_message() {
 
 #[test]
 fn servant_missing_config_file_is_one_error_line() {
-    let dir = TestDir::new("servant-missing-config");
-    let mut p = Proc::spawn(
-        "servant",
-        SERVANT_BIN,
-        &["--config".into(), "no-such-config.xml".into()],
-        "info",
-        &dir.path,
-    );
-    let status = p.wait_exit();
-    assert!(!status.success(), "{}", dump());
-    let err = p.stderr();
-    assert_eq!(err.len(), 1, "a single error line\n{}", dump());
-    assert!(
-        log_message(&err[0]).starts_with("no-such-config.xml: cannot read: "),
-        "names the file and the reason\n{}",
-        dump()
-    );
+    assert_missing_config_is_one_error_line("servant", SERVANT_BIN, "no-such-config.xml");
 }
 
 #[test]

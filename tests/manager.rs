@@ -113,23 +113,7 @@ fn busy_port_is_one_error_line_naming_the_address() {
 
 #[test]
 fn missing_config_file_is_one_error_line() {
-    let dir = TestDir::new("manager-missing-config");
-    let mut p = Proc::spawn(
-        "manager",
-        MANAGER_BIN,
-        &["--config".into(), "no-such-manager.xml".into()],
-        "info",
-        &dir.path,
-    );
-    let status = p.wait_exit();
-    assert!(!status.success(), "{}", dump());
-    let err = p.stderr();
-    assert_eq!(err.len(), 1, "a single error line\n{}", dump());
-    assert!(
-        log_message(&err[0]).starts_with("no-such-manager.xml: cannot read: "),
-        "names the file and the reason\n{}",
-        dump()
-    );
+    assert_missing_config_is_one_error_line("manager", MANAGER_BIN, "no-such-manager.xml");
 }
 
 #[test]

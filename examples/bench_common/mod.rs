@@ -162,6 +162,16 @@ pub fn dead_man(limit: Duration, what: &'static str) {
         .expect("dead-man thread");
 }
 
+/// `dead_man` with the limit from `BENCH_MAX_SECS` (default 1200 s), as every bench helper
+/// process starts.
+pub fn dead_man_from_env(what: &'static str) {
+    let limit = std::env::var("BENCH_MAX_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1200);
+    dead_man(Duration::from_secs(limit), what);
+}
+
 /// `--key value` from an argument list.
 pub fn arg<T: std::str::FromStr>(args: &[String], key: &str, default: T) -> T {
     args.iter()

@@ -818,3 +818,25 @@ impl Raw {
         let _ = self.stream.shutdown(Shutdown::Both);
     }
 }
+
+/// Starts `bin` with a config file that does not exist: it must exit non-zero with one
+/// error line that names the file and the reason.
+pub fn assert_missing_config_is_one_error_line(role: &str, bin: &str, file: &str) {
+    let dir = TestDir::new(&format!("{role}-missing-config"));
+    let mut p = Proc::spawn(
+        role,
+        bin,
+        &["--config".into(), file.into()],
+        "info",
+        &dir.path,
+    );
+    let status = p.wait_exit();
+    assert!(!status.success(), "{}", dump());
+    let err = p.stderr();
+    assert_eq!(err.len(), 1, "a single error line\n{}", dump());
+    assert!(
+        log_message(&err[0]).starts_with(&format!("{file}: cannot read: ")),
+        "names the file and the reason\n{}",
+        dump()
+    );
+}
