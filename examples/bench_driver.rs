@@ -757,16 +757,22 @@ fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
             };
             for sys in order {
                 let (sp, rp) = (sys.pids[0], sys.pids[1]);
-                let (cs0, rcs0, cpu0) = (
+                // The receivers' pids follow the sender's (the manager's, if any, comes last).
+                let receivers_ns = |sys: &System| -> u64 {
+                    sys.pids[1..=sys.rx.len()].iter().map(|&p| cpu_ns(p)).sum()
+                };
+                let (cs0, rcs0, cpu0, rcpu0) = (
                     ctx_switches(sp),
                     ctx_switches(rp),
-                    cpu_ticks(sp).unwrap_or(0),
+                    cpu_ns(sp),
+                    receivers_ns(sys),
                 );
                 let (mut last, mut first, missing) = sys.fanout(samples)?;
                 let k = samples.max(1) as f64;
                 let cs = (ctx_switches(sp) - cs0) as f64 / k;
                 let rcs = (ctx_switches(rp) - rcs0) as f64 / k;
-                let cpu_us = (cpu_ticks(sp).unwrap_or(0) - cpu0) as f64 * 1e6 / ctx.tck / k;
+                let cpu_us = cpu_ns(sp).saturating_sub(cpu0) as f64 / 1e3 / k;
+                let rcpu_us = receivers_ns(sys).saturating_sub(rcpu0) as f64 / 1e3 / k / n as f64;
                 ctx.emit(
                     Json::new()
                         .str("test", "fanout")
@@ -782,7 +788,8 @@ fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
                         .num("first_p50_us", quantile(&mut first, 0.5))
                         .num("sender_cs_per_msg", cs)
                         .num("receiver_cs_per_msg", rcs)
-                        .num("sender_cpu_us_per_msg", cpu_us),
+                        .num("sender_cpu_us_per_msg", cpu_us)
+                        .num("receiver_cpu_us_per_msg", rcpu_us),
                 );
             }
         }

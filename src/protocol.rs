@@ -57,11 +57,10 @@ pub fn check_token(what: &str, value: &str) -> Result<(), ProtocolError> {
             "{what} {value:?} is longer than {NAME_LIMIT} bytes"
         ));
     }
-    if let Some(c) = value.chars().find(|c| {
+    if let Some(c) = value.chars().find(|&c| {
         c.is_whitespace()
             || c.is_control()
-            || "<>&\"'".contains(*c)
-            || matches!(c, '\u{fffe}' | '\u{ffff}')
+            || matches!(c, '<' | '>' | '&' | '"' | '\'' | '\u{fffe}' | '\u{ffff}')
     }) {
         return err(format!("{what} {value:?} contains {c:?}"));
     }
@@ -518,7 +517,14 @@ impl PeerLine {
         match self {
             PeerLine::Hello { id, name } => format!("HELLO {PEER_PROTOCOL_VERSION} {id} {name}\n"),
             PeerLine::Welcome { id, last_seq } => format!("WELCOME {id} {last_seq}\n"),
-            PeerLine::Msg(m) => format!("MSG {} {} {} {}\n", m.origin, m.seq, m.name, m.text),
+            // Written on every message to every peer: built without the formatting machinery.
+            PeerLine::Msg(m) => {
+                let seq = m.seq.to_string();
+                let parts = [
+                    "MSG ", &m.origin, " ", &seq, " ", &m.name, " ", &m.text, "\n",
+                ];
+                parts.concat()
+            }
             PeerLine::Ping => "PING\n".to_owned(),
             PeerLine::Pull { id, name } => format!("PULL {PEER_PROTOCOL_VERSION} {id} {name}\n"),
             PeerLine::Seen { origin, seq } => format!("SEEN {origin} {seq}\n"),

@@ -137,3 +137,67 @@ fn lines_typed_at_once_by_everyone_each_arrive_once() {
         }
     }
 }
+
+#[test]
+fn lines_written_directly_and_lines_queued_keep_one_order() {
+    // A line typed alone is written to each peer's socket by the typist itself; lines that
+    // arrive together, or meet a peer whose socket is full, go through that peer's sender
+    // thread. Mixed, with one receiver stopped long enough for its socket to fill, every
+    // line still arrives once and in order.
+    let dir = TestDir::new("chat-direct-and-queued");
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let mut s = start_mesh(&dir, m.port, &["alice", "bob", "carol"]);
+    let pad = "x".repeat(4000);
+    let mut want = Vec::new();
+    let mut n = 0;
+    let mut line = |long: bool| {
+        n += 1;
+        let text = if long {
+            format!("line {n:04} {pad}")
+        } else {
+            format!("line {n:04}")
+        };
+        want.push(text.clone());
+        text
+    };
+    for round in 0..3 {
+        for _ in 0..5 {
+            let one = line(false);
+            s[0].proc.send(&one);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let block: String = (0..100).map(|_| line(false) + "\n").collect();
+        s[0].proc.send_bytes(block.as_bytes());
+        if round == 1 {
+            // carol stops reading. Lines of 4 KB typed one by one are written straight to
+            // her socket until it is full; the rest wait in her queue, while bob keeps
+            // getting every line straight away.
+            s[2].proc.signal("STOP");
+            for _ in 0..600 {
+                let long = line(true);
+                s[0].proc.send(&long);
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            for _ in 0..5 {
+                let one = line(false);
+                s[0].proc.send(&one);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            s[2].proc.signal("CONT");
+        }
+    }
+    let last = want.last().unwrap().clone();
+    for r in &s[1..] {
+        r.wait_heard("alice", &last);
+        let heard = r.heard_from("alice");
+        assert!(
+            heard == want,
+            "{} heard {} lines from alice, want {} once each in order; first difference at {:?}\n{}",
+            r.name,
+            heard.len(),
+            want.len(),
+            heard.iter().zip(&want).position(|(a, b)| a != b),
+            dump()
+        );
+    }
+}

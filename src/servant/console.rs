@@ -70,8 +70,9 @@ impl Input {
 
 /// The article's `txtSend1_KeyPress`, as the `stdin` thread: sends each typed line to `tx`, then `on_end` at end of input.
 ///
-/// Lines to send go to `say` on this thread (the typist, `dispatch`); commands go to `tx`.
-pub fn read_input<T>(tx: Sender<T>, wrap: fn(Input) -> T, on_end: T, say: impl Fn(String)) {
+/// Lines to send go to `say` on this thread (the typist, `dispatch`), with whether more input
+/// is already buffered; commands go to `tx`.
+pub fn read_input<T>(tx: Sender<T>, wrap: fn(Input) -> T, on_end: T, say: impl Fn(String, bool)) {
     let stdin = io::stdin();
     let mut reader = LineReader::new(stdin.lock(), TEXT_LIMIT);
     let mut number = 0u64;
@@ -83,7 +84,7 @@ pub fn read_input<T>(tx: Sender<T>, wrap: fn(Input) -> T, on_end: T, say: impl F
                     continue;
                 }
                 match Input::parse(&line) {
-                    Input::Say(text) => say(text),
+                    Input::Say(text) => say(text, reader.has_line()),
                     other => {
                         if tx.send(wrap(other)).is_err() {
                             return;

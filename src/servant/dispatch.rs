@@ -4,6 +4,11 @@
 //! The `stdin` thread runs it itself, so a typed line reaches the senders without a hand-over
 //! to another thread first, and a full queue slows the reading of input directly. The core
 //! keeps the list of queues up to date as peers come and go.
+//!
+//! A line typed alone, to a connected peer whose sender thread has nothing queued, is
+//! written to that peer's socket right here (the sender's `Wire` decides), so one line
+//! costs N writes and no thread wake-ups. Lines arriving faster than that (more input is
+//! already waiting) go through the queues, where each sender writes all it has in one go.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -13,7 +18,7 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use log::{debug, warn};
 
 use super::listener::Inbound;
-use super::sender::{Outgoing, SenderStatus};
+use super::sender::{Outgoing, Wire};
 use crate::protocol::{ChatMessage, PeerLine, TEXT_LIMIT};
 
 /// How long input waits for room in the queue of a peer we are connected to.
@@ -27,7 +32,8 @@ pub struct PeerQueue {
     pub tx: Sender<Arc<Outgoing>>,
     /// The same queue's other end, to drop its oldest message when it is full.
     pub drain: Receiver<Arc<Outgoing>>,
-    pub status: Arc<SenderStatus>,
+    /// The peer's connection, shared with its sender thread.
+    pub wire: Arc<Wire>,
     /// Messages dropped from this queue so far.
     pub dropped: Arc<AtomicU64>,
 }
@@ -38,9 +44,9 @@ pub struct Dispatch {
     name: String,
     /// Servants pulling from us get what we write too (its relay hub).
     inbound: Arc<Inbound>,
-    /// Written by the core when peers come and go; copied out by `say` for each line, so
-    /// the lock is never held while waiting for room in a queue.
-    queues: Mutex<Vec<PeerQueue>>,
+    /// Replaced by the core when peers come and go; `say` takes the current list for each
+    /// line, so the lock is never held while writing or waiting for room in a queue.
+    queues: Mutex<Arc<Vec<PeerQueue>>>,
     /// Used by the `stdin` thread only.
     next_seq: AtomicU64,
 }
@@ -51,34 +57,43 @@ impl Dispatch {
             id,
             name,
             inbound,
-            queues: Mutex::new(Vec::new()),
+            queues: Mutex::new(Arc::default()),
             next_seq: AtomicU64::new(1),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, Vec<PeerQueue>> {
+    fn lock(&self) -> MutexGuard<'_, Arc<Vec<PeerQueue>>> {
         self.queues.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn add(&self, q: PeerQueue) {
         let mut queues = self.lock();
-        queues.retain(|old| old.key != q.key);
-        queues.push(q);
+        let mut next: Vec<PeerQueue> = queues
+            .iter()
+            .filter(|old| old.key != q.key)
+            .cloned()
+            .collect();
+        next.push(q);
+        *queues = Arc::new(next);
     }
 
     pub fn remove(&self, key: &str) {
-        self.lock().retain(|q| q.key != key);
+        let mut queues = self.lock();
+        let next: Vec<PeerQueue> = queues.iter().filter(|q| q.key != key).cloned().collect();
+        *queues = Arc::new(next);
     }
 
     /// Removes every queue (shutdown), so the sender threads see their channels close.
     pub fn clear(&self) {
-        self.lock().clear();
+        *self.lock() = Arc::default();
     }
 
     /// Sends one typed line to every peer. Waits (up to 2 s) for room in the queue of a
     /// peer we are connected to, so nothing typed is lost to it; the queue of a peer we
     /// cannot reach loses its oldest message instead, so a dead peer holds up no one.
-    pub fn say(&self, text: String) {
+    /// `more_waiting`: further input is already buffered, so queue this line (each sender
+    /// then writes the run of lines at once) rather than write it straight away.
+    pub fn say(&self, text: String, more_waiting: bool) {
         if text.len() > TEXT_LIMIT {
             warn!("line longer than {TEXT_LIMIT} bytes; not sent");
             return;
@@ -90,29 +105,35 @@ impl Dispatch {
             name: self.name.clone(),
             text,
         };
-        self.inbound.hub.record(&msg);
         let out = Arc::new(Outgoing {
             seq,
             line: PeerLine::Msg(msg).to_line(),
         });
-        let queues = self.lock().clone();
-        for q in &queues {
+        self.inbound.hub.record(&self.id, seq, &out.line);
+        let queues = Arc::clone(&self.lock());
+        for q in queues.iter() {
+            if more_waiting {
+                q.wire.count_queued(1);
+            } else if q.wire.try_write(&out) {
+                continue;
+            }
             deliver(q, Arc::clone(&out));
         }
     }
 }
 
+/// Hands `item`, already counted as queued, to the peer's sender thread.
 fn deliver(q: &PeerQueue, mut item: Arc<Outgoing>) {
     loop {
         match q.tx.try_send(item) {
             Ok(()) => return,
-            Err(TrySendError::Full(back)) if q.status.connected.load(Ordering::Relaxed) => {
+            Err(TrySendError::Full(back)) if q.wire.connected.load(Ordering::Relaxed) => {
                 // A connected peer is draining its queue: wait for room. One stuck for
                 // longer is cut off by its write time-out, and then loses its oldest.
                 match q.tx.send_timeout(back, FULL_QUEUE_WAIT) {
                     Ok(()) => return,
                     Err(SendTimeoutError::Timeout(back)) => {
-                        let _ = q.drain.try_recv();
+                        drop_oldest(q);
                         let n = q.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                         warn!(
                             "{} took nothing for {:.0}s; dropped its oldest queued message ({n} so far)",
@@ -121,11 +142,11 @@ fn deliver(q: &PeerQueue, mut item: Arc<Outgoing>) {
                         );
                         item = back;
                     }
-                    Err(SendTimeoutError::Disconnected(_)) => return,
+                    Err(SendTimeoutError::Disconnected(_)) => return q.wire.count_queued(-1),
                 }
             }
             Err(TrySendError::Full(back)) => {
-                let _ = q.drain.try_recv();
+                drop_oldest(q);
                 let n = q.dropped.fetch_add(1, Ordering::Relaxed) + 1;
                 if n == 1 || n % 1000 == 0 {
                     warn!(
@@ -137,8 +158,15 @@ fn deliver(q: &PeerQueue, mut item: Arc<Outgoing>) {
             }
             Err(TrySendError::Disconnected(_)) => {
                 debug!("sender for {} has stopped", q.key);
-                return;
+                return q.wire.count_queued(-1);
             }
         }
+    }
+}
+
+/// Makes room in a full queue by dropping its oldest message.
+fn drop_oldest(q: &PeerQueue) {
+    if q.drain.try_recv().is_ok() {
+        q.wire.count_queued(-1);
     }
 }

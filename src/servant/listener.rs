@@ -67,17 +67,22 @@ impl Seen {
     /// connections carrying the same writer's messages cannot reorder them.
     pub fn deliver(&self, m: &ChatMessage, show: impl FnOnce(Verdict)) {
         let mut last = self.lock();
-        let verdict = match last.get(&m.origin).copied() {
-            Some(l) if m.seq <= l => Verdict::Duplicate,
-            Some(l) if m.seq > l + 1 => Verdict::ShowAfterGap {
-                missed: m.seq - l - 1,
-            },
+        let verdict = match last.get_mut(&m.origin) {
+            Some(l) if m.seq <= *l => Verdict::Duplicate,
+            Some(l) => {
+                let gap = m.seq - *l - 1;
+                *l = m.seq;
+                match gap {
+                    0 => Verdict::Show,
+                    missed => Verdict::ShowAfterGap { missed },
+                }
+            }
             // First message from this writer: whatever came before was not meant for us.
-            _ => Verdict::Show,
+            None => {
+                last.insert(m.origin.clone(), m.seq);
+                Verdict::Show
+            }
         };
-        if verdict != Verdict::Duplicate {
-            last.insert(m.origin.clone(), m.seq);
-        }
         show(verdict);
     }
 }
@@ -256,8 +261,8 @@ pub(super) fn servant_lines(
                             m.name, m.seq
                         );
                     }
-                    inbound.show(format!("<{}> {}", m.name, m.text));
-                    inbound.hub.record(&m);
+                    inbound.show(["<", &m.name, "> ", &m.text].concat());
+                    inbound.hub.record(&m.origin, m.seq, &line);
                 }
             }),
             Some(Ok(PeerLine::Ping)) => {}

@@ -50,7 +50,7 @@ use dispatch::{Dispatch, PeerQueue};
 use link::{LinkEvent, ManagerWriter, Registration};
 use listener::{Inbound, Seen};
 use relaying::{Hub, Puller};
-use sender::{Outgoing, SenderStatus, Target};
+use sender::{Outgoing, Target, Wire};
 
 /// How long shutdown waits for senders to deliver what they hold.
 const LINGER: Duration = Duration::from_secs(3);
@@ -118,7 +118,7 @@ struct Peer {
     tx: Sender<Arc<Outgoing>>,
     /// The core's handle on the same queue, to drop the oldest message when it is full.
     drain: Receiver<Arc<Outgoing>>,
-    status: Arc<SenderStatus>,
+    wire: Arc<Wire>,
     thread: JoinHandle<()>,
 }
 
@@ -407,7 +407,9 @@ fn run_joined(
         let tx = events_tx.clone();
         let typist = Arc::clone(&dispatch);
         spawn("stdin", move || {
-            console::read_input(tx, Event::Input, Event::InputEnded, |text| typist.say(text))
+            console::read_input(tx, Event::Input, Event::InputEnded, |text, more| {
+                typist.say(text, more)
+            })
         })?;
     }
     drop(events_tx);
@@ -457,7 +459,7 @@ impl Core {
                 t.saturating_duration_since(Instant::now())
             });
             match events.recv_timeout(wait) {
-                Ok(Event::Input(Input::Say(text))) => self.dispatch.say(text),
+                Ok(Event::Input(Input::Say(text))) => self.dispatch.say(text, false),
                 Ok(Event::Input(Input::Peers)) => self.show_peers(),
                 Ok(Event::Input(Input::Help)) => self.print(HELP.to_owned()),
                 Ok(Event::Input(Input::Unknown(cmd))) => {
@@ -631,10 +633,10 @@ impl Core {
         for key in keys {
             let (entry, state) = match (self.peers.get(key), self.listed.get(key)) {
                 (Some(p), listed) => {
-                    let mut state = if p.status.connected.load(Ordering::Relaxed) {
+                    let mut state = if p.wire.connected.load(Ordering::Relaxed) {
                         "connected".to_owned()
                     } else {
-                        match p.status.failures.load(Ordering::Relaxed) {
+                        match p.wire.failures.load(Ordering::Relaxed) {
                             0 => "connecting".to_owned(),
                             n => format!("unreachable ({n} tries)"),
                         }
@@ -838,7 +840,7 @@ impl Core {
             self.remove(&key, "moved");
         }
         let (tx, rx) = bounded::<Arc<Outgoing>>(self.config.queue);
-        let status = Arc::new(SenderStatus::default());
+        let wire = Arc::new(Wire::default());
         let complain = {
             let (writer, id) = (Arc::clone(&self.writer), entry.id.clone());
             Box::new(move || {
@@ -853,7 +855,7 @@ impl Core {
             hello: self.hello.clone(),
             complain,
         };
-        match sender::spawn(target, rx.clone(), Arc::clone(&status)) {
+        match sender::spawn(target, rx.clone(), Arc::clone(&wire)) {
             Ok(thread) => {
                 info!(
                     "peer joined: {} at {addr} (slot {})",
@@ -865,7 +867,7 @@ impl Core {
                     label: entry.label(),
                     tx: tx.clone(),
                     drain: rx.clone(),
-                    status: Arc::clone(&status),
+                    wire: Arc::clone(&wire),
                     dropped: Default::default(),
                 });
                 self.peers.insert(
@@ -875,7 +877,7 @@ impl Core {
                         addr,
                         tx,
                         drain: rx,
-                        status,
+                        wire,
                         thread,
                     },
                 );

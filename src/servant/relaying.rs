@@ -28,7 +28,7 @@ use log::{debug, info, warn};
 use super::listener::{servant_lines, Inbound};
 use super::sender::PING_EVERY;
 use crate::lines::{LineError, LineReader};
-use crate::protocol::{ChatMessage, PeerLine, CHAT_LINE_LIMIT};
+use crate::protocol::{PeerLine, CHAT_LINE_LIMIT};
 
 /// Messages kept to catch a new puller up, and the most bytes they may take.
 const HISTORY: usize = 4096;
@@ -80,13 +80,19 @@ impl Hub {
     /// Records a message this servant showed or wrote, and passes it to every puller but
     /// its writer. History and hand-over happen under one lock, so a puller attaching at
     /// the same moment gets the message exactly once: from the history or live.
-    pub fn record(&self, m: &ChatMessage) {
-        let line: Arc<str> = Arc::from(PeerLine::Msg(m.clone()).to_line());
+    ///
+    /// `line` is the message's `MSG` line as it was sent or received (with or without its
+    /// `\n`): relayed as it is, rather than printed again for every message.
+    pub fn record(&self, origin: &str, seq: u64, line: &str) {
+        let line: Arc<str> = match line.ends_with('\n') {
+            true => Arc::from(line),
+            false => Arc::from([line, "\n"].concat()),
+        };
         let mut st = self.lock();
         st.history_bytes += line.len();
         st.history.push_back(Recorded {
-            origin: m.origin.clone(),
-            seq: m.seq,
+            origin: origin.to_owned(),
+            seq,
             line: Arc::clone(&line),
             at: Instant::now(),
         });
@@ -98,7 +104,7 @@ impl Hub {
         }
         let mut slow = Vec::new();
         for p in &st.pullers {
-            if p.id == m.origin {
+            if p.id == origin {
                 continue;
             }
             if let Err(TrySendError::Full(_)) = p.tx.try_send(Arc::clone(&line)) {

@@ -13,17 +13,25 @@
 //! duplicates by sequence number, so a message is shown once even when a break leaves us
 //! unsure whether it arrived. The thread ends when the core drops the channel's sender
 //! (the peer left, or we are shutting down), after a last attempt to deliver what is queued.
+//!
+//! Waking a thread for every line costs more than the write itself, so when the sender has
+//! nothing queued and is connected, the typist (`dispatch`) writes the line to the socket
+//! itself: the two share the peer's [`Wire`], and whoever holds its turn writes. The lock
+//! is held only to take or give the turn, never across a write; a line the typist cannot
+//! write at once (the socket is full, or broken) goes through the channel as before, and
+//! if part of it was written, the sender thread writes the rest before anything else.
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, info, warn};
+use socket2::SockRef;
 
 use crate::lines::{LineError, LineReader};
 use crate::protocol::{PeerLine, CHAT_LINE_LIMIT};
@@ -33,12 +41,19 @@ const HISTORY: usize = 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The kernel's send buffer for a chat connection. Left to itself Linux grows it to
+/// several MiB for a peer that stops reading; chat lines are at most 8 KiB, so this is
+/// plenty, and beyond it lines wait in the peer's `<queue>`, which is bounded and shown.
+const SEND_BUFFER: usize = 256 * 1024;
 /// Failed tries after which each further failure is reported to the manager.
 const COMPLAIN_AFTER: u64 = 2;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// An idle connection is pinged this often, so the peer does not time it out.
 pub const PING_EVERY: Duration = Duration::from_secs(30);
+/// After this long without writing, a connection is checked for a peer that has closed it
+/// before the next write (a write would vanish into a socket the peer no longer reads).
+const QUIET: Duration = Duration::from_secs(1);
 
 /// One of this servant's messages, as it goes on the wire (shared by every sender).
 #[derive(Debug)]
@@ -48,12 +63,135 @@ pub struct Outgoing {
     pub line: String,
 }
 
-/// What `/peers` shows of a sender. Written by the sender thread, read by the core.
-#[derive(Debug, Default)]
-pub struct SenderStatus {
+/// One peer's connection as the sender thread, the typist and `/peers` share it.
+#[derive(Default)]
+pub struct Wire {
+    /// What `/peers` shows; written by whoever connects or writes.
     pub connected: AtomicBool,
     /// Failed connection attempts since the last success.
     pub failures: AtomicU64,
+    state: Mutex<WireState>,
+    /// Signalled when the turn becomes free while the sender thread waits for it.
+    turn_free: Condvar,
+}
+
+/// Who may write to the connection now.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    /// The sender thread is waiting for its channel: the typist may write.
+    Free,
+    /// The sender thread is connecting or writing (it starts with the turn).
+    #[default]
+    Sender,
+    Typist,
+}
+
+#[derive(Default)]
+struct WireState {
+    turn: Turn,
+    /// The sender thread waits for the typist to give the turn back.
+    sender_waiting: bool,
+    /// Messages handed to the sender thread and not yet written (in its channel or its
+    /// pending list). The typist writes itself only when this is zero, which keeps the
+    /// order: nothing older is still on its way.
+    queued: usize,
+    /// The connection, while there is one.
+    conn: Option<Arc<TcpStream>>,
+    /// Written on the current or an earlier connection, oldest first, to resend what a
+    /// peer missed across a reconnection.
+    history: VecDeque<Arc<Outgoing>>,
+    /// The typist wrote only the first bytes of this message (its sequence number, the
+    /// bytes written) before the socket filled; the sender thread writes the rest.
+    partial: Option<(u64, usize)>,
+    last_write: Option<Instant>,
+}
+
+impl Wire {
+    fn lock(&self) -> MutexGuard<'_, WireState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits while the typist writes, then holds the turn for the sender thread.
+    fn take_turn(&self) {
+        let mut st = self.lock();
+        while st.turn == Turn::Typist {
+            st.sender_waiting = true;
+            st = self.turn_free.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        st.sender_waiting = false;
+        st.turn = Turn::Sender;
+    }
+
+    fn give_turn(&self, st: &mut WireState) {
+        st.turn = Turn::Free;
+        if st.sender_waiting {
+            self.turn_free.notify_one();
+        }
+    }
+
+    /// The typist hands one message to the sender thread's channel (or takes it back, `-1`).
+    pub fn count_queued(&self, delta: isize) {
+        let mut st = self.lock();
+        st.queued = st.queued.saturating_add_signed(delta);
+    }
+
+    /// The typist's fast path: writes `m` straight to the connection when the sender
+    /// thread is idle and has nothing queued. False when it could not write all of it (no
+    /// connection, the sender is busy, the socket is full or broken): then `m` is counted
+    /// as queued, and the caller hands it to the channel. When only part of it fit, the
+    /// sender thread writes the rest (see `partial`), so a peer that reads slowly never
+    /// holds up the typist.
+    pub fn try_write(&self, m: &Arc<Outgoing>) -> bool {
+        let (conn, quiet) = {
+            let mut st = self.lock();
+            let conn = match &st.conn {
+                Some(conn) if st.turn == Turn::Free && st.queued == 0 => Arc::clone(conn),
+                _ => {
+                    st.queued += 1;
+                    return false;
+                }
+            };
+            st.turn = Turn::Typist;
+            (conn, st.last_write.is_none_or(|t| t.elapsed() > QUIET))
+        };
+        let sent = if quiet && peer_has_closed(&conn) {
+            Err(())
+        } else {
+            SockRef::from(&*conn)
+                .send_with_flags(m.line.as_bytes(), libc::MSG_DONTWAIT)
+                .map_err(|_| ())
+        };
+        let mut st = self.lock();
+        let written = match sent {
+            Ok(n) if n == m.line.len() => {
+                // Into the history, as the sender thread does: see `write_pending`.
+                push_history(&mut st.history, Arc::clone(m));
+                st.last_write = Some(Instant::now());
+                true
+            }
+            Ok(n) => {
+                if n > 0 {
+                    st.partial = Some((m.seq, n));
+                }
+                st.queued += 1;
+                false
+            }
+            // Would block, or broken: the sender thread finds out which.
+            Err(()) => {
+                st.queued += 1;
+                false
+            }
+        };
+        self.give_turn(&mut st);
+        written
+    }
+}
+
+fn push_history(history: &mut VecDeque<Arc<Outgoing>>, m: Arc<Outgoing>) {
+    if history.len() >= HISTORY {
+        history.pop_front();
+    }
+    history.push_back(m);
 }
 
 /// Why a connection attempt failed.
@@ -81,38 +219,35 @@ pub struct Target {
 pub fn spawn(
     target: Target,
     rx: Receiver<Arc<Outgoing>>,
-    status: Arc<SenderStatus>,
+    wire: Arc<Wire>,
 ) -> io::Result<thread::JoinHandle<()>> {
     thread::Builder::new()
         .name(format!("send-{}", target.label))
-        .spawn(move || Sender::new(target, status).run(rx))
+        .spawn(move || Sender::new(target, wire).run(rx))
 }
 
 struct Sender {
     target: Target,
-    status: Arc<SenderStatus>,
-    conn: Option<TcpStream>,
-    /// Sent on the current or an earlier connection, oldest first.
-    history: VecDeque<Arc<Outgoing>>,
-    /// Taken from the channel, not yet written.
+    /// Shared with the typist; this thread holds its turn except while waiting for the
+    /// channel with nothing to write.
+    wire: Arc<Wire>,
+    conn: Option<Arc<TcpStream>>,
+    /// Taken from the channel (or put back for resending), not yet written.
     pending: VecDeque<Arc<Outgoing>>,
     /// The peer's id, from its `WELCOME`.
     peer_id: Option<String>,
-    last_write: Instant,
     /// Messages dropped while the peer was unreachable.
     dropped: u64,
 }
 
 impl Sender {
-    fn new(target: Target, status: Arc<SenderStatus>) -> Sender {
+    fn new(target: Target, wire: Arc<Wire>) -> Sender {
         Sender {
             target,
-            status,
+            wire,
             conn: None,
-            history: VecDeque::new(),
             pending: VecDeque::new(),
             peer_id: None,
-            last_write: Instant::now(),
             dropped: 0,
         }
     }
@@ -120,13 +255,14 @@ impl Sender {
     /// The `send1.Connect` loop of `txtSend1_KeyPress`, without its busy wait: deliver
     /// each message from the channel, reconnecting with backoff.
     fn run(mut self, rx: Receiver<Arc<Outgoing>>) {
+        self.wire.take_turn();
         let mut backoff = BACKOFF_FIRST;
         loop {
             if self.conn.is_none() {
                 match self.connect() {
                     Ok(()) => backoff = BACKOFF_FIRST,
                     Err(failure) => {
-                        let failures = self.status.failures.fetch_add(1, Ordering::Relaxed) + 1;
+                        let failures = self.wire.failures.fetch_add(1, Ordering::Relaxed) + 1;
                         // Only a connection that cannot be made is the article's complaint;
                         // a peer that accepts and then closes (a ban) is reachable.
                         let e = match failure {
@@ -171,11 +307,18 @@ impl Sender {
                 }
                 continue;
             }
-            match rx.recv_timeout(PING_EVERY) {
+            // Nothing to write: until a message comes, the typist may write itself.
+            {
+                let mut st = self.wire.lock();
+                self.wire.give_turn(&mut st);
+            }
+            let got = rx.recv_timeout(PING_EVERY);
+            self.wire.take_turn();
+            match got {
                 Ok(m) => {
                     self.queue(m);
                     // Take no more than `pending` holds: the rest waits in the channel,
-                    // which is what makes the core wait for room instead of losing it.
+                    // which is what makes the typist wait for room instead of losing it.
                     while self.pending.len() < HISTORY {
                         match rx.try_recv() {
                             Ok(m) => self.queue(m),
@@ -184,12 +327,18 @@ impl Sender {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
-                    if let Some(conn) = &self.conn {
-                        if (&*conn)
+                    let idle = {
+                        let st = self.wire.lock();
+                        st.queued == 0 && st.last_write.is_none_or(|t| t.elapsed() >= PING_EVERY)
+                    };
+                    if let (true, Some(conn)) = (idle, &self.conn) {
+                        if (&**conn)
                             .write_all(PeerLine::Ping.to_line().as_bytes())
                             .is_err()
                         {
                             self.disconnect();
+                        } else {
+                            self.wire.lock().last_write = Some(Instant::now());
                         }
                     }
                 }
@@ -203,6 +352,7 @@ impl Sender {
         // out of it during one backoff (while unreachable), so it gets the same bound.
         if self.pending.len() >= HISTORY {
             self.pending.pop_front();
+            self.wire.count_queued(-1);
             self.dropped += 1;
             if self.dropped == 1 || self.dropped % 1000 == 0 {
                 warn!(
@@ -226,6 +376,7 @@ impl Sender {
     /// the peer answered the connection (it may have banned us, or be another program).
     fn handshake(&mut self, stream: TcpStream) -> io::Result<()> {
         stream.set_nodelay(true)?;
+        SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER)?;
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
         stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
         (&stream).write_all(self.target.hello.as_bytes())?;
@@ -255,19 +406,26 @@ impl Sender {
                 ))
             }
         };
+        let stream = Arc::new(stream);
+        let mut st = self.wire.lock();
         if self.peer_id.as_deref().is_some_and(|old| old != id) {
             // A different process listens there now: our history is not its business.
-            self.history.clear();
+            st.history.clear();
         }
         self.peer_id = Some(id);
         // Resend, in order, what the peer has not shown: the tail of the history, then
         // what was waiting anyway.
-        let missed: Vec<_> = self
+        let missed: Vec<_> = st
             .history
             .iter()
             .filter(|m| m.seq > last_seq)
             .cloned()
             .collect();
+        st.history.retain(|m| m.seq <= last_seq);
+        st.queued += missed.len();
+        st.conn = Some(Arc::clone(&stream));
+        st.last_write = Some(Instant::now());
+        drop(st);
         if !missed.is_empty() {
             debug!(
                 "resending {} message(s) to {}",
@@ -275,30 +433,34 @@ impl Sender {
                 self.target.label
             );
         }
-        self.history.retain(|m| m.seq <= last_seq);
         for m in missed.into_iter().rev() {
             self.pending.push_front(m);
         }
-        let failures = self.status.failures.swap(0, Ordering::Relaxed);
+        let failures = self.wire.failures.swap(0, Ordering::Relaxed);
         if failures > 0 {
             info!(
                 "reached {} at {} after {failures} failed tries",
                 self.target.label, self.target.addr
             );
         }
-        self.status.connected.store(true, Ordering::Relaxed);
+        self.wire.connected.store(true, Ordering::Relaxed);
         self.conn = Some(stream);
-        self.last_write = Instant::now();
         Ok(())
     }
 
     /// Writes everything pending in one `write`, moving it to the history.
     fn write_pending(&mut self) -> io::Result<()> {
-        let conn = self
-            .conn
-            .as_ref()
-            .expect("write_pending only when connected");
-        if self.last_write.elapsed() > Duration::from_secs(1) && peer_has_closed(conn) {
+        let conn = Arc::clone(
+            self.conn
+                .as_ref()
+                .expect("write_pending only when connected"),
+        );
+        let quiet = self
+            .wire
+            .lock()
+            .last_write
+            .is_none_or(|t| t.elapsed() > QUIET);
+        if quiet && peer_has_closed(&conn) {
             // A peer that restarted or timed us out: reconnect before writing into a socket
             // that would swallow the first message.
             return Err(io::Error::new(
@@ -312,14 +474,26 @@ impl Sender {
         }
         // Into the history first: if the write fails half way, the reconnection's WELCOME
         // tells which of these to send again.
-        for m in self.pending.drain(..) {
-            if self.history.len() >= HISTORY {
-                self.history.pop_front();
+        {
+            let mut st = self.wire.lock();
+            // What the typist began on this connection is finished first.
+            if let Some((seq, n)) = st.partial.take() {
+                if !self.pending.front().is_some_and(|m| m.seq == seq) {
+                    // Its rest is gone (dropped from a full queue): start a clean connection.
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "half a line was left on the connection",
+                    ));
+                }
+                buf.drain(..n);
             }
-            self.history.push_back(m);
+            st.queued = st.queued.saturating_sub(self.pending.len());
+            for m in self.pending.drain(..) {
+                push_history(&mut st.history, m);
+            }
         }
         (&*conn).write_all(&buf)?;
-        self.last_write = Instant::now();
+        self.wire.lock().last_write = Some(Instant::now());
         Ok(())
     }
 
@@ -327,7 +501,13 @@ impl Sender {
         if let Some(conn) = self.conn.take() {
             let _ = conn.shutdown(Shutdown::Both);
         }
-        self.status.connected.store(false, Ordering::Relaxed);
+        {
+            let mut st = self.wire.lock();
+            st.conn = None;
+            // Half a line on a closed connection is nothing to finish on the next one.
+            st.partial = None;
+        }
+        self.wire.connected.store(false, Ordering::Relaxed);
     }
 
     /// The channel is closed: deliver what is still pending (one attempt), then stop.
@@ -347,19 +527,15 @@ impl Sender {
     }
 }
 
-/// True when the peer has closed its end (a read would return end of stream now).
+/// True when the peer has closed its end (a read would return end of stream now). Peeks
+/// without waiting, leaving the socket as it is.
 fn peer_has_closed(conn: &TcpStream) -> bool {
-    if conn.set_nonblocking(true).is_err() {
-        return false;
-    }
-    let mut byte = [0u8; 1];
-    let closed = match conn.peek(&mut byte) {
+    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
+    match SockRef::from(conn).recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
         Ok(0) => true,
         Ok(_) => false,
         Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-    };
-    let _ = conn.set_nonblocking(false);
-    closed
+    }
 }
 
 fn truncate(s: &str) -> String {
