@@ -8,7 +8,7 @@
 //! The modules are the roles of that design:
 //! - [`config`]: the manager's `<manager>` file and the servant's `config.xml`;
 //! - [`lines`] and [`protocol`]: what travels on the wire;
-//! - [`registry`] and [`manager`]: the connection manager;
+//! - [`registry`], [`outbox`] and [`manager`]: the connection manager;
 //! - [`servant`]: the peer (its link to the manager, its listener, one sender per peer,
 //!   and the chat console);
 //! - [`cli`]: what both binaries share (flags, logging, signals).
@@ -20,6 +20,7 @@ pub mod config;
 pub mod limits;
 pub mod lines;
 pub mod manager;
+pub mod outbox;
 pub mod protocol;
 pub mod registry;
 pub mod relay;

@@ -7,8 +7,11 @@
 //!
 //! - `conn-ADDR` reads the client's lines and answers them (`handle_client`);
 //! - `push-N` writes everything queued for the client (`push_loop`), so a slow client
-//!   delays only itself. When its queue fills, the client is dropped: it will reconnect
+//!   delays only itself. When its outbox fills, the client is dropped: it will reconnect
 //!   and ask for the whole list, which is cheaper than buffering without bound.
+//!
+//! One more thread, `publish`, wakes the `push-` threads a moment after the list changes,
+//! so that each writes the changes of that moment together (see `outbox`).
 //!
 //! The registry sits behind one `Mutex`, the article's critical section, taken in short
 //! blocks that never include socket I/O (see `registry`).
@@ -20,23 +23,31 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver};
 use log::{debug, info, warn};
 
 use crate::config::ManagerConfig;
 use crate::limits::{accept_loop, Caps, Gate, Limiter};
 use crate::lines::{LineError, LineReader};
+use crate::outbox::Outbox;
 use crate::protocol::{ManagerCommand, ManagerMessage, PeerEntry, MANAGER_LINE_LIMIT};
 use crate::registry::{Change, Effects, Registry, Ticket};
 
-/// Lines queued for one client before it counts as not reading.
-const OUTBOX: usize = 1024;
-/// How long a pushed change waits for more to go out with it.
-const PUSH_GATHER: Duration = Duration::from_millis(50);
+/// Bytes queued for one client before it counts as not reading: room for several whole
+/// lists of thousands of servants and the changes of a join storm.
+const OUTBOX_BYTES: usize = 4 << 20;
+/// How long a change waits for more to go out with it.
+const PUSH_GATHER: Duration = Duration::from_millis(150);
 /// How long one write to a client may block.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a reachability probe waits for a servant to accept.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Threads that probe servants (each waits up to `PROBE_TIMEOUT` for a firewalled one).
+/// A pool, not a thread per join: starting and ending a thousand threads in a join storm
+/// cost the manager a third of its time.
+const PROBE_WORKERS: usize = 8;
+/// Probes waiting for a worker; beyond this a servant is not probed (complaints still
+/// find it if it cannot be reached).
+const PROBE_QUEUE: usize = 4096;
 /// Bad lines in a row after which a client is disconnected.
 const MAX_BAD_LINES: u32 = 20;
 
@@ -76,6 +87,8 @@ struct Shared {
     /// The article's `pDoc` and `iPortMax` behind its critical section. Written and read
     /// by every `conn-` thread and the console, each time in one short block.
     registry: Mutex<Registry<TcpStream>>,
+    /// Servants to probe, for the `probe-K` threads.
+    probes: crossbeam_channel::Sender<(SocketAddr, Ticket)>,
 }
 
 impl Shared {
@@ -92,6 +105,10 @@ impl Shared {
 pub struct Manager {
     listener: TcpListener,
     shared: Arc<Shared>,
+    /// Tells the `publish` thread that the list changed.
+    news: crossbeam_channel::Receiver<()>,
+    /// Servants to probe (see `probe`).
+    probe_jobs: crossbeam_channel::Receiver<(SocketAddr, Ticket)>,
 }
 
 /// A fresh random token, for ids and the manager's epoch.
@@ -130,12 +147,21 @@ impl Manager {
             config.timeout.as_millis() as u64,
         );
         registry.set_complaint_threshold(config.complaints);
+        // Told (without blocking) when the list changed and writers wait to be woken.
+        let (news_tx, news) = crossbeam_channel::bounded::<()>(1);
+        registry.on_news(move || {
+            let _ = news_tx.try_send(());
+        });
+        let (probes, probe_jobs) = crossbeam_channel::bounded(PROBE_QUEUE);
         Ok(Manager {
             listener,
             shared: Arc::new(Shared {
                 config,
                 registry: Mutex::new(registry),
+                probes,
             }),
+            news,
+            probe_jobs,
         })
     }
 
@@ -153,6 +179,29 @@ impl Manager {
     /// Accepts clients until the process ends (the article's `p2p_ConnectionRequest`).
     pub fn run(self) {
         let shared = self.shared;
+        let (news, sh) = (self.news, Arc::clone(&shared));
+        let spawned = thread::Builder::new()
+            .name("publish".into())
+            .spawn(move || publish_loop(&news, &sh));
+        if let Err(e) = spawned {
+            // Without it, changes still go out with the next answer to each client.
+            warn!("cannot start the publish thread: {e}; changes will be sent late");
+        }
+        if shared.config.probe {
+            for k in 1..=PROBE_WORKERS {
+                let (jobs, sh) = (self.probe_jobs.clone(), Arc::clone(&shared));
+                let spawned = thread::Builder::new()
+                    .name(format!("probe-{k}"))
+                    .spawn(move || {
+                        for (addr, ticket) in jobs {
+                            probe(addr, ticket, &sh);
+                        }
+                    });
+                if let Err(e) = spawned {
+                    warn!("cannot start probe thread {k}: {e}");
+                }
+            }
+        }
         let gate = Gate {
             thread_prefix: "conn",
             limiter: Limiter::new(Caps {
@@ -245,8 +294,8 @@ fn apply_effects(fx: Effects<TcpStream>, shared: &Shared) {
 
 /// Beyond the article (as libp2p's AutoNAT does): connect back to a servant that has just
 /// listed itself. If nothing answers, it is behind a firewall: relay to it at once rather
-/// than wait for complaints. Runs on its own thread, `probe-N`.
-fn probe(addr: SocketAddr, ticket: Ticket, shared: Arc<Shared>) {
+/// than wait for complaints. Runs on one of the `probe-K` threads.
+fn probe(addr: SocketAddr, ticket: Ticket, shared: &Shared) {
     match TcpStream::connect_timeout(&addr, PROBE_TIMEOUT) {
         Ok(s) => {
             debug!("probe of {addr}: reachable");
@@ -256,7 +305,7 @@ fn probe(addr: SocketAddr, ticket: Ticket, shared: Arc<Shared>) {
             let fx = shared
                 .registry()
                 .unreachable_by_probe(&ticket, &e.to_string());
-            apply_effects(fx, &shared);
+            apply_effects(fx, shared);
         }
     }
 }
@@ -275,11 +324,16 @@ fn handle_client(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
             return;
         }
     };
-    let (tx, rx) = bounded::<Arc<str>>(OUTBOX);
-    let (ticket, port) = shared.registry().connect(peer.ip(), tx.clone(), closer);
-    let spawned = thread::Builder::new()
-        .name(format!("push-{}", ticket.offset))
-        .spawn(move || push_loop(writer, rx));
+    let outbox = Arc::new(Outbox::new(OUTBOX_BYTES));
+    let (ticket, port) = shared
+        .registry()
+        .connect(peer.ip(), Arc::clone(&outbox), closer);
+    let spawned = {
+        let outbox = Arc::clone(&outbox);
+        thread::Builder::new()
+            .name(format!("push-{}", ticket.offset))
+            .spawn(move || push_loop(writer, &outbox))
+    };
     if let Err(e) = spawned {
         warn!("{peer}: refusing: cannot start a thread: {e}");
         shared.registry().remove(&ticket);
@@ -290,13 +344,12 @@ fn handle_client(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
         ticket.offset
     );
 
-    let why = serve_lines(&stream, peer, &ticket, &tx, shared);
+    let why = serve_lines(&stream, peer, &ticket, &outbox, shared);
     let change = shared.registry().remove(&ticket);
     after_change(change, "left", &format!(": {why}"), shared);
     debug!("{peer}: disconnected (slot {}): {why}", ticket.offset);
-    // Dropping `tx` (and the registry's copy, just removed) ends the push thread once it
-    // has written what is queued.
-    drop(tx);
+    // The push thread ends once it has written what is queued.
+    outbox.close();
     let _ = stream.shutdown(Shutdown::Read);
 }
 
@@ -306,12 +359,12 @@ fn serve_lines(
     stream: &TcpStream,
     peer: SocketAddr,
     ticket: &Ticket,
-    tx: &crossbeam_channel::Sender<Arc<str>>,
+    outbox: &Outbox,
     shared: &Arc<Shared>,
 ) -> String {
     let mut reader = LineReader::new(stream, MANAGER_LINE_LIMIT);
     let mut bad_lines = 0u32;
-    let reply = |line: String| -> bool { tx.try_send(Arc::from(line)).is_ok() };
+    let reply = |line: String| -> bool { outbox.push(Arc::from(line)).is_ok() };
     loop {
         let line = match reader.read_line() {
             Ok(Some(line)) => line,
@@ -373,16 +426,9 @@ fn serve_lines(
                     return "not reading its answers".into();
                 }
                 if shared.config.probe {
-                    let (addr, t, sh) = (
-                        SocketAddr::new(peer.ip(), port),
-                        *ticket,
-                        Arc::clone(shared),
-                    );
-                    let spawned = thread::Builder::new()
-                        .name(format!("probe-{}", ticket.offset))
-                        .spawn(move || probe(addr, t, sh));
-                    if let Err(e) = spawned {
-                        warn!("{peer}: reachability not probed: cannot start a thread: {e}");
+                    let addr = SocketAddr::new(peer.ip(), port);
+                    if shared.probes.try_send((addr, *ticket)).is_err() {
+                        debug!("{peer}: reachability not probed: {PROBE_QUEUE} probes are waiting");
                     }
                 }
                 continue;
@@ -414,35 +460,41 @@ fn serve_lines(
     }
 }
 
+/// The `publish` thread: once the list has changed, waits a moment for more changes, then
+/// wakes the writer of every client that has changes queued. In a join storm each writer
+/// then wakes once for many joins, instead of once for each.
+fn publish_loop(news: &crossbeam_channel::Receiver<()>, shared: &Shared) {
+    while news.recv().is_ok() {
+        thread::sleep(PUSH_GATHER);
+        let due = shared.registry().take_nudges();
+        for outbox in due {
+            outbox.nudge();
+        }
+    }
+}
+
 /// Writes whatever is queued for one client, as few writes as possible: everything that
 /// is waiting goes out in one `write` (the pushes of a join storm coalesce). Ends when the
-/// queue's senders are all gone, or the client stops taking data.
-fn push_loop(mut stream: TcpStream, rx: Receiver<Arc<str>>) {
+/// outbox is closed and written out, or the client stops taking data.
+fn push_loop(mut stream: TcpStream, outbox: &Outbox) {
+    let mut lines: Vec<Arc<str>> = Vec::new();
     let mut buf = Vec::with_capacity(4096);
-    while let Ok(first) = rx.recv() {
-        // A change (not an answer) waits a moment for the changes that follow it: in a
-        // join storm, one write carries the joins of many servants instead of one each.
-        if first.starts_with("<join") || first.starts_with("<leave") {
-            thread::sleep(PUSH_GATHER);
-        }
+    while outbox.take(&mut lines) {
         if buf.capacity() > 1 << 20 {
             // Do not keep the memory of one large list for the life of the connection.
             buf = Vec::with_capacity(4096);
         }
+        if lines.capacity() > 4096 {
+            lines.shrink_to(4096);
+        }
         buf.clear();
-        buf.extend_from_slice(first.as_bytes());
-        buf.push(b'\n');
-        while buf.len() < 1 << 20 {
-            match rx.try_recv() {
-                Ok(more) => {
-                    buf.extend_from_slice(more.as_bytes());
-                    buf.push(b'\n');
-                }
-                Err(_) => break,
-            }
+        for line in lines.drain(..) {
+            buf.extend_from_slice(line.as_bytes());
+            buf.push(b'\n');
         }
         if let Err(e) = stream.write_all(&buf) {
             debug!("write failed: {e}");
+            outbox.close();
             let _ = stream.shutdown(Shutdown::Both);
             return;
         }

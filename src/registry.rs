@@ -4,8 +4,12 @@
 //! Win32 critical section, and `iPortMax`, the counter of listen ports handed out. Here it
 //! is a plain struct that `manager` keeps behind one `Mutex` (the critical section). Every
 //! method runs in a few microseconds and does no I/O: pushes to other servants go into
-//! their bounded outboxes with `try_send`, which never blocks, so the lock is never held
-//! while a socket is written.
+//! their bounded outboxes (`outbox`), which never block, so the lock is never held while
+//! a socket is written.
+//!
+//! Changes are queued without waking the clients' writer threads: the outboxes that got
+//! one are collected in `nudges`, and the manager's `publish` thread wakes them after a
+//! moment (see `outbox`), outside the lock.
 //!
 //! Why pushes are queued under the lock: a servant must see the list and the changes to
 //! it in the order they happened. Taking a snapshot for one servant and queueing a change
@@ -21,13 +25,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use crossbeam_channel::{Sender, TrySendError};
-
+use crate::outbox::Refused;
 use crate::protocol::{peer_xml, peers_open_tag, ManagerMessage, PeerEntry};
 use crate::relay::{choose_relay, Suspicion, Verdict};
 
-/// A line queued for one client's writer thread.
-pub type Outbox = Sender<Arc<str>>;
+/// Where lines for one client's writer thread are queued.
+pub type Outbox = Arc<crate::outbox::Outbox>;
 
 /// Names one connection for its whole life. Offsets are reused (lowest free first, as in
 /// the article), so a thread that outlives its slot must not remove the slot's next owner.
@@ -124,6 +127,10 @@ pub struct Registry<C> {
     timeout_ms: u64,
     /// Complaints about unreachable servants.
     suspicion: Suspicion,
+    /// Outboxes holding changes their writers have not been woken for.
+    nudges: Vec<Outbox>,
+    /// Called when `nudges` stops being empty (it must not block).
+    on_news: Option<Box<dyn Fn() + Send>>,
 }
 
 impl<C> Registry<C> {
@@ -138,7 +145,19 @@ impl<C> Registry<C> {
             version: 0,
             epoch,
             timeout_ms,
+            nudges: Vec::new(),
+            on_news: None,
         }
+    }
+
+    /// Sets what tells the manager's `publish` thread that writers wait for a nudge.
+    pub fn on_news(&mut self, tell: impl Fn() + Send + 'static) {
+        self.on_news = Some(Box::new(tell));
+    }
+
+    /// The outboxes whose writers are to be woken for the changes gathered so far.
+    pub fn take_nudges(&mut self) -> Vec<Outbox> {
+        std::mem::take(&mut self.nudges)
     }
 
     /// Complaints each peer must make before it backs the suspicion (the article's 2 or 3).
@@ -324,24 +343,31 @@ impl<C> Registry<C> {
         self.publish(offset, message.to_line(), fx);
     }
 
-    /// Queues `line` for every listed client but `except`. A client whose outbox is full
-    /// is not reading: it is removed (which tells the others in turn) and its closer is
-    /// added to `dropped`.
+    /// Queues `line` for every listed client but `except`, without waking their writers
+    /// (that is the `publish` thread's job). A client whose outbox is full is not reading:
+    /// it is removed (which tells the others in turn) and its closer is added to `dropped`.
     fn publish(&mut self, except: u32, line: String, fx: &mut Effects<C>) {
         let line: Arc<str> = Arc::from(line);
         let mut stalled = Vec::new();
+        let was_quiet = self.nudges.is_empty();
         for (&offset, slot) in &self.slots {
             if offset == except || !slot.listed {
                 continue;
             }
-            match slot.outbox.try_send(line.clone()) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => stalled.push(Ticket {
+            match slot.outbox.push_change(line.clone()) {
+                Ok(true) => self.nudges.push(Arc::clone(&slot.outbox)),
+                Ok(false) => {}
+                Err(Refused::Full) => stalled.push(Ticket {
                     offset,
                     serial: slot.serial,
                 }),
                 // Its connection is closing; the closing thread removes it.
-                Err(TrySendError::Disconnected(_)) => {}
+                Err(Refused::Closed) => {}
+            }
+        }
+        if was_quiet && !self.nudges.is_empty() {
+            if let Some(tell) = &self.on_news {
+                tell();
             }
         }
         for t in stalled {
@@ -463,7 +489,7 @@ impl<C> Registry<C> {
         let entry = slot.entry(offset, false);
         slot.xml = Arc::from(peer_xml(&entry));
         let pull = ManagerMessage::Pull(Some(relay_entry.clone())).to_line();
-        let told = slot.outbox.try_send(Arc::from(pull)).is_ok();
+        let told = slot.outbox.push(Arc::from(pull)).is_ok();
         fx.notes.push(format!(
             "{who} pulls from {} (serving {} relayed servant(s)){}",
             relay_entry.label(),
@@ -525,22 +551,28 @@ impl<C> Registry<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crossbeam_channel::{bounded, Receiver};
 
-    fn client(r: &mut Registry<()>, cap: usize) -> (Ticket, u16, Receiver<Arc<str>>) {
-        let (tx, rx) = bounded(cap);
-        let (t, p) = r.connect(IpAddr::from([10, 0, 0, 1]), tx, ());
-        (t, p, rx)
+    /// A client whose outbox holds `bytes` (any one line fits an empty outbox).
+    fn client(r: &mut Registry<()>, bytes: usize) -> (Ticket, u16, Outbox) {
+        let o = Arc::new(crate::outbox::Outbox::new(bytes));
+        let (t, p) = r.connect(IpAddr::from([10, 0, 0, 1]), Arc::clone(&o), ());
+        (t, p, o)
+    }
+
+    fn queued(o: &Outbox) -> Vec<Arc<str>> {
+        let mut v = Vec::new();
+        o.take_now(&mut v);
+        v
     }
 
     #[test]
     fn slots_and_ports_follow_the_article() {
         let mut r = Registry::new(2224, "e".into(), 6000);
-        let (t1, p1, _a) = client(&mut r, 8);
-        let (t2, p2, _b) = client(&mut r, 8);
+        let (t1, p1, _a) = client(&mut r, 1 << 16);
+        let (t2, p2, _b) = client(&mut r, 1 << 16);
         assert_eq!((t1.offset, p1, t2.offset, p2), (1, 2224, 2, 2225));
         r.remove(&t1);
-        let (t3, p3, _c) = client(&mut r, 8);
+        let (t3, p3, _c) = client(&mut r, 1 << 16);
         assert_eq!(
             (t3.offset, p3),
             (1, 2226),
@@ -556,14 +588,14 @@ mod tests {
     #[test]
     fn only_listening_servants_are_listed_and_told() {
         let mut r = Registry::new(2224, "e".into(), 6000);
-        let (a, _, rxa) = client(&mut r, 8);
-        let (b, _, rxb) = client(&mut r, 8);
+        let (a, _, rxa) = client(&mut r, 1 << 16);
+        let (b, _, rxb) = client(&mut r, 1 << 16);
         r.listen(&a, 4000, Some("ida".into()), Some("alice".into()));
         assert!(
-            rxa.try_recv().is_err(),
+            queued(&rxa).is_empty(),
             "a servant is not told of its own join"
         );
-        assert!(rxb.try_recv().is_err(), "an unlisted client gets no pushes");
+        assert!(queued(&rxb).is_empty(), "an unlisted client gets no pushes");
         let doc_b = r.peer_document(&b);
         assert!(
             doc_b.contains("<port>4000</port><offset>1</offset><me>FALSE</me><name>alice</name>")
@@ -575,27 +607,31 @@ mod tests {
             "b is not listed to others before it listens"
         );
         r.listen(&b, 4001, Some("idb".into()), None);
-        let push = rxa.try_recv().unwrap();
+        let push = queued(&rxa).remove(0);
         assert!(push.starts_with("<join version=\"2\"><peer><ip>10.0.0.1</ip><port>4001</port>"));
         let gone = r.remove(&b).unwrap();
         assert_eq!(gone.entry.port, 4001);
-        assert!(rxa.try_recv().unwrap().starts_with("<leave version=\"3\">"));
+        assert!(queued(&rxa)[0].starts_with("<leave version=\"3\">"));
     }
 
     #[test]
     fn a_stalled_client_is_dropped_and_a_stale_id_replaced() {
         let mut r = Registry::new(2224, "e".into(), 6000);
-        let (a, _, _rxa) = client(&mut r, 1);
+        let (a, _, _rxa) = client(&mut r, 0);
         r.listen(&a, 4000, Some("ida".into()), None);
-        let (b, _, _rxb) = client(&mut r, 8);
+        let (b, _, _rxb) = client(&mut r, 1 << 16);
         let change = r.listen(&b, 4001, Some("idb".into()), None).unwrap();
         assert!(change.effects.dropped.is_empty());
-        let (c, _, _rxc) = client(&mut r, 8);
+        let (c, _, _rxc) = client(&mut r, 1 << 16);
         let change = r.listen(&c, 4002, Some("idc".into()), None).unwrap();
-        assert_eq!(change.effects.dropped.len(), 1, "a's outbox of one is full");
+        assert_eq!(
+            change.effects.dropped.len(),
+            1,
+            "a's outbox of one line is full"
+        );
         assert_eq!(change.effects.dropped[0].0.offset, a.offset);
         assert!(!r.is_listed(&a));
-        let (d, _, _rxd) = client(&mut r, 8);
+        let (d, _, _rxd) = client(&mut r, 1 << 16);
         let change = r.listen(&d, 4003, Some("idb".into()), None).unwrap();
         assert_eq!(
             change.effects.dropped[0].0.offset, b.offset,
@@ -608,12 +644,12 @@ mod tests {
     #[test]
     fn listening_again_under_another_id_announces_the_old_one_left() {
         let mut r = Registry::new(2224, "e".into(), 6000);
-        let (a, _, rxa) = client(&mut r, 8);
+        let (a, _, rxa) = client(&mut r, 1 << 16);
         r.listen(&a, 4000, Some("ida".into()), None);
-        let (b, _, _rxb) = client(&mut r, 8);
+        let (b, _, _rxb) = client(&mut r, 1 << 16);
         r.listen(&b, 4001, Some("old".into()), None);
         r.listen(&b, 4001, Some("new".into()), None);
-        let pushes: Vec<_> = rxa.try_iter().collect();
+        let pushes = queued(&rxa);
         assert_eq!(pushes.len(), 3, "{pushes:?}");
         assert!(
             pushes[1].starts_with("<leave version=\"3\">") && pushes[1].contains("<id>old</id>")

@@ -214,7 +214,6 @@ pub fn each_elem<'a>(s: &'a str, tag: &str, mut f: impl FnMut(&'a str)) {
     }
 }
 
-/// Voluntary + involuntary context switches of every live thread of a process.
 /// CPU time of every thread of a process, in nanoseconds (/proc/PID/task/*/schedstat):
 /// fine enough for the cost of one message, where /proc/PID/stat counts 10 ms ticks.
 pub fn cpu_ns(pid: u32) -> u64 {
@@ -227,6 +226,7 @@ pub fn cpu_ns(pid: u32) -> u64 {
         .sum()
 }
 
+/// Voluntary + involuntary context switches of every live thread of a process.
 pub fn ctx_switches(pid: u32) -> u64 {
     let Ok(dir) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
         return 0;
