@@ -131,3 +131,44 @@ fn console_lists_registered_servants() {
     });
     assert!(line.contains("127.0.0.1"), "{line}\n{}", dump());
 }
+
+#[test]
+fn a_client_that_stops_reading_is_dropped_and_the_rest_are_served() {
+    // A listed client asks for the list over and over and never reads the answers. What
+    // waits for it is bounded: once its outbox is full it is dropped (and the others are
+    // told it left), while everyone else keeps getting answers.
+    let dir = TestDir::new("manager-hog");
+    // Nothing listens on the ports these clients give: no reachability probes.
+    let m = start_manager(&dir, "<timeout>30</timeout><probe>false</probe>");
+    let mut others: Vec<Raw> = (0..20)
+        .map(|i| register(m.port, 41000 + i, &format!("id{i}"), &format!("s{i}")).0)
+        .collect();
+    let (hog, _) = register(m.port, 42000, "idhog", "hog");
+    // Every answer is a list of 21 servants (about 2.5 KB): 20,000 of them are far more
+    // than the manager holds for one client.
+    let writer = {
+        let mut stream = hog.stream.try_clone().expect("clone the hog's socket");
+        std::thread::spawn(move || {
+            let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
+            let batch = "needs peer list\n".repeat(1000);
+            for _ in 0..20 {
+                if std::io::Write::write_all(&mut stream, batch.as_bytes()).is_err() {
+                    break;
+                }
+            }
+        })
+    };
+    m.proc
+        .wait_log("peer left: hog 127.0.0.1:42000 (slot 21): not reading its answers");
+    let _ = writer.join();
+    // The others are told, and still answered at once.
+    let leave = others[0].expect_line_where("the hog's <leave>", |l| {
+        l.starts_with("<leave") && l.contains("<name>hog</name>")
+    });
+    assert!(leave.contains("<id>idhog</id>"), "{leave}");
+    others[1].send("needs peer list");
+    let list = others[1].expect_line_where("the list", |l| l.starts_with("<peers"));
+    let peers = parse_peers(&list, "peers").unwrap_or_else(|e| fail(&e));
+    assert_eq!(peers.len(), 20, "the hog is gone from the list: {list}");
+    drop(hog);
+}
