@@ -128,6 +128,9 @@ for n, rec in configs:
     fan_table.append(
         f"| {label} | context switches in one receiver per message | {mmm(vals(g, 'receiver_cs_per_msg'), '', 1)} | {mmm(vals(fl, 'receiver_cs_per_msg'), '', 1)} | | |"
     )
+    fan_table.append(
+        f"| {label} | CPU µs per message, one receiver (mean over the N) | {mmm(vals(g, 'receiver_cpu_us_per_msg'), '', 1)} | {mmm(vals(fl, 'receiver_cpu_us_per_msg'), '', 1)} | {mmm(ratio_runs(g, fl, 'receiver_cpu_us_per_msg'), 'x', 2)} | |"
+    )
     series = "genp2p, stub receivers" if rec == "stub" else "genp2p"
     for name, rs in ((series, g), ("floor", fl)):
         p50 = [v / 1000 for v in vals(rs, "p50_us")]
@@ -376,7 +379,7 @@ md.append("## How it is measured\n")
 md += [
     "- Everything runs on 127.0.0.1. Each load is bounded by a count and a time limit; every process started is killed by `bench_driver` when done (and by its dead-man timer), and the servants and floor processes also exit when the driver's end of their stdin closes.",
     "- Configurations written for the bench (`bench/out/conf/`): the manager with `<port>0</port>`, `<timeout>`/`<idletimeout>` 120 s (the fake clients never heartbeat; 3600 s for capacity), and `<maxperaddress>` equal to `<maxconnections>`, because every client of the bench comes from 127.0.0.1 (the default per-address caps, 64 for the manager and for a servant, would refuse them); servants with `<listen>0</listen>`, `<heartbeat>1</heartbeat>`, `<maxconnections>`/`<maxperaddress>` 1024. The manager's reachability probe stays on, so every fake client listens for real on the port it lists.",
-    "- Fan-out: the driver writes `fK …` to the sender's stdin and timestamps it; a reader thread per receiver timestamps each printed line. One message at a time (the next after every receiver printed it, then 1–3 ms idle). Warm-up messages first, until every receiver printed one. Context switches: /proc/PID/task/*/status; CPU: /proc/PID/stat (10 ms ticks).",
+    "- Fan-out: the driver writes `fK …` to the sender's stdin and timestamps it; a reader thread per receiver timestamps each printed line. One message at a time (the next after every receiver printed it, then 1–3 ms idle). Warm-up messages first, until every receiver printed one. Context switches: /proc/PID/task/*/status; CPU: /proc/PID/task/*/schedstat (nanoseconds), of the sender and of every receiver.",
     "- Burst: 5,000 lines in one `write` to the sender's stdin; done when every receiver printed every message, or 3 s without progress. CPU is user+system of every process of the system under test (manager and servants; floor sender and receivers), not of the driver.",
     "- Manager: `loadgen rtt` registers 50 fake servants (they drain their pushes), then 50 persistent connections send `needs peer list` and wait for the answer, for the stated time after 0.3 s of warm-up. The echo floor gets the same line from the same load generator. opentracker: `wrk -t2 -c50 --latency` on a whitelisted announce URL; wrk is a different (epoll, C) client.",
     "- Join storm: 1,000 client threads pre-spawned, each bound to a port, released by one barrier; a client is done when it holds every other id (from its `<peers>` answer plus `<join>` pushes). Then 10% say `bye`; done when every remaining client saw them leave. `listen-queue overflows` is the machine-wide TcpExt ListenOverflows counter over the storm.",

@@ -57,6 +57,12 @@ pub fn check_token(what: &str, value: &str) -> Result<(), ProtocolError> {
             "{what} {value:?} is longer than {NAME_LIMIT} bytes"
         ));
     }
+    // Names and ids are nearly always ASCII: check bytes, and fall back to characters
+    // only when there is something else.
+    let plain = |b: &u8| b.is_ascii_graphic() && !matches!(b, b'<' | b'>' | b'&' | b'"' | b'\'');
+    if value.bytes().all(|b| plain(&b)) {
+        return Ok(());
+    }
     if let Some(c) = value.chars().find(|&c| {
         c.is_whitespace()
             || c.is_control()

@@ -138,11 +138,18 @@ impl Pipe {
 
     /// Adds a line (without its end).
     pub fn push(&self, line: &str) {
+        self.push_parts(&[line]);
+    }
+
+    /// Adds a line made of `parts` (without its end), copied straight into the buffer.
+    pub fn push_parts(&self, parts: &[&str]) {
         let mut st = self.lock();
         if st.broken {
             return;
         }
-        st.bytes.extend_from_slice(line.as_bytes());
+        for part in parts {
+            st.bytes.extend_from_slice(part.as_bytes());
+        }
         st.bytes.push(b'\n');
         if st.bytes.len() >= PIPE_BUFFER {
             Self::write_out(&mut st);

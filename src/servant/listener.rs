@@ -106,11 +106,11 @@ pub struct Inbound {
 impl Inbound {
     /// Shows a received line: straight into standard output when it is a pipe (printed
     /// by this thread), through the `stdout` thread when it is a terminal.
-    pub fn show(&self, line: String) {
+    pub fn show(&self, parts: &[&str]) {
         match &self.pipe {
-            Some(pipe) => pipe.push(&line),
+            Some(pipe) => pipe.push_parts(parts),
             None => {
-                let _ = self.out.send(line);
+                let _ = self.out.send(parts.concat());
             }
         }
     }
@@ -215,7 +215,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
 
 /// `servants1_DataArrival` for a person typing: the line, from the connection's address.
 fn show_plain(peer: SocketAddr, line: &str, inbound: &Inbound) {
-    inbound.show(format!("<{peer}> {line}"));
+    inbound.show(&["<", &peer.to_string(), "> ", line]);
 }
 
 /// `servants1_DataArrival` for another servant: reads its `MSG` lines and shows each once.
@@ -261,7 +261,7 @@ pub(super) fn servant_lines(
                             m.name, m.seq
                         );
                     }
-                    inbound.show(["<", &m.name, "> ", &m.text].concat());
+                    inbound.show(&["<", &m.name, "> ", &m.text]);
                     inbound.hub.record(&m.origin, m.seq, &line);
                 }
             }),
