@@ -184,8 +184,8 @@ impl Manager {
             .name("publish".into())
             .spawn(move || publish_loop(&news, &sh));
         if let Err(e) = spawned {
-            // Without it, changes still go out with the next answer to each client.
-            warn!("cannot start the publish thread: {e}; changes will be sent late");
+            warn!("cannot start the publish thread: {e}; changes go out one by one");
+            shared.registry().wake_writers_at_once();
         }
         if shared.config.probe {
             for k in 1..=PROBE_WORKERS {
@@ -301,12 +301,24 @@ fn probe(addr: SocketAddr, ticket: Ticket, shared: &Shared) {
             debug!("probe of {addr}: reachable");
             let _ = s.shutdown(Shutdown::Both);
         }
-        Err(e) => {
+        // Only what the network answered says the servant cannot be reached; a failure
+        // here (out of descriptors or ports) says nothing about it.
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::TimedOut
+                    | io::ErrorKind::ConnectionRefused
+                    | io::ErrorKind::ConnectionReset
+                    | io::ErrorKind::HostUnreachable
+                    | io::ErrorKind::NetworkUnreachable
+            ) =>
+        {
             let fx = shared
                 .registry()
-                .unreachable_by_probe(&ticket, &e.to_string());
+                .unreachable_by_probe(&ticket, addr.port(), &e.to_string());
             apply_effects(fx, shared);
         }
+        Err(e) => warn!("probe of {addr} not made: {e}"),
     }
 }
 
@@ -428,6 +440,11 @@ fn serve_lines(
                 if shared.config.probe {
                     let addr = SocketAddr::new(peer.ip(), port);
                     if shared.probes.try_send((addr, *ticket)).is_err() {
+                        // Complaints still find it if it cannot be reached.
+                        static TOLD: std::sync::Once = std::sync::Once::new();
+                        TOLD.call_once(|| {
+                            warn!("{PROBE_QUEUE} reachability probes are waiting; newcomers are not probed until they are done (logged once)");
+                        });
                         debug!("{peer}: reachability not probed: {PROBE_QUEUE} probes are waiting");
                     }
                 }

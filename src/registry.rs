@@ -160,6 +160,14 @@ impl<C> Registry<C> {
         std::mem::take(&mut self.nudges)
     }
 
+    /// No publish thread: from now on changes wake their writers at once.
+    pub fn wake_writers_at_once(&mut self) {
+        self.on_news = None;
+        for outbox in self.nudges.drain(..) {
+            outbox.nudge();
+        }
+    }
+
     /// Complaints each peer must make before it backs the suspicion (the article's 2 or 3).
     pub fn set_complaint_threshold(&mut self, threshold: u32) {
         self.suspicion = Suspicion::new(threshold);
@@ -355,7 +363,9 @@ impl<C> Registry<C> {
                 continue;
             }
             match slot.outbox.push_change(line.clone()) {
-                Ok(true) => self.nudges.push(Arc::clone(&slot.outbox)),
+                Ok(true) if self.on_news.is_some() => self.nudges.push(Arc::clone(&slot.outbox)),
+                // Nobody gathers changes (no publish thread): wake the writer now.
+                Ok(true) => slot.outbox.nudge(),
                 Ok(false) => {}
                 Err(Refused::Full) => stalled.push(Ticket {
                     offset,
@@ -431,11 +441,15 @@ impl<C> Registry<C> {
         Ok(fx)
     }
 
-    /// The manager could not connect back to the holder of `t` when it listed itself:
-    /// treat it as unreachable at once (the servant need not wait for complaints).
-    pub fn unreachable_by_probe(&mut self, t: &Ticket, why: &str) -> Effects<C> {
+    /// The manager could not connect back to the holder of `t` at `port`, where it said it
+    /// listens: treat it as unreachable at once (the servant need not wait for complaints).
+    /// Nothing changes if it has since said it listens elsewhere.
+    pub fn unreachable_by_probe(&mut self, t: &Ticket, port: u16, why: &str) -> Effects<C> {
         let mut fx = Effects::default();
-        if self.is_listed(t) && !self.slots[&t.offset].unreachable {
+        if self.is_listed(t)
+            && self.slots[&t.offset].port == port
+            && !self.slots[&t.offset].unreachable
+        {
             self.condemn(
                 t.offset,
                 &format!("the manager could not connect back to it: {why}"),
@@ -489,16 +503,22 @@ impl<C> Registry<C> {
         let entry = slot.entry(offset, false);
         slot.xml = Arc::from(peer_xml(&entry));
         let pull = ManagerMessage::Pull(Some(relay_entry.clone())).to_line();
-        let told = slot.outbox.push(Arc::from(pull)).is_ok();
+        if slot.outbox.push(Arc::from(pull)) == Err(Refused::Full) {
+            // Not reading: dropped like any client whose outbox is full.
+            let t = Ticket {
+                offset,
+                serial: slot.serial,
+            };
+            if let Some(removed) = self.remove_slot(&t, fx) {
+                fx.dropped
+                    .push((removed.entry, removed.closer, "not reading its pushes"));
+            }
+            return;
+        }
         fx.notes.push(format!(
-            "{who} pulls from {} (serving {} relayed servant(s)){}",
+            "{who} pulls from {} (serving {} relayed servant(s))",
             relay_entry.label(),
             candidates.iter().find(|c| c.0 == relay).map_or(0, |c| c.1) + 1,
-            if told {
-                ""
-            } else {
-                "; could not tell it (its queue is full)"
-            }
         ));
         // An upsert: the same offset, now with <relay>, so others stop connecting to it.
         self.announce(true, entry, fx);
@@ -657,5 +677,42 @@ mod tests {
         assert!(
             pushes[2].starts_with("<join version=\"4\">") && pushes[2].contains("<id>new</id>")
         );
+    }
+
+    #[test]
+    fn a_probe_of_a_port_no_longer_used_changes_nothing() {
+        let mut r = Registry::new(2224, "e".into(), 6000);
+        let (a, _, _rxa) = client(&mut r, 1 << 16);
+        r.listen(&a, 4000, Some("ida".into()), None);
+        r.listen(&a, 4001, Some("ida".into()), None);
+        let fx = r.unreachable_by_probe(&a, 4000, "timed out");
+        assert!(fx.notes.is_empty(), "{:?}", fx.notes);
+        let fx = r.unreachable_by_probe(&a, 4001, "timed out");
+        assert!(
+            fx.notes.iter().any(|n| n.contains("is unreachable")),
+            "{:?}",
+            fx.notes
+        );
+    }
+
+    #[test]
+    fn a_client_that_cannot_take_its_pull_is_dropped() {
+        let mut r = Registry::new(2224, "e".into(), 6000);
+        let (a, _, _rxa) = client(&mut r, 1 << 16);
+        r.listen(&a, 4000, Some("ida".into()), None);
+        let (b, _, _rxb) = client(&mut r, 0);
+        r.listen(&b, 4001, Some("idb".into()), None);
+        let (c, _, _rxc) = client(&mut r, 1 << 16);
+        // b's outbox (room for one line) now holds c's join.
+        assert!(r
+            .listen(&c, 4002, Some("idc".into()), None)
+            .unwrap()
+            .effects
+            .dropped
+            .is_empty());
+        let fx = r.unreachable_by_probe(&b, 4001, "timed out");
+        assert_eq!(fx.dropped.len(), 1, "{:?}", fx.notes);
+        assert_eq!(fx.dropped[0].0.offset, b.offset);
+        assert!(!r.is_listed(&b));
     }
 }

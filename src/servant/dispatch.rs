@@ -133,26 +133,28 @@ fn deliver(q: &PeerQueue, mut item: Arc<Outgoing>) {
                 match q.tx.send_timeout(back, FULL_QUEUE_WAIT) {
                     Ok(()) => return,
                     Err(SendTimeoutError::Timeout(back)) => {
-                        drop_oldest(q);
-                        let n = q.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                        warn!(
-                            "{} took nothing for {:.0}s; dropped its oldest queued message ({n} so far)",
-                            q.label,
-                            FULL_QUEUE_WAIT.as_secs_f64()
-                        );
+                        if drop_oldest(q) {
+                            let n = q.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                            warn!(
+                                "{} took nothing for {:.0}s; dropped its oldest queued message ({n} so far)",
+                                q.label,
+                                FULL_QUEUE_WAIT.as_secs_f64()
+                            );
+                        }
                         item = back;
                     }
                     Err(SendTimeoutError::Disconnected(_)) => return q.wire.count_queued(-1),
                 }
             }
             Err(TrySendError::Full(back)) => {
-                drop_oldest(q);
-                let n = q.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                if n == 1 || n % 1000 == 0 {
-                    warn!(
-                        "{} is not taking messages; dropped {n} oldest so far",
-                        q.label
-                    );
+                if drop_oldest(q) {
+                    let n = q.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+                    if n == 1 || n % 1000 == 0 {
+                        warn!(
+                            "{} is not taking messages; dropped {n} oldest so far",
+                            q.label
+                        );
+                    }
                 }
                 item = back;
             }
@@ -164,9 +166,12 @@ fn deliver(q: &PeerQueue, mut item: Arc<Outgoing>) {
     }
 }
 
-/// Makes room in a full queue by dropping its oldest message.
-fn drop_oldest(q: &PeerQueue) {
-    if q.drain.try_recv().is_ok() {
+/// Makes room in a full queue by dropping its oldest message; false when the sender
+/// thread took it first.
+fn drop_oldest(q: &PeerQueue) -> bool {
+    let dropped = q.drain.try_recv().is_ok();
+    if dropped {
         q.wire.count_queued(-1);
     }
+    dropped
 }

@@ -329,7 +329,9 @@ impl Sender {
                 Err(RecvTimeoutError::Timeout) => {
                     let idle = {
                         let st = self.wire.lock();
-                        st.queued == 0 && st.last_write.is_none_or(|t| t.elapsed() >= PING_EVERY)
+                        st.queued == 0
+                            && st.partial.is_none()
+                            && st.last_write.is_none_or(|t| t.elapsed() >= PING_EVERY)
                     };
                     if let (true, Some(conn)) = (idle, &self.conn) {
                         if (&**conn)
@@ -448,7 +450,8 @@ impl Sender {
         Ok(())
     }
 
-    /// Writes everything pending in one `write`, moving it to the history.
+    /// Writes what is pending in one `write` (at most a history's worth), moving it to the
+    /// history.
     fn write_pending(&mut self) -> io::Result<()> {
         let conn = Arc::clone(
             self.conn
@@ -468,8 +471,12 @@ impl Sender {
                 "peer closed the connection",
             ));
         }
-        let mut buf = Vec::with_capacity(self.pending.iter().map(|m| m.line.len()).sum());
-        for m in &self.pending {
+        // After a long outage `pending` may hold more than the history keeps: write it in
+        // parts, so nothing leaves the history before it has been written.
+        let count = self.pending.len().min(HISTORY);
+        let mut buf =
+            Vec::with_capacity(self.pending.iter().take(count).map(|m| m.line.len()).sum());
+        for m in self.pending.iter().take(count) {
             buf.extend_from_slice(m.line.as_bytes());
         }
         // Into the history first: if the write fails half way, the reconnection's WELCOME
@@ -487,8 +494,8 @@ impl Sender {
                 }
                 buf.drain(..n);
             }
-            st.queued = st.queued.saturating_sub(self.pending.len());
-            for m in self.pending.drain(..) {
+            st.queued = st.queued.saturating_sub(count);
+            for m in self.pending.drain(..count) {
                 push_history(&mut st.history, m);
             }
         }
