@@ -175,43 +175,6 @@ impl<K: std::hash::Hash + Eq + Clone> LogLimiter<K> {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn caps_hold_and_places_come_back() {
-        let l = Limiter::new(Caps {
-            total: 3,
-            per_address: 2,
-        });
-        let a: IpAddr = "10.0.0.1".parse().unwrap();
-        let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let a1 = l.admit(a).unwrap();
-        let _a2 = l.admit(a).unwrap();
-        assert_eq!(
-            l.admit(a).err(),
-            Some(Refusal::TooManyFromAddress { address: a, cap: 2 })
-        );
-        let _b1 = l.admit(b).unwrap();
-        assert_eq!(l.admit(b).err(), Some(Refusal::Full { total: 3 }));
-        drop(a1);
-        assert_eq!(l.open(), 2);
-        assert!(l.admit(b).is_ok());
-    }
-
-    #[test]
-    fn one_line_per_key_per_interval() {
-        let mut log = LogLimiter::new(Duration::from_millis(50));
-        assert_eq!(log.allow(&"x"), Some(0));
-        assert_eq!(log.allow(&"x"), None);
-        assert_eq!(log.allow(&"x"), None);
-        assert_eq!(log.allow(&"y"), Some(0));
-        std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(log.allow(&"x"), Some(2));
-    }
-}
-
 /// Makes the line sent to a refused connection, if any.
 pub type RefusalLine = Box<dyn Fn(&Refusal) -> Option<String> + Send>;
 
@@ -316,5 +279,42 @@ where
                 let _ = (&stream).write_all(format!("{line}\n").as_bytes());
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_hold_and_places_come_back() {
+        let l = Limiter::new(Caps {
+            total: 3,
+            per_address: 2,
+        });
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let a1 = l.admit(a).unwrap();
+        let _a2 = l.admit(a).unwrap();
+        assert_eq!(
+            l.admit(a).err(),
+            Some(Refusal::TooManyFromAddress { address: a, cap: 2 })
+        );
+        let _b1 = l.admit(b).unwrap();
+        assert_eq!(l.admit(b).err(), Some(Refusal::Full { total: 3 }));
+        drop(a1);
+        assert_eq!(l.open(), 2);
+        assert!(l.admit(b).is_ok());
+    }
+
+    #[test]
+    fn one_line_per_key_per_interval() {
+        let mut log = LogLimiter::new(Duration::from_millis(50));
+        assert_eq!(log.allow(&"x"), Some(0));
+        assert_eq!(log.allow(&"x"), None);
+        assert_eq!(log.allow(&"x"), None);
+        assert_eq!(log.allow(&"y"), Some(0));
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(log.allow(&"x"), Some(2));
     }
 }

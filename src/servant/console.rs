@@ -188,10 +188,7 @@ pub fn print_lines(rx: Receiver<String>, stop: Receiver<()>, pipe: Option<std::s
     let mut broken = false;
     // The status line shown at the bottom of the terminal, if any.
     let mut status: Option<String> = None;
-    loop {
-        let Some(line) = next_line(&rx, &stop) else {
-            break;
-        };
+    while let Some(line) = next_line(&rx, &stop) {
         if broken {
             continue;
         }
@@ -264,10 +261,7 @@ fn next_line(rx: &Receiver<String>, stop: &Receiver<()>) -> Option<String> {
 
 /// `print_lines` when standard output is not a terminal: status lines become plain lines.
 fn print_to_pipe(rx: Receiver<String>, stop: Receiver<()>, pipe: &Pipe) {
-    loop {
-        let Some(line) = next_line(&rx, &stop) else {
-            break;
-        };
+    while let Some(line) = next_line(&rx, &stop) {
         let mut next = Some(line);
         while let Some(line) = next.take() {
             match line.strip_prefix(STATUS) {

@@ -149,7 +149,7 @@ fn deliver(q: &PeerQueue, mut item: Arc<Outgoing>) {
             Err(TrySendError::Full(back)) => {
                 if drop_oldest(q) {
                     let n = q.dropped.fetch_add(1, Ordering::Relaxed) + 1;
-                    if n == 1 || n % 1000 == 0 {
+                    if n == 1 || n.is_multiple_of(1000) {
                         warn!(
                             "{} is not taking messages; dropped {n} oldest so far",
                             q.label

@@ -356,7 +356,7 @@ impl Sender {
             self.pending.pop_front();
             self.wire.count_queued(-1);
             self.dropped += 1;
-            if self.dropped == 1 || self.dropped % 1000 == 0 {
+            if self.dropped == 1 || self.dropped.is_multiple_of(1000) {
                 warn!(
                     "{} is unreachable; dropped {} of our oldest messages for it so far",
                     self.target.label, self.dropped
@@ -485,7 +485,7 @@ impl Sender {
             let mut st = self.wire.lock();
             // What the typist began on this connection is finished first.
             if let Some((seq, n)) = st.partial.take() {
-                if !self.pending.front().is_some_and(|m| m.seq == seq) {
+                if self.pending.front().is_none_or(|m| m.seq != seq) {
                     // Its rest is gone (dropped from a full queue): start a clean connection.
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
