@@ -97,6 +97,12 @@ impl<R: Read> LineReader<R> {
     /// The next line without its line end; `Ok(None)` at the end of the stream. A partial
     /// last line (no newline before the end of the stream) is dropped.
     pub fn read_line(&mut self) -> Result<Option<String>, LineError> {
+        self.read_line_ref().map(|line| line.map(str::to_owned))
+    }
+
+    /// `read_line`, borrowing the line from the reader's buffer: no allocation per line,
+    /// for the paths that read one line after another (a chat connection).
+    pub fn read_line_ref(&mut self) -> Result<Option<&str>, LineError> {
         loop {
             if let Some(pos) = self.buf[self.scanned..self.filled]
                 .iter()
@@ -109,24 +115,21 @@ impl<R: Read> LineReader<R> {
                 if text_end > self.start && self.buf[text_end - 1] == b'\r' {
                     text_end -= 1;
                 }
-                let line = if was_skipping {
+                let start = self.start;
+                // Consuming only moves the start: the bytes stay where they are until the
+                // next read.
+                self.consume(end + 1 - start);
+                if was_skipping {
                     // The tail of a line already reported as too long.
-                    None
-                } else if text_end - self.start > self.limit {
-                    // Too long, though it arrived whole in one read.
-                    Some(Err(LineError::TooLong { limit: self.limit }))
-                } else {
-                    Some(
-                        std::str::from_utf8(&self.buf[self.start..text_end])
-                            .map(str::to_owned)
-                            .map_err(|_| LineError::InvalidUtf8),
-                    )
-                };
-                self.consume(end + 1 - self.start);
-                match line {
-                    None => continue,
-                    Some(result) => return result.map(Some),
+                    continue;
                 }
+                if text_end - start > self.limit {
+                    // Too long, though it arrived whole in one read.
+                    return Err(LineError::TooLong { limit: self.limit });
+                }
+                return std::str::from_utf8(&self.buf[start..text_end])
+                    .map(Some)
+                    .map_err(|_| LineError::InvalidUtf8);
             }
             self.scanned = self.filled;
             // +1 leaves room for a trailing '\r' on a line of exactly `limit` bytes.

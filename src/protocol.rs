@@ -489,6 +489,32 @@ pub struct ChatMessage {
     pub text: String,
 }
 
+/// A `MSG` line's parts, borrowed from the line: what a receiver needs for each message,
+/// without copying it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MsgRef<'a> {
+    pub origin: &'a str,
+    pub seq: u64,
+    pub name: &'a str,
+    pub text: &'a str,
+}
+
+impl MsgRef<'_> {
+    /// `Some` when `line` is a `MSG` line (valid or not), `None` for any other line.
+    pub fn parse(line: &str) -> Option<Result<MsgRef<'_>, ProtocolError>> {
+        line.strip_prefix("MSG ").map(parse_msg)
+    }
+
+    pub fn to_owned(self) -> ChatMessage {
+        ChatMessage {
+            origin: self.origin.to_owned(),
+            seq: self.seq,
+            name: self.name.to_owned(),
+            text: self.text.to_owned(),
+        }
+    }
+}
+
 /// The protocol version spoken in `HELLO`.
 pub const PEER_PROTOCOL_VERSION: u32 = 1;
 
@@ -500,7 +526,7 @@ impl PeerLine {
         Some(match word {
             "HELLO" => parse_hello(rest),
             "WELCOME" => parse_welcome(rest),
-            "MSG" => parse_msg(rest).map(PeerLine::Msg),
+            "MSG" => parse_msg(rest).map(|m| PeerLine::Msg(m.to_owned())),
             "PING" if rest.is_empty() => Ok(PeerLine::Ping),
             "END" if rest.is_empty() => Ok(PeerLine::End),
             "PULL" => parse_hello(rest)
@@ -587,7 +613,7 @@ fn parse_seen(rest: &str) -> Result<PeerLine, ProtocolError> {
     })
 }
 
-fn parse_msg(rest: &str) -> Result<ChatMessage, ProtocolError> {
+fn parse_msg(rest: &str) -> Result<MsgRef<'_>, ProtocolError> {
     let mut w = rest.splitn(4, ' ');
     let (Some(origin), Some(seq), Some(name)) = (w.next(), w.next(), w.next()) else {
         return err("MSG: expected 'MSG ORIGIN SEQ NAME TEXT'");
@@ -602,11 +628,11 @@ fn parse_msg(rest: &str) -> Result<ChatMessage, ProtocolError> {
     if text.len() > TEXT_LIMIT {
         return err(format!("MSG: text longer than {TEXT_LIMIT} bytes"));
     }
-    Ok(ChatMessage {
-        origin: origin.to_owned(),
+    Ok(MsgRef {
+        origin,
         seq,
-        name: name.to_owned(),
-        text: text.to_owned(),
+        name,
+        text,
     })
 }
 

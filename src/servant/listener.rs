@@ -23,7 +23,7 @@ use super::relaying::{serve_pull, Hub};
 use super::sender::PING_EVERY;
 use crate::limits::{self, Caps, Gate, Limiter};
 use crate::lines::{LineError, LineReader};
-use crate::protocol::{ChatMessage, PeerLine, CHAT_LINE_LIMIT};
+use crate::protocol::{MsgRef, PeerLine, CHAT_LINE_LIMIT};
 use crate::transfer::{self, Library};
 
 /// A peer connection that sends nothing (not even a `PING`) for this long is closed.
@@ -63,15 +63,16 @@ impl Seen {
         self.last.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records `m` and says whether to show it. `show` is called under the lock, so two
-    /// connections carrying the same writer's messages cannot reorder them.
-    pub fn deliver(&self, m: &ChatMessage, show: impl FnOnce(Verdict)) {
+    /// Records message `seq` from `origin` and says whether to show it. `show` is called
+    /// under the lock, so two connections carrying the same writer's messages cannot
+    /// reorder them.
+    pub fn deliver(&self, origin: &str, seq: u64, show: impl FnOnce(Verdict)) {
         let mut last = self.lock();
-        let verdict = match last.get_mut(&m.origin) {
-            Some(l) if m.seq <= *l => Verdict::Duplicate,
+        let verdict = match last.get_mut(origin) {
+            Some(l) if seq <= *l => Verdict::Duplicate,
             Some(l) => {
-                let gap = m.seq - *l - 1;
-                *l = m.seq;
+                let gap = seq - *l - 1;
+                *l = seq;
                 match gap {
                     0 => Verdict::Show,
                     missed => Verdict::ShowAfterGap { missed },
@@ -79,7 +80,7 @@ impl Seen {
             }
             // First message from this writer: whatever came before was not meant for us.
             None => {
-                last.insert(m.origin.clone(), m.seq);
+                last.insert(origin.to_owned(), seq);
                 Verdict::Show
             }
         };
@@ -229,7 +230,7 @@ pub(super) fn servant_lines(
     let mut bad_bytes_logged = false;
     loop {
         inbound.flush_unless_more(reader);
-        let line = match reader.read_line() {
+        let line = match reader.read_line_ref() {
             Ok(Some(line)) => line,
             Ok(None) => return "closed".into(),
             Err(LineError::Io(e)) => return e.to_string(),
@@ -248,23 +249,29 @@ pub(super) fn servant_lines(
         if inbound.bans.refuses(peer.ip()) {
             return "banned".into();
         }
-        match PeerLine::parse(&line) {
-            Some(Ok(PeerLine::Msg(m))) => inbound.seen.deliver(&m, |verdict| match verdict {
-                Verdict::Duplicate => debug!(
-                    "{peer}: duplicate of message {} from {}; dropped",
-                    m.seq, m.name
-                ),
-                v => {
-                    if let Verdict::ShowAfterGap { missed } = v {
-                        warn!(
-                            "{missed} message(s) from {} before number {} never arrived",
-                            m.name, m.seq
-                        );
+        // Every chat line is a MSG: read it in place, without copying its parts.
+        if let Some(Ok(m)) = MsgRef::parse(line) {
+            inbound
+                .seen
+                .deliver(m.origin, m.seq, |verdict| match verdict {
+                    Verdict::Duplicate => debug!(
+                        "{peer}: duplicate of message {} from {}; dropped",
+                        m.seq, m.name
+                    ),
+                    v => {
+                        if let Verdict::ShowAfterGap { missed } = v {
+                            warn!(
+                                "{missed} message(s) from {} before number {} never arrived",
+                                m.name, m.seq
+                            );
+                        }
+                        inbound.show(&["<", m.name, "> ", m.text]);
+                        inbound.hub.record(m.origin, m.seq, line);
                     }
-                    inbound.show(&["<", &m.name, "> ", &m.text]);
-                    inbound.hub.record(&m.origin, m.seq, &line);
-                }
-            }),
+                });
+            continue;
+        }
+        match PeerLine::parse(line) {
             Some(Ok(PeerLine::Ping)) => {}
             other => {
                 if !complained {
@@ -287,21 +294,12 @@ pub(super) fn servant_lines(
 mod tests {
     use super::*;
 
-    fn msg(origin: &str, seq: u64) -> ChatMessage {
-        ChatMessage {
-            origin: origin.into(),
-            seq,
-            name: "n".into(),
-            text: "t".into(),
-        }
-    }
-
     #[test]
     fn duplicates_are_dropped_and_gaps_noticed() {
         let seen = Seen::default();
         let mut verdicts = Vec::new();
         for (o, s) in [("a", 5), ("a", 6), ("a", 6), ("a", 4), ("b", 1), ("a", 9)] {
-            seen.deliver(&msg(o, s), |v| verdicts.push(v));
+            seen.deliver(o, s, |v| verdicts.push(v));
         }
         assert_eq!(
             verdicts,

@@ -41,12 +41,21 @@ const MAX_SEEN: usize = 100_000;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
+/// One message in the history: its `MSG` line as sent or received (with or without its
+/// `\n`), one allocation per message.
 struct Recorded {
-    origin: String,
+    /// The writer's id is `line[4..4 + origin_len]` (`MSG ORIGIN ...`).
+    origin_len: usize,
     seq: u64,
     line: Arc<str>,
     /// When it was recorded here, for `SINCE`.
     at: Instant,
+}
+
+impl Recorded {
+    fn origin(&self) -> &str {
+        &self.line[4..4 + self.origin_len]
+    }
 }
 
 struct Attached {
@@ -84,14 +93,15 @@ impl Hub {
     /// `line` is the message's `MSG` line as it was sent or received (with or without its
     /// `\n`): relayed as it is, rather than printed again for every message.
     pub fn record(&self, origin: &str, seq: u64, line: &str) {
-        let line: Arc<str> = match line.ends_with('\n') {
-            true => Arc::from(line),
-            false => Arc::from([line, "\n"].concat()),
-        };
+        if line.get(..4) != Some("MSG ") || line.get(4..4 + origin.len()) != Some(origin) {
+            warn!("not relaying message {seq} from {origin}: not a MSG line of its own");
+            return;
+        }
+        let line: Arc<str> = Arc::from(line);
         let mut st = self.lock();
         st.history_bytes += line.len();
         st.history.push_back(Recorded {
-            origin: origin.to_owned(),
+            origin_len: origin.len(),
             seq,
             line: Arc::clone(&line),
             at: Instant::now(),
@@ -140,10 +150,10 @@ impl Hub {
         let mut st = self.lock();
         let mut caught_up = 0;
         for r in &st.history {
-            if r.origin == id {
+            if r.origin() == id {
                 continue;
             }
-            let missed = match seen.get(&r.origin) {
+            let missed = match seen.get(r.origin()) {
                 Some(&s) => r.seq > s,
                 None => since.is_some_and(|t| r.at >= t),
             };
@@ -245,10 +255,10 @@ fn forward(mut stream: TcpStream, rx: Receiver<Arc<str>>) {
             Err(RecvTimeoutError::Disconnected) => break,
         };
         buf.clear();
-        buf.extend_from_slice(first.as_bytes());
+        push_line(&mut buf, &first);
         while buf.len() < 1 << 20 {
             match rx.try_recv() {
-                Ok(more) => buf.extend_from_slice(more.as_bytes()),
+                Ok(more) => push_line(&mut buf, &more),
                 Err(_) => break,
             }
         }
@@ -258,6 +268,14 @@ fn forward(mut stream: TcpStream, rx: Receiver<Arc<str>>) {
         }
     }
     let _ = stream.shutdown(Shutdown::Both);
+}
+
+/// Appends a line to what is written next, with its `\n` (recorded lines may lack it).
+fn push_line(buf: &mut Vec<u8>, line: &str) {
+    buf.extend_from_slice(line.as_bytes());
+    if !line.ends_with('\n') {
+        buf.push(b'\n');
+    }
 }
 
 /// The pulling side: a `pull-NAME` thread for as long as this servant is relayed through
