@@ -67,19 +67,20 @@ impl Dispatch {
     }
 
     pub fn add(&self, q: PeerQueue) {
-        let mut queues = self.lock();
-        let mut next: Vec<PeerQueue> = queues
-            .iter()
-            .filter(|old| old.key != q.key)
-            .cloned()
-            .collect();
-        next.push(q);
-        *queues = Arc::new(next);
+        let key = q.key.clone();
+        self.replace(&key, Some(q));
     }
 
     pub fn remove(&self, key: &str) {
+        self.replace(key, None);
+    }
+
+    /// A new list: the current one without `key`, plus `with`. Lines being sent keep the
+    /// list they started with.
+    fn replace(&self, key: &str, with: Option<PeerQueue>) {
         let mut queues = self.lock();
-        let next: Vec<PeerQueue> = queues.iter().filter(|q| q.key != key).cloned().collect();
+        let mut next: Vec<PeerQueue> = queues.iter().filter(|q| q.key != key).cloned().collect();
+        next.extend(with);
         *queues = Arc::new(next);
     }
 
