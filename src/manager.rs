@@ -42,8 +42,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a reachability probe waits for a servant to accept.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Threads that probe servants (each waits up to `PROBE_TIMEOUT` for a firewalled one).
-/// A pool, not a thread per join: starting and ending a thousand threads in a join storm
-/// cost the manager a third of its time.
+/// A pool, not a thread per join: in a join storm of a thousand, a probe thread per join
+/// took about a third of the manager's CPU.
 const PROBE_WORKERS: usize = 8;
 /// Probes waiting for a worker; beyond this a servant is not probed (complaints still
 /// find it if it cannot be reached).
