@@ -677,9 +677,8 @@ pub struct Raw {
 }
 
 impl Raw {
-    pub fn connect(port: u16) -> Raw {
-        let stream = TcpStream::connect(("127.0.0.1", port))
-            .unwrap_or_else(|e| fail(&format!("cannot connect to 127.0.0.1:{port}: {e}")));
+    /// A raw client on a connected socket, with the tests' write time-out.
+    fn over(stream: TcpStream) -> Raw {
         stream
             .set_write_timeout(Some(WAIT))
             .expect("set a write time-out");
@@ -687,6 +686,12 @@ impl Raw {
             stream,
             buf: Vec::new(),
         }
+    }
+
+    pub fn connect(port: u16) -> Raw {
+        let stream = TcpStream::connect(("127.0.0.1", port))
+            .unwrap_or_else(|e| fail(&format!("cannot connect to 127.0.0.1:{port}: {e}")));
+        Raw::over(stream)
     }
 
     /// A client whose socket is bound to `from` (another 127.0.0.x address) before it
@@ -701,13 +706,7 @@ impl Raw {
             Ok(s.into())
         })()
         .unwrap_or_else(|e| fail(&format!("cannot connect from {from} to {to}: {e}")));
-        stream
-            .set_write_timeout(Some(WAIT))
-            .expect("set a write time-out");
-        Raw {
-            stream,
-            buf: Vec::new(),
-        }
+        Raw::over(stream)
     }
 
     /// The local port of this connection (what the other side sees it come from).
