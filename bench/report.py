@@ -327,7 +327,7 @@ for gname, ok, detail in goals:
 md.append("")
 md.append("![fan-out latency against the number of receivers](fanout.svg)\n")
 md.append("## 1. Fan-out latency (ms, write to the sender's stdin → printed by the last receiver)\n")
-md.append("Baseline: `examples/fanout_floor.rs` — one process writes each line to N persistent connections (TCP_NODELAY), each receiver a process that prints each line and flushes; driven through the same pipes. "
+md.append("Baseline: `examples/fanout_floor.rs` — one process writes each line to N persistent connections (TCP_NODELAY), each receiver a process that prints each line and flushes; driven through the same pipes. Within a run the two take turns message by message (which goes first alternates), so both meet the same machine: its speed drifts over seconds by as much as the difference measured. "
           "At N = 200 the receivers are `examples/servant_stub.rs` processes (a real servant needs ~2 threads per peer, so 201 servants need ~82,000 threads, beyond pid_max 32,768): only the sender is a real servant there.\n")
 md.append("| N | figure | genp2p | floor | ratio | goal |\n|---|---|---|---|---|---|")
 md += fan_table

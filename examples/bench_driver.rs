@@ -393,45 +393,41 @@ impl System {
         Ok(ready)
     }
 
-    /// `samples` messages one at a time; the time from the write to the sender's stdin
-    /// until the last receiver printed it.
-    fn fanout(&mut self, samples: usize) -> Res<(Vec<f64>, Vec<f64>, usize)> {
+    /// One message; the time from the write to the sender's stdin until the last and the
+    /// first receiver printed it (µs), or the number of receivers that missed it.
+    fn sample(&mut self) -> Res<Result<(f64, f64), usize>> {
         let n = self.rx.len();
-        let mut last = Vec::with_capacity(samples);
-        let mut first = Vec::with_capacity(samples);
-        let mut missing = 0;
-        for _ in 0..samples {
-            let k = self.next;
-            self.next += 1;
-            let line = format!("f{k} fan-out sample\n");
-            let mut got: Vec<Option<Instant>> = vec![None; n];
-            let mut count = 0;
-            let t0 = Instant::now();
-            self.send(&line)?;
-            let end = t0 + Duration::from_secs(3);
-            while count < n {
-                let left = end.saturating_duration_since(Instant::now());
-                match self.events.recv_timeout(left) {
-                    Ok((i, kk, t)) if kk == k && got[i].is_none() => {
-                        got[i] = Some(t);
-                        count += 1;
-                    }
-                    Ok(_) => {}
-                    Err(RecvTimeoutError::Timeout) => break,
-                    Err(RecvTimeoutError::Disconnected) => return Err("readers are gone".into()),
+        let k = self.next;
+        self.next += 1;
+        let line = format!("f{k} fan-out sample\n");
+        let mut got: Vec<Option<Instant>> = vec![None; n];
+        let mut count = 0;
+        let t0 = Instant::now();
+        self.send(&line)?;
+        let end = t0 + Duration::from_secs(3);
+        while count < n {
+            let left = end.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok((i, kk, t)) if kk == k && got[i].is_none() => {
+                    got[i] = Some(t);
+                    count += 1;
                 }
+                Ok(_) => {}
+                Err(RecvTimeoutError::Timeout) => break,
+                Err(RecvTimeoutError::Disconnected) => return Err("readers are gone".into()),
             }
-            if count == n {
-                let ts: Vec<Instant> = got.into_iter().flatten().collect();
-                last.push((*ts.iter().max().unwrap() - t0).as_secs_f64() * 1e6);
-                first.push((*ts.iter().min().unwrap() - t0).as_secs_f64() * 1e6);
-            } else {
-                missing += n - count;
-            }
-            // A little idle time between samples, varied so nothing locks into a rhythm.
-            thread::sleep(Duration::from_micros(1000 + (k % 7) * 300));
         }
-        Ok((last, first, missing))
+        // A little idle time between samples, varied so nothing locks into a rhythm.
+        thread::sleep(Duration::from_micros(1000 + (k % 7) * 300));
+        if count < n {
+            return Ok(Err(n - count));
+        }
+        let ts: Vec<Instant> = got.into_iter().flatten().collect();
+        let since = |t: &Instant| (*t - t0).as_secs_f64() * 1e6;
+        Ok(Ok((
+            ts.iter().map(since).fold(0.0, f64::max),
+            ts.iter().map(since).fold(f64::INFINITY, f64::min),
+        )))
     }
 
     /// `msgs` messages written to the sender's stdin as fast as it takes them.
@@ -749,30 +745,39 @@ fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
                 .int("floor_receiver_rss_kb", rss_kb(f.pids[1]) as i64)
                 .int("floor_receiver_threads", threads(f.pids[1]) as i64),
         );
+        // The two systems take turns message by message (which goes first alternates), so
+        // both see the same machine: its speed drifts over seconds here, which is as large
+        // as the difference being measured when each system runs for a second on its own.
+        // The receivers' pids follow the sender's (the manager's, if any, comes last).
+        let counters = |sys: &System| -> [u64; 4] {
+            let (sp, rp) = (sys.pids[0], sys.pids[1]);
+            let receivers: u64 = sys.pids[1..=sys.rx.len()].iter().map(|&p| cpu_ns(p)).sum();
+            [ctx_switches(sp), ctx_switches(rp), cpu_ns(sp), receivers]
+        };
         for r in 0..runs {
-            let order: [&mut System; 2] = if r % 2 == 0 {
-                [&mut g, &mut f]
-            } else {
-                [&mut f, &mut g]
-            };
-            for sys in order {
-                let (sp, rp) = (sys.pids[0], sys.pids[1]);
-                // The receivers' pids follow the sender's (the manager's, if any, comes last).
-                let receivers_ns = |sys: &System| -> u64 {
-                    sys.pids[1..=sys.rx.len()].iter().map(|&p| cpu_ns(p)).sum()
+            let before = [counters(&g), counters(&f)];
+            let mut lasts = [Vec::with_capacity(samples), Vec::with_capacity(samples)];
+            let mut firsts = [Vec::with_capacity(samples), Vec::with_capacity(samples)];
+            let mut missing = [0usize; 2];
+            for i in 0..samples {
+                let order = if (r + i) % 2 == 0 { [0, 1] } else { [1, 0] };
+                for which in order {
+                    let sys = if which == 0 { &mut g } else { &mut f };
+                    match sys.sample()? {
+                        Ok((last, first)) => {
+                            lasts[which].push(last);
+                            firsts[which].push(first);
+                        }
+                        Err(m) => missing[which] += m,
+                    }
+                }
+            }
+            for (which, sys) in [&g, &f].into_iter().enumerate() {
+                let after = counters(sys);
+                let d = |j: usize| {
+                    after[j].saturating_sub(before[which][j]) as f64 / samples.max(1) as f64
                 };
-                let (cs0, rcs0, cpu0, rcpu0) = (
-                    ctx_switches(sp),
-                    ctx_switches(rp),
-                    cpu_ns(sp),
-                    receivers_ns(sys),
-                );
-                let (mut last, mut first, missing) = sys.fanout(samples)?;
-                let k = samples.max(1) as f64;
-                let cs = (ctx_switches(sp) - cs0) as f64 / k;
-                let rcs = (ctx_switches(rp) - rcs0) as f64 / k;
-                let cpu_us = cpu_ns(sp).saturating_sub(cpu0) as f64 / 1e3 / k;
-                let rcpu_us = receivers_ns(sys).saturating_sub(rcpu0) as f64 / 1e3 / k / n as f64;
+                let (last, first) = (&mut lasts[which], &mut firsts[which]);
                 ctx.emit(
                     Json::new()
                         .str("test", "fanout")
@@ -781,15 +786,15 @@ fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
                         .int("n", n as i64)
                         .int("run", r as i64)
                         .int("samples", last.len() as i64)
-                        .int("missing", missing as i64)
-                        .num("p50_us", quantile(&mut last, 0.5))
-                        .num("p99_us", quantile(&mut last, 0.99))
-                        .num("max_us", quantile(&mut last, 1.0))
-                        .num("first_p50_us", quantile(&mut first, 0.5))
-                        .num("sender_cs_per_msg", cs)
-                        .num("receiver_cs_per_msg", rcs)
-                        .num("sender_cpu_us_per_msg", cpu_us)
-                        .num("receiver_cpu_us_per_msg", rcpu_us),
+                        .int("missing", missing[which] as i64)
+                        .num("p50_us", quantile(last, 0.5))
+                        .num("p99_us", quantile(last, 0.99))
+                        .num("max_us", quantile(last, 1.0))
+                        .num("first_p50_us", quantile(first, 0.5))
+                        .num("sender_cs_per_msg", d(0))
+                        .num("receiver_cs_per_msg", d(1))
+                        .num("sender_cpu_us_per_msg", d(2) / 1e3)
+                        .num("receiver_cpu_us_per_msg", d(3) / 1e3 / n as f64),
                 );
             }
         }
