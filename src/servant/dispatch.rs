@@ -12,7 +12,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use log::{debug, warn};
@@ -112,10 +112,11 @@ impl Dispatch {
         });
         self.inbound.hub.record(&self.id, seq, &out.line);
         let queues = Arc::clone(&self.lock());
+        let now = Instant::now();
         for q in queues.iter() {
             if more_waiting {
                 q.wire.count_queued(1);
-            } else if q.wire.try_write(&out) {
+            } else if q.wire.try_write(&out, now) {
                 continue;
             }
             deliver(q, Arc::clone(&out));

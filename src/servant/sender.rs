@@ -95,8 +95,10 @@ struct WireState {
     /// pending list). The typist writes itself only when this is zero, which keeps the
     /// order: nothing older is still on its way.
     queued: usize,
-    /// The connection, while there is one.
-    conn: Option<Arc<TcpStream>>,
+    /// The typist's handle on the connection, while there is one: a second descriptor of
+    /// the sender thread's socket, kept here rather than shared through an `Arc` so that
+    /// the typist's write touches only this state, not another allocation.
+    conn: Option<TcpStream>,
     /// Written on the current or an earlier connection, oldest first, to resend what a
     /// peer missed across a reconnection.
     history: VecDeque<Arc<Outgoing>>,
@@ -141,32 +143,41 @@ impl Wire {
     /// as queued, and the caller hands it to the channel. When only part of it fit, the
     /// sender thread writes the rest (see `partial`), so a peer that reads slowly never
     /// holds up the typist.
-    pub fn try_write(&self, m: &Arc<Outgoing>) -> bool {
+    ///
+    /// `now` is when the line was typed: one reading of the clock serves every peer.
+    pub fn try_write(&self, m: &Arc<Outgoing>, now: Instant) -> bool {
         let (conn, quiet) = {
             let mut st = self.lock();
-            let conn = match &st.conn {
-                Some(conn) if st.turn == Turn::Free && st.queued == 0 => Arc::clone(conn),
-                _ => {
+            // The sender thread neither reads nor replaces `conn` while the typist has the
+            // turn, so the typist borrows it by moving it out, and puts it back below.
+            let conn = match st.conn.take() {
+                Some(conn) if st.turn == Turn::Free && st.queued == 0 => conn,
+                other => {
+                    st.conn = other;
                     st.queued += 1;
                     return false;
                 }
             };
             st.turn = Turn::Typist;
-            (conn, st.last_write.is_none_or(|t| t.elapsed() > QUIET))
+            let quiet = st
+                .last_write
+                .is_none_or(|t| now.saturating_duration_since(t) > QUIET);
+            (conn, quiet)
         };
         let sent = if quiet && peer_has_closed(&conn) {
             Err(())
         } else {
-            SockRef::from(&*conn)
+            SockRef::from(&conn)
                 .send_with_flags(m.line.as_bytes(), libc::MSG_DONTWAIT)
                 .map_err(|_| ())
         };
         let mut st = self.lock();
+        st.conn = Some(conn);
         let written = match sent {
             Ok(n) if n == m.line.len() => {
                 // Into the history, as the sender thread does: see `write_pending`.
                 push_history(&mut st.history, Arc::clone(m));
-                st.last_write = Some(Instant::now());
+                st.last_write = Some(now);
                 true
             }
             Ok(n) => {
@@ -408,6 +419,8 @@ impl Sender {
                 ))
             }
         };
+        // The typist's own descriptor of the same socket (see `WireState::conn`).
+        let for_typist = stream.try_clone()?;
         let stream = Arc::new(stream);
         let mut st = self.wire.lock();
         if self.peer_id.as_deref().is_some_and(|old| old != id) {
@@ -425,7 +438,7 @@ impl Sender {
             .collect();
         st.history.retain(|m| m.seq <= last_seq);
         st.queued += missed.len();
-        st.conn = Some(Arc::clone(&stream));
+        st.conn = Some(for_typist);
         st.last_write = Some(Instant::now());
         drop(st);
         if !missed.is_empty() {
