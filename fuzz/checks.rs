@@ -27,7 +27,11 @@ pub fn config(data: &[u8]) {
     let path = Path::new("fuzz.xml");
     match ServantConfig::parse(path, text) {
         Ok(c) => {
-            assert!(!c.manager_host.is_empty());
+            assert!(!c.managers.is_empty());
+            assert!(c
+                .managers
+                .iter()
+                .all(|(host, port)| !host.is_empty() && *port > 0));
             if let Some(name) = &c.name {
                 // The name goes on the wire; the parser must have checked it.
                 check_token("name", name).expect("accepted <name> is a valid token");

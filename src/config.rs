@@ -131,9 +131,11 @@ impl Default for ManagerConfig {
 /// A servant's settings (`<config>`, the article's config.xml).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServantConfig {
-    /// `<connectionmgr>`: host name or address of the connection manager.
-    pub manager_host: String,
-    /// `<port>`: the connection manager's port.
+    /// `<connectionmgr>`, once or more: the connection managers (host name or address, and
+    /// port), tried in this order whenever the servant (re)connects.
+    pub managers: Vec<(String, u16)>,
+    /// `<port>`: the connection managers' port, unless a `<connectionmgr port="...">` says
+    /// otherwise.
     pub manager_port: u16,
     /// `<name>`: shown on this servant's messages (default: `servant-` and a part of its id).
     pub name: Option<String>,
@@ -167,7 +169,7 @@ pub struct ServantConfig {
 impl Default for ServantConfig {
     fn default() -> Self {
         ServantConfig {
-            manager_host: String::new(),
+            managers: Vec::new(),
             manager_port: 8585,
             name: None,
             listen: None,
@@ -289,14 +291,15 @@ impl<'a, 'input> Reader<'a, 'input> {
 
     /// Children that are elements; rejects text outside them.
     ///
-    /// A second element of the same name is refused too (only `<ban>` may repeat): a file
-    /// that says a thing twice must not silently mean the last.
+    /// A second element of the same name is refused too (only `<ban>` and `<connectionmgr>`
+    /// may repeat): a file that says a thing twice must not silently mean the last.
     fn elements<'n>(&self, node: Node<'n, 'input>) -> Result<Vec<Node<'n, 'input>>, ConfigError> {
         let mut out: Vec<Node<'n, 'input>> = Vec::new();
         for c in node.children() {
             if c.is_element() {
                 let name = c.tag_name().name();
-                if name != "ban" && out.iter().any(|o| o.tag_name().name() == name) {
+                let repeats = name == "ban" || name == "connectionmgr";
+                if !repeats && out.iter().any(|o| o.tag_name().name() == name) {
                     let parent = node.tag_name().name();
                     return Err(self.invalid(c, format!("<{name}> appears twice in <{parent}>")));
                 }
@@ -411,7 +414,8 @@ impl ServantConfig {
     pub fn parse(path: &Path, text: &str) -> Result<ServantConfig, ConfigError> {
         parse_file(path, text, "config", |r, root| {
             let mut c = ServantConfig::default();
-            let mut saw_manager = false;
+            // Each manager's host, and its own port if it names one.
+            let mut managers: Vec<(String, Option<u16>)> = Vec::new();
             for el in r.elements(root)? {
                 match el.tag_name().name() {
                     "connectionmgr" => {
@@ -419,8 +423,17 @@ impl ServantConfig {
                         if host.is_empty() || host.contains(char::is_whitespace) {
                             return Err(r.invalid(el, format!("<connectionmgr> must be a host name or address, found {host:?}")));
                         }
-                        c.manager_host = host.to_owned();
-                        saw_manager = true;
+                        let mut port = None;
+                        for a in el.attributes() {
+                            if a.name() != "port" {
+                                return Err(r.invalid(el, format!("<connectionmgr> has no attribute {:?} (known: port)", a.name())));
+                            }
+                            match a.value().trim().parse::<u16>() {
+                                Ok(p) if p >= 1 => port = Some(p),
+                                _ => return Err(r.invalid(el, format!("the port of <connectionmgr> must be a number from 1 to 65535, found {:?}", a.value()))),
+                            }
+                        }
+                        managers.push((host.to_owned(), port));
                     }
                     "port" => c.manager_port = r.number(el, "port", 1, u16::MAX)?,
                     "name" => {
@@ -478,9 +491,13 @@ impl ServantConfig {
                     }
                 }
             }
-            if !saw_manager {
+            if managers.is_empty() {
                 return Err(r.invalid(root, "missing <connectionmgr> in <config>".into()));
             }
+            c.managers = managers
+                .into_iter()
+                .map(|(host, port)| (host, port.unwrap_or(c.manager_port)))
+                .collect();
             Ok(c)
         })
     }
@@ -673,9 +690,34 @@ mod tests {
             "<config>\n <connectionmgr>127.0.0.1</connectionmgr>\n <port>85</port>\n <bans>\n  <ban><target>1.1.1.1</target></ban>\n  <ban><target>fooUser234.fooISP23423.com</target></ban>\n </bans>\n</config>",
         )
         .unwrap();
-        assert_eq!(c.manager_host, "127.0.0.1");
-        assert_eq!(c.manager_port, 85);
+        assert_eq!(c.managers, vec![("127.0.0.1".to_owned(), 85)]);
         assert_eq!(c.bans, vec!["1.1.1.1", "fooUser234.fooISP23423.com"]);
+    }
+
+    #[test]
+    fn several_managers_are_kept_in_order_with_their_ports() {
+        let c = servant(
+            "<config>\n <connectionmgr>a.lan</connectionmgr>\n <connectionmgr port=\"9000\">b.lan</connectionmgr>\n <port>8600</port>\n</config>",
+        )
+        .unwrap();
+        assert_eq!(
+            c.managers,
+            vec![("a.lan".to_owned(), 8600), ("b.lan".to_owned(), 9000)]
+        );
+        assert_eq!(
+            servant("<config>\n <connectionmgr port=\"0\">a</connectionmgr>\n</config>").unwrap_err(),
+            "config.xml:2:2: the port of <connectionmgr> must be a number from 1 to 65535, found \"0\""
+        );
+        assert_eq!(
+            servant("<config>\n <connectionmgr host=\"b\">a</connectionmgr>\n</config>")
+                .unwrap_err(),
+            "config.xml:2:2: <connectionmgr> has no attribute \"host\" (known: port)"
+        );
+        // Other elements still may not repeat.
+        assert_eq!(
+            servant("<config>\n <connectionmgr>a</connectionmgr>\n <port>1</port>\n <port>2</port>\n</config>").unwrap_err(),
+            "config.xml:4:2: <port> appears twice in <config>"
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The connection manager dies and a new one starts on the same port: servants keep
 //! chatting with the peers they know meanwhile, and rejoin the new manager by themselves.
+//! A config that names a second manager moves to it when the first is gone.
 
 mod common;
 
@@ -64,4 +65,40 @@ fn servants_rejoin_a_restarted_manager() {
     // The old peers were never dropped: no "peer left" between alice and bob.
     assert_eq!(s[0].proc.count_log("peer left: bob"), 0, "{}", dump());
     assert_eq!(s[1].proc.count_log("peer left: alice"), 0, "{}", dump());
+}
+
+#[test]
+fn servants_move_to_the_next_manager_their_config_names() {
+    let dir = TestDir::new("failover");
+    let mut first = start_labelled_manager(&dir, "manager-a", 0, MANAGER_DEFAULTS);
+    let second = start_labelled_manager(&dir, "manager-b", 0, MANAGER_DEFAULTS);
+    let (a, b) = (first.port, second.port);
+    let also_b = format!("<connectionmgr port=\"{b}\">127.0.0.1</connectionmgr>");
+    let mut s: Vec<Servant> = ["alice", "bob"]
+        .iter()
+        .map(|n| start_servant(&dir, n, a, &also_b))
+        .collect();
+    wait_mesh(&s);
+    wait_listed(a, &["alice", "bob"]);
+    // Tried in order: the first manager answered, so nobody registered with the second.
+    assert!(listed_names(b).is_empty(), "{}", dump());
+
+    first.proc.kill();
+    for srv in &s {
+        srv.proc.wait_log(&format!(
+            "registered with the connection manager at 127.0.0.1:{b} (was 127.0.0.1:{a})"
+        ));
+    }
+    wait_listed(b, &["alice", "bob"]);
+    s[0].proc.send("after the move");
+    s[1].wait_heard("alice", "after the move");
+
+    // The second manager's list is whole: a newcomer that knows only it meets both.
+    s.push(start_servant(&dir, "carol", b, ""));
+    wait_mesh(&s);
+    s[2].proc.send("hello from carol");
+    s[0].wait_heard("carol", "hello from carol");
+    s[1].wait_heard("carol", "hello from carol");
+    s[1].proc.send("hello carol");
+    s[2].wait_heard("bob", "hello carol");
 }

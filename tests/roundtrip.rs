@@ -553,7 +553,6 @@ proptest! {
     fn servant_config_round_trips(s in servant_settings(), seed in any::<u64>(), layout in 0..10usize) {
         let mut elements = vec![element("connectionmgr", &s.host)];
         let mut expected = ServantConfig {
-            manager_host: s.host.clone(),
             bans: s.bans.clone(),
             ..ServantConfig::default()
         };
@@ -561,6 +560,7 @@ proptest! {
             elements.push(element("port", port));
             expected.manager_port = port;
         }
+        expected.managers = vec![(s.host.clone(), expected.manager_port)];
         if let Some(name) = &s.name {
             elements.push(element("name", name));
             expected.name = Some(name.clone());

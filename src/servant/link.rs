@@ -216,6 +216,8 @@ pub fn run(
 ) {
     let mut backoff = BACKOFF_FIRST;
     let mut failures = 0u32;
+    // Which manager we are registered with, to say so when another one takes over.
+    let mut current = session.as_ref().and_then(|s| s.stream.peer_addr().ok());
     loop {
         if writer.leaving() {
             return;
@@ -224,9 +226,17 @@ pub fn run(
             Some(s) => s,
             None => match reconnect(&addrs, &me) {
                 Ok((s, list)) => {
-                    if failures > 0 {
-                        info!("connection manager is back after {failures} failed tries");
+                    let now = s.stream.peer_addr().ok();
+                    match (current, now) {
+                        (Some(was), Some(is)) if was != is => {
+                            info!("registered with the connection manager at {is} (was {was})")
+                        }
+                        _ if failures > 0 => {
+                            info!("connection manager is back after {failures} failed tries")
+                        }
+                        _ => {}
                     }
+                    current = now.or(current);
                     failures = 0;
                     backoff = BACKOFF_FIRST;
                     if events.send(LinkEvent::Up { list }).is_err() {

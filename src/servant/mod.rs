@@ -163,24 +163,52 @@ struct Core {
     my_offset: Option<u32>,
 }
 
-/// Resolves the manager's host name, failing clearly when it is unknown.
-fn resolve_manager(config: &ServantConfig) -> Result<Vec<SocketAddr>, ServantError> {
-    let host = config.manager_host.as_str();
-    let addrs: Vec<SocketAddr> = (host, config.manager_port)
-        .to_socket_addrs()
-        .map_err(|source| ServantError::UnknownManager {
-            host: host.to_owned(),
-            source,
-        })?
-        .collect();
-    if addrs.is_empty() {
-        let source = io::Error::new(io::ErrorKind::NotFound, "no addresses");
-        return Err(ServantError::UnknownManager {
-            host: host.to_owned(),
-            source,
-        });
+/// Resolves the managers' host names, in the order the config names them: the link tries
+/// each address in turn. A name that is unknown is skipped with a warning when another
+/// manager is left; when none is, the servant cannot start, and says which name failed.
+fn resolve_managers(config: &ServantConfig) -> Result<Vec<SocketAddr>, ServantError> {
+    let mut addrs = Vec::new();
+    let mut first_error = None;
+    for (host, port) in &config.managers {
+        let found = (host.as_str(), *port)
+            .to_socket_addrs()
+            .map(|a| a.collect::<Vec<_>>())
+            .and_then(|a| {
+                if a.is_empty() {
+                    Err(io::Error::new(io::ErrorKind::NotFound, "no addresses"))
+                } else {
+                    Ok(a)
+                }
+            });
+        match found {
+            Ok(a) => addrs.extend(a),
+            Err(source) => {
+                if config.managers.len() > 1 {
+                    warn!(
+                        "connection manager host {host:?} is unknown: {source}; trying the others"
+                    );
+                }
+                first_error.get_or_insert(ServantError::UnknownManager {
+                    host: host.clone(),
+                    source,
+                });
+            }
+        }
     }
-    Ok(addrs)
+    match (addrs.is_empty(), first_error) {
+        (true, Some(e)) => Err(e),
+        _ => Ok(addrs),
+    }
+}
+
+/// The managers as the config names them, for messages: `host:port`, comma-separated.
+fn managers_label(config: &ServantConfig) -> String {
+    let named: Vec<String> = config
+        .managers
+        .iter()
+        .map(|(host, port)| format!("{host}:{port}"))
+        .collect();
+    named.join(", ")
 }
 
 /// The end of the article's `Winsock1_DataArrival` (`servants1(0).Listen`). Binds our
@@ -216,7 +244,7 @@ fn spawn<F: FnOnce() + Send + 'static>(
 
 /// Runs a servant until `/quit`, end of input or a signal.
 pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> {
-    let addrs = resolve_manager(&config)?;
+    let addrs = resolve_managers(&config)?;
     let id = random_token();
     let name = config
         .name
@@ -244,8 +272,8 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
                 tries += 1;
                 if tries == 1 {
                     warn!(
-                        "cannot reach the connection manager at {}:{}: {e}; retrying with backoff",
-                        config.manager_host, config.manager_port
+                        "cannot reach the connection manager at {}: {e}; retrying with backoff",
+                        managers_label(&config)
                     );
                 }
                 // Wait, but leave at once on a signal.

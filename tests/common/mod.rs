@@ -438,7 +438,13 @@ pub fn spawn_manager(dir: &TestDir, label: &str, port: u16, settings: &str) -> P
 
 /// Starts a manager on an OS-chosen port (or `port`, when not 0) and waits until it listens.
 pub fn start_manager_on(dir: &TestDir, port: u16, settings: &str) -> Manager {
-    let proc = spawn_manager(dir, "manager", port, settings);
+    start_labelled_manager(dir, "manager", port, settings)
+}
+
+/// `start_manager_on` for a test with more than one manager: `label` names its config
+/// file and its lines in `dump()`.
+pub fn start_labelled_manager(dir: &TestDir, label: &str, port: u16, settings: &str) -> Manager {
+    let proc = spawn_manager(dir, label, port, settings);
     let line = proc.wait_log("connection manager listening on ");
     let port = line
         .rsplit(':')
