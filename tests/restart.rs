@@ -93,12 +93,31 @@ fn servants_move_to_the_next_manager_their_config_names() {
     s[0].proc.send("after the move");
     s[1].wait_heard("alice", "after the move");
 
-    // The second manager's list is whole: a newcomer that knows only it meets both.
-    s.push(start_servant(&dir, "carol", b, ""));
+    // The second manager's list is whole: a newcomer whose first manager is down meets both.
+    s.push(start_servant(&dir, "carol", a, &also_b));
     wait_mesh(&s);
     s[2].proc.send("hello from carol");
     s[0].wait_heard("carol", "hello from carol");
     s[1].wait_heard("carol", "hello from carol");
+
+    // The first manager returns: everyone goes back to it, and nobody stays split off.
+    let _back = start_labelled_manager(&dir, "manager-a-again", a, MANAGER_DEFAULTS);
+    for srv in &s {
+        srv.proc.wait_log(&format!(
+            "registered with the connection manager at 127.0.0.1:{a} (was 127.0.0.1:{b})"
+        ));
+    }
+    wait_listed(a, &["alice", "bob", "carol"]);
+    wait_for("the second manager to list nobody", || {
+        listed_names(b).is_empty().then_some(())
+    });
     s[1].proc.send("hello carol");
     s[2].wait_heard("bob", "hello carol");
+    // Nobody was shown anything twice across the moves.
+    assert_eq!(
+        s[1].heard_from("alice"),
+        vec!["after the move"],
+        "{}",
+        dump()
+    );
 }

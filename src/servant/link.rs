@@ -258,6 +258,12 @@ pub fn run(
             },
         };
         writer.set(s.stream.try_clone().ok());
+        // The managers the config names before this one: the servant goes back to the
+        // first of them that answers again, so servants do not stay split between two.
+        let earlier = match current.and_then(|c| addrs.iter().position(|a| *a == c)) {
+            Some(i) => &addrs[..i],
+            None => &[],
+        };
         let why = follow(
             s.reader,
             s.version,
@@ -265,18 +271,24 @@ pub fn run(
             heartbeat,
             writer,
             &events,
+            earlier,
         );
         writer.set(None);
         let _ = s.stream.shutdown(Shutdown::Both);
-        match why {
+        let why = match why {
             Some(_) if writer.leaving() => return,
-            Some(why) => {
+            Some(Ended::Lost(why)) => {
                 warn!("lost the connection manager: {why}; keeping the peers we know and reconnecting");
-                if events.send(LinkEvent::Down(why)).is_err() {
-                    return;
-                }
+                why
+            }
+            Some(Ended::EarlierAnswers(a)) => {
+                info!("the connection manager at {a}, named earlier in the config, answers again; moving back to it");
+                format!("moving back to the connection manager at {a}")
             }
             None => return,
+        };
+        if events.send(LinkEvent::Down(why)).is_err() {
+            return;
         }
     }
 }
@@ -297,9 +309,19 @@ fn reconnect(addrs: &[SocketAddr], me: &Registration) -> io::Result<(Session, Pe
     ))
 }
 
+/// Why `follow` gave up its connection.
+enum Ended {
+    Lost(String),
+    /// A manager the config names before the current one accepts connections again.
+    EarlierAnswers(SocketAddr),
+}
+
+/// Heartbeats between two looks at the managers named before the current one.
+const LOOK_BACK_EVERY: u32 = 10;
+
 /// The article's `Winsock1_DataArrival` and its heartbeat, for the life of one connection:
-/// reads pushes and sends heartbeats until the connection fails (`Some(why)`) or the core
-/// is gone (`None`).
+/// reads pushes and sends heartbeats until the connection fails (`Some(Ended::Lost)`), one
+/// of the `earlier` managers answers again, or the core is gone (`None`).
 fn follow(
     mut reader: LineReader<TcpStream>,
     mut version: u64,
@@ -307,7 +329,8 @@ fn follow(
     heartbeat: Duration,
     writer: &ManagerWriter,
     events: &Sender<LinkEvent>,
-) -> Option<String> {
+    earlier: &[SocketAddr],
+) -> Option<Ended> {
     // Beat at least three times per manager time-out, whatever the config says.
     let beat = match timeout_ms {
         0 => heartbeat,
@@ -319,6 +342,7 @@ fn follow(
     let _ = reader.get_ref().set_read_timeout(Some(beat));
     let mut last_beat = Instant::now();
     let mut last_heard = Instant::now();
+    let mut beats = 0u32;
     loop {
         let event = match reader.read_line() {
             Ok(Some(line)) => {
@@ -350,7 +374,7 @@ fn follow(
                         debug!("list out of step ({other:?} after version {version}); asking for the whole list");
                         if let Err(e) = writer.send(&ManagerCommand::NeedsPeerList { since: None })
                         {
-                            return Some(e.to_string());
+                            return Some(Ended::Lost(e.to_string()));
                         }
                         None
                     }
@@ -360,9 +384,9 @@ fn follow(
                     }
                 }
             }
-            Ok(None) => return Some("the manager closed the connection".into()),
+            Ok(None) => return Some(Ended::Lost("the manager closed the connection".into())),
             Err(LineError::Idle) => None,
-            Err(LineError::Io(e)) => return Some(e.to_string()),
+            Err(LineError::Io(e)) => return Some(Ended::Lost(e.to_string())),
             Err(e) => {
                 warn!("from the connection manager: {e}; line skipped");
                 None
@@ -374,17 +398,28 @@ fn follow(
             }
         }
         if last_heard.elapsed() > silence_limit {
-            return Some(format!(
+            return Some(Ended::Lost(format!(
                 "no answer for {:.1}s",
                 last_heard.elapsed().as_secs_f64()
-            ));
+            )));
         }
         if last_beat.elapsed() >= beat {
             last_beat = Instant::now();
             if let Err(e) = writer.send(&ManagerCommand::NeedsPeerList {
                 since: Some(version),
             }) {
-                return Some(e.to_string());
+                return Some(Ended::Lost(e.to_string()));
+            }
+            beats = beats.wrapping_add(1);
+            if !earlier.is_empty() && beats.is_multiple_of(LOOK_BACK_EVERY) {
+                // A bare connection, closed at once: the manager takes it for nothing.
+                let wait = beat.min(Duration::from_secs(1));
+                if let Some(a) = earlier
+                    .iter()
+                    .find(|a| TcpStream::connect_timeout(a, wait).is_ok())
+                {
+                    return Some(Ended::EarlierAnswers(*a));
+                }
             }
         }
     }
