@@ -234,12 +234,17 @@ write_manager_config() {
 EOF
 }
 
+# Scenario 10 names a second manager, on h2, in every servant's config.
+SECOND_MGR=0
+MGR2_PORT=$((MGR_PORT + 1000))
+
 write_servant_config() { # i
     local i=$1 t bans=""
     for t in ${BANS[$i]:-}; do bans+="    <ban><target>$t</target></ban>"$'\n'; done
     {
         echo "<config>"
         echo "  <connectionmgr>h1</connectionmgr>"
+        ((SECOND_MGR)) && echo "  <connectionmgr port=\"$MGR2_PORT\">h2</connectionmgr>"
         echo "  <port>$MGR_PORT</port>"
         echo "  <name>h$i</name>"
         echo "  <heartbeat>$HEARTBEAT</heartbeat>"
@@ -384,9 +389,11 @@ stop_net() { # [line]
 # Emergency stop for traps: everything we started, no checks.
 stop_all_quietly() {
     local i f p
-    for p in "${PID[@]}" $MPID; do kill -TERM "$p" 2>/dev/null; done
-    for p in "${PID[@]}" $MPID; do reap "$p" 5; done
-    PID=() MPID=""
+    for p in "${PID[@]}" $MPID $MPID2; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${PID[@]}" $MPID $MPID2; do reap "$p" 5; done
+    PID=() MPID="" MPID2=""
+    rm -f "$RUN/pids/manager2.pid"
+    SECOND_MGR=0
     for i in "${!FD[@]}"; do f=${FD[$i]}; exec {f}>&- 2>/dev/null; done
     FD=()
 }
@@ -478,6 +485,10 @@ S_FAILED=0
 note() { echo "      $*"; }
 fail() { echo "      FAIL: $*"; S_FAILED=1; }
 RESULTS=()
+
+grace_us() { # a servant's grace period after a manager change (max(timeout, 3 s) + 2 s), and 1 s more, in µs
+    awk -v t="$MGR_TIMEOUT" 'BEGIN {printf "%d", ((t > 3 ? t : 3) + 3) * 1000000}'
+}
 
 nft_in() { # host-number: nft -f - inside that host
     ip netns exec "$(ns "$1")" nft -f -
@@ -712,7 +723,7 @@ s5() {
     expect_chat s5-after 3 10 0 $(all_pairs $SERV)
     # A servant that finds a restarted manager keeps the peers it knows for a grace period
     # (max(timeout, 3 s) + 2 s) while they re-register; when it ends, nobody may be dropped.
-    grace=$(awk -v t="$MGR_TIMEOUT" 'BEGIN {printf "%d", ((t > 3 ? t : 3) + 3) * 1000000}')
+    grace=$(grace_us)
     while (($(us_now) - t2 < grace)); do sleep 0.2; done
     left=""
     for i in $SERV; do
@@ -1126,6 +1137,84 @@ s9() {
     fw_clear "$v"
 }
 
+# 10 -------------------------------------------------------------------------------------
+s10_title="a second manager on h2 takes over while h1's is down, and hands back"
+MPID2=""
+s10() {
+    local i t0 out marks=() missing left grace
+    SECOND_MGR=1
+    start_net s10 || { SECOND_MGR=0; return; }
+    sed "s|<port>$MGR_PORT</port>|<port>$MGR2_PORT</port>|" "$SD/manager.xml" >"$SD/manager2.xml"
+    ip netns exec "$(ns 2)" "$BIN/connection-manager" --config "$SD/manager2.xml" \
+        </dev/null >"$SD/manager2.out" 2>"$SD/manager2.log" &
+    MPID2=$!
+    echo "$MPID2" >"$RUN/pids/manager2.pid"
+    mgr2() { ip netns exec "$(ns 1)" "$PY" "$LAB/labtool.py" "$1" h2 "$MGR2_PORT" "${@:2}"; }
+    if ! out=$(mgr2 wait --within 5); then
+        fail "the second manager did not answer on h2:$MGR2_PORT within 5s"
+        stop_net; SECOND_MGR=0; return
+    fi
+    out=$(mgr2 peers 2>&1 | tr '\n' ' ')
+    if [[ -z ${out// /} ]]; then
+        note "every servant names h1 then h2:$MGR2_PORT; all registered with h1, the one on h2 lists nobody"
+    else
+        fail "the second manager lists servants while the first answers: $out"
+    fi
+    for i in $SERV; do marks[$i]=$(log_lines "$SD/h$i.log"); done
+    t0=$(us_now)
+    disown "$MPID"
+    kill -KILL "$MPID"
+    for ((i = 0; i < 30; i++)); do alive "$MPID" || break; sleep 0.1; done
+    MPID=""
+    rm -f "$RUN/pids/manager.pid"
+    note "h1's manager killed with SIGKILL"
+    if out=$(mgr2 wait --has "$(names_of $SERV)" --within 15); then
+        note "every servant is listed by h2's manager $(secs_since "$t0")s later"
+    else
+        fail "not every servant moved to h2's manager within 15s; it lists ${out#* }"
+    fi
+    chat s10-moved 3 $SERV
+    expect_chat s10-moved 3 10 0 $(all_pairs $SERV)
+    # Down past the grace period of the move (the manager's time-out, at least 3 s, + 2 s):
+    # the leaves h2's manager pushes as servants move back must not drop anyone.
+    grace=$(grace_us)
+    while (($(us_now) - t0 < grace)); do sleep 0.1; done
+    start_manager manager-restarted
+    t0=$(us_now)
+    note "h1's manager restarted"
+    if out=$(mgr wait --has "$(names_of $SERV)" --within 20); then
+        note "every servant is back with h1's manager $(secs_since "$t0")s after its restart (they look back every 3 heartbeats)"
+    else
+        fail "not every servant went back to h1's manager within 20s; it lists ${out#* }"
+    fi
+    if out=$(mgr2 wait --lacks "$(names_of $SERV)" --within 10); then
+        note "h2's manager lists nobody again"
+    else
+        fail "h2's manager still lists ${out#* }: the network is split between two managers"
+    fi
+    missing=""
+    for i in $SERV; do
+        log_since "$SD/h$i.log" "${marks[$i]}" | grep -qF "moving back to it" || missing+=" h$i"
+    done
+    [[ -z $missing ]] && note "each servant logged: $(last_match "$SD/h2.log" "answers again; moving back")" ||
+        fail "did not log the move back:$missing"
+    chat s10-back 3 $SERV
+    expect_chat s10-back 3 10 0 $(all_pairs $SERV)
+    left=""
+    for i in $SERV; do
+        log_since "$SD/h$i.log" "${marks[$i]}" | grep -qF "peer left:" && left+=" h$i"
+    done
+    [[ -z $left ]] && note "no servant dropped a peer across both moves" ||
+        fail "servants dropped peers while moving between managers:$left"
+    stop_net
+    kill -TERM "$MPID2" 2>/dev/null
+    reap "$MPID2" 5
+    [[ $REAPED == 0 ]] || fail "h2's manager did not exit 0 on SIGTERM: $REAPED"
+    MPID2=""
+    rm -f "$RUN/pids/manager2.pid"
+    SECOND_MGR=0
+}
+
 # ------------------------------------------------------------------------------------
 # demo
 # ------------------------------------------------------------------------------------
@@ -1215,10 +1304,10 @@ test_exit() {
 cmd_test() {
     local s list=() t0 t_all failed=0 r
     for s in "$@"; do
-        [[ $s =~ ^[1-9]$ ]] || die "unknown scenario '$s': the scenarios are 1 to 9"
+        [[ $s =~ ^([1-9]|10)$ ]] || die "unknown scenario '$s': the scenarios are 1 to 10"
         list+=("$s")
     done
-    ((${#list[@]})) || list=(1 2 3 4 5 6 7 8 9)
+    ((${#list[@]})) || list=(1 2 3 4 5 6 7 8 9 10)
     preflight lan-test nft
     check_binaries
     [[ $TEST_N =~ ^[0-9]+$ ]] && ((TEST_N >= 5)) || die "LAB_N must be 5 or more for the test, got '$TEST_N'"

@@ -74,10 +74,14 @@ fn servants_move_to_the_next_manager_their_config_names() {
     let second = start_labelled_manager(&dir, "manager-b", 0, MANAGER_DEFAULTS);
     let (a, b) = (first.port, second.port);
     let also_b = format!("<connectionmgr port=\"{b}\">127.0.0.1</connectionmgr>");
-    let mut s: Vec<Servant> = ["alice", "bob"]
-        .iter()
-        .map(|n| start_servant(&dir, n, a, &also_b))
-        .collect();
+    // Bob beats at another pace (0.5 s, a third of the managers' time-out, against 0.3 s),
+    // so the two look back at different moments, and one hears of the other's move back.
+    let bob = servant_config("bob", a, Some(0), &also_b)
+        .replace("<heartbeat>0.3</heartbeat>", "<heartbeat>1</heartbeat>");
+    let mut s = vec![
+        start_servant(&dir, "alice", a, &also_b),
+        Servant::joined(spawn_servant(&dir, "bob", &bob, &[], "info"), "bob"),
+    ];
     wait_mesh(&s);
     wait_listed(a, &["alice", "bob"]);
     // Tried in order: the first manager answered, so nobody registered with the second.
@@ -100,7 +104,10 @@ fn servants_move_to_the_next_manager_their_config_names() {
     s[0].wait_heard("carol", "hello from carol");
     s[1].wait_heard("carol", "hello from carol");
 
-    // The first manager returns: everyone goes back to it, and nobody stays split off.
+    // The first manager returns after the grace period of the move has ended (5 s with
+    // these settings): everyone goes back to it, and nobody stays split off or is dropped,
+    // though the second manager tells the others of each one that moves back as it leaves.
+    std::thread::sleep(std::time::Duration::from_millis(5500));
     let _back = start_labelled_manager(&dir, "manager-a-again", a, MANAGER_DEFAULTS);
     for srv in &s {
         srv.proc.wait_log(&format!(
@@ -113,6 +120,10 @@ fn servants_move_to_the_next_manager_their_config_names() {
     });
     s[1].proc.send("hello carol");
     s[2].wait_heard("bob", "hello carol");
+    for srv in &s {
+        assert_eq!(srv.proc.count_log("peer left:"), 0, "{}", dump());
+        assert_eq!(srv.proc.count_log("is no longer listed"), 0, "{}", dump());
+    }
     // Nobody was shown anything twice across the moves.
     assert_eq!(
         s[1].heard_from("alice"),

@@ -316,8 +316,11 @@ enum Ended {
     EarlierAnswers(SocketAddr),
 }
 
-/// Heartbeats between two looks at the managers named before the current one.
-const LOOK_BACK_EVERY: u32 = 10;
+/// Heartbeats between two looks at the managers named before the current one. Three beats
+/// are at most the manager's time-out (a beat is at most a third of it), so servants that
+/// move back one after another all arrive within the grace period in which each keeps the
+/// peers the returned manager does not list yet.
+const LOOK_BACK_EVERY: u32 = 3;
 
 /// The article's `Winsock1_DataArrival` and its heartbeat, for the life of one connection:
 /// reads pushes and sends heartbeats until the connection fails (`Some(Ended::Lost)`), one

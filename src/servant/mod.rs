@@ -144,6 +144,8 @@ struct Core {
     /// (they are re-registering too).
     listed: HashMap<String, PeerEntry>,
     grace_until: Option<Instant>,
+    /// How long a grace period lasts with the current manager (`grace_for`).
+    grace: Duration,
     epoch: String,
     manager_up: bool,
     out: Sender<String>,
@@ -161,6 +163,12 @@ struct Core {
     /// Our slot at the manager, from the last whole list (`<me>TRUE</me>`): `/peers` on a
     /// relay names itself, not "slot N", as the relay of the servants it serves.
     my_offset: Option<u32>,
+}
+
+/// The grace period after a manager change: the manager's time-out (at least 3 s) and 2 s
+/// more, time for every servant to beat and re-register.
+fn grace_for(timeout_ms: u64) -> Duration {
+    Duration::from_millis(timeout_ms.max(3000)) + Duration::from_secs(2)
 }
 
 /// Resolves the managers' host names, in the order the config names them: the link tries
@@ -457,6 +465,7 @@ fn run_joined(
         peers: HashMap::new(),
         listed: HashMap::new(),
         grace_until: None,
+        grace: grace_for(list.timeout_ms),
         epoch: list.epoch.clone(),
         manager_up: true,
         out: out_tx,
@@ -717,15 +726,14 @@ impl Core {
         match ev {
             LinkEvent::Up { list } => {
                 self.manager_up = true;
+                self.grace = grace_for(list.timeout_ms);
                 if list.epoch != self.epoch {
                     // A restarted manager: its list fills up as servants re-register.
-                    let grace =
-                        Duration::from_millis(list.timeout_ms.max(3000)) + Duration::from_secs(2);
                     info!(
                         "the connection manager restarted; keeping known peers for {:.0}s while they rejoin",
-                        grace.as_secs_f64()
+                        self.grace.as_secs_f64()
                     );
-                    self.grace_until = Some(Instant::now() + grace);
+                    self.grace_until = Some(Instant::now() + self.grace);
                     self.epoch = list.epoch.clone();
                 }
                 self.apply_list(list);
@@ -740,7 +748,21 @@ impl Core {
                 for e in entries {
                     let key = e.key();
                     self.listed.remove(&key);
-                    self.remove(&key, "left the network");
+                    if self.config.managers.len() > 1 {
+                        // With several managers, leaving this one's list may only mean
+                        // moving to another (back to the first, say), where we follow
+                        // within three beats: kept for a grace period, dropped when it ends
+                        // unless a list names it again.
+                        info!(
+                            "{} left the manager's list; kept for {:.0}s in case it moved to another manager",
+                            e.label(),
+                            self.grace.as_secs_f64()
+                        );
+                        let until = Instant::now() + self.grace;
+                        self.grace_until = Some(self.grace_until.map_or(until, |t| t.max(until)));
+                    } else {
+                        self.remove(&key, "left the network");
+                    }
                 }
             }
             LinkEvent::Down(_) => self.manager_up = false,
