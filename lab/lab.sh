@@ -1194,9 +1194,9 @@ s10() {
     fi
     missing=""
     for i in $SERV; do
-        log_since "$SD/h$i.log" "${marks[$i]}" | grep -qF "moving back to it" || missing+=" h$i"
+        log_since "$SD/h$i.log" "${marks[$i]}" | grep -qF "named earlier in the config, which answers again" || missing+=" h$i"
     done
-    [[ -z $missing ]] && note "each servant logged: $(last_match "$SD/h2.log" "answers again; moving back")" ||
+    [[ -z $missing ]] && note "each servant logged: $(last_match "$SD/h2.log" "which answers again")" ||
         fail "did not log the move back:$missing"
     chat s10-back 3 $SERV
     expect_chat s10-back 3 10 0 $(all_pairs $SERV)

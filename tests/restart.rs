@@ -90,7 +90,7 @@ fn servants_move_to_the_next_manager_their_config_names() {
     first.proc.kill();
     for srv in &s {
         srv.proc.wait_log(&format!(
-            "registered with the connection manager at 127.0.0.1:{b} (was 127.0.0.1:{a})"
+            "registered with the connection manager at 127.0.0.1:{b}"
         ));
     }
     wait_listed(b, &["alice", "bob"]);
@@ -111,7 +111,7 @@ fn servants_move_to_the_next_manager_their_config_names() {
     let _back = start_labelled_manager(&dir, "manager-a-again", a, MANAGER_DEFAULTS);
     for srv in &s {
         srv.proc.wait_log(&format!(
-            "registered with the connection manager at 127.0.0.1:{a} (was 127.0.0.1:{b})"
+            "registered with the connection manager at 127.0.0.1:{a}, named earlier in the config, which answers again; left the one at 127.0.0.1:{b}"
         ));
     }
     wait_listed(a, &["alice", "bob", "carol"]);
@@ -131,4 +131,32 @@ fn servants_move_to_the_next_manager_their_config_names() {
         "{}",
         dump()
     );
+}
+
+#[test]
+fn a_manager_that_accepts_but_refuses_is_passed_over_for_the_next() {
+    let dir = TestDir::new("full-first");
+    // The first manager takes one connection, and a raw client holds it: it accepts every
+    // newcomer's connection and answers only `<error>manager full ...</error>`.
+    let full = start_labelled_manager(
+        &dir,
+        "manager-full",
+        0,
+        &format!("{MANAGER_DEFAULTS}<maxconnections>1</maxconnections>"),
+    );
+    let mut holder = Raw::connect(full.port);
+    holder.send("needs peer list");
+    holder.expect_line_where("the holder's list", |l| l.starts_with("<peers"));
+    let open = start_labelled_manager(&dir, "manager-open", 0, MANAGER_DEFAULTS);
+    let also_open = format!(
+        "<connectionmgr port=\"{}\">127.0.0.1</connectionmgr>",
+        open.port
+    );
+    let s = vec![
+        start_servant(&dir, "alice", full.port, &also_open),
+        start_servant(&dir, "bob", full.port, &also_open),
+    ];
+    wait_mesh(&s);
+    wait_listed(open.port, &["alice", "bob"]);
+    full.proc.wait_log("full: 1 connections");
 }

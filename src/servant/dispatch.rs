@@ -112,7 +112,7 @@ impl Dispatch {
         });
         self.inbound.hub.record(&self.id, seq, &out.line);
         let queues = Arc::clone(&self.lock());
-        let now = Instant::now();
+        let mut now = Instant::now();
         for q in queues.iter() {
             if more_waiting {
                 q.wire.count_queued(1);
@@ -120,6 +120,8 @@ impl Dispatch {
                 continue;
             }
             deliver(q, Arc::clone(&out));
+            // Handing over may have waited for room in a full queue.
+            now = Instant::now();
         }
     }
 }

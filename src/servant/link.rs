@@ -11,6 +11,12 @@
 //! The thread `manager-link` owns the reading side. When the manager goes away it reports
 //! `Down` and reconnects with backoff; the core keeps chatting with the peers it knows
 //! meanwhile, and the link registers again (`listening PORT ID NAME`) when it is back.
+//!
+//! A config may name several managers. The link registers with the first that accepts and
+//! answers, and moves on to the next when it is lost. While registered with a later one, a
+//! short-lived `manager-look` thread tries every few beats to register with the earlier
+//! ones; when one does, the link follows it and closes the other, so servants that share
+//! a config end up with the same manager again.
 
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
@@ -18,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::Sender;
+use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use log::{debug, info, warn};
 
 use crate::lines::{LineError, LineReader};
@@ -33,9 +39,11 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// What the link tells the core.
 #[derive(Debug)]
 pub enum LinkEvent {
-    /// (Re)registered; `list` is the whole list at that moment.
+    /// (Re)registered; `list` is the whole list at that moment. `another`: with another
+    /// manager than the last time (the config names several).
     Up {
         list: PeerList,
+        another: bool,
     },
     /// The whole list, after a gap in the changes.
     List(PeerList),
@@ -108,18 +116,30 @@ impl ManagerWriter {
     }
 }
 
-/// Connects to the first of `addrs` that answers.
-pub fn connect(addrs: &[SocketAddr]) -> io::Result<TcpStream> {
+/// The managers a config names, in its order; each with the addresses its name resolved to.
+pub type Managers = Vec<Vec<SocketAddr>>;
+
+/// Connects to each manager's addresses in turn and runs `talk` on the connection: the
+/// first that accepts and answers wins, with the index of its manager. A manager that
+/// accepts but does not answer (full, hung, not a manager) is passed over like one that
+/// refuses.
+pub fn connect_first<T>(
+    managers: &[Vec<SocketAddr>],
+    mut talk: impl FnMut(TcpStream) -> io::Result<T>,
+) -> io::Result<(T, usize)> {
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
-    for a in addrs {
-        match TcpStream::connect_timeout(a, CONNECT_TIMEOUT) {
-            Ok(s) => {
+    for (i, addrs) in managers.iter().enumerate() {
+        for a in addrs {
+            let attempt = TcpStream::connect_timeout(a, CONNECT_TIMEOUT).and_then(|s| {
                 s.set_nodelay(true)?;
                 s.set_write_timeout(Some(WRITE_TIMEOUT))?;
                 s.set_read_timeout(Some(ANSWER_TIMEOUT))?;
-                return Ok(s);
+                talk(s)
+            });
+            match attempt {
+                Ok(t) => return Ok((t, i)),
+                Err(e) => last = io::Error::new(e.kind(), format!("{a}: {e}")),
             }
-            Err(e) => last = e,
         }
     }
     Err(last)
@@ -196,6 +216,8 @@ pub fn register(
 
 /// An open, registered connection to the manager.
 pub struct Session {
+    /// Which of the config's managers (an index into `Managers`).
+    pub manager: usize,
     pub stream: TcpStream,
     pub reader: LineReader<TcpStream>,
     /// The version of the list that answered the registration.
@@ -207,7 +229,7 @@ pub struct Session {
 /// The `manager-link` thread: keeps the list current over `session` and reconnects when
 /// it breaks (or first connects, when there is none yet). Runs until the core is gone.
 pub fn run(
-    addrs: Vec<SocketAddr>,
+    managers: Managers,
     me: Registration,
     heartbeat: Duration,
     mut session: Option<Session>,
@@ -216,30 +238,26 @@ pub fn run(
 ) {
     let mut backoff = BACKOFF_FIRST;
     let mut failures = 0u32;
-    // Which manager we are registered with, to say so when another one takes over.
-    let mut current = session.as_ref().and_then(|s| s.stream.peer_addr().ok());
+    // Which manager we were last registered with, to say so when another one takes over.
+    let mut current = session.as_ref().map(|s| s.manager);
     loop {
         if writer.leaving() {
             return;
         }
         let s = match session.take() {
             Some(s) => s,
-            None => match reconnect(&addrs, &me) {
+            None => match reconnect(&managers, &me) {
                 Ok((s, list)) => {
-                    let now = s.stream.peer_addr().ok();
-                    match (current, now) {
-                        (Some(was), Some(is)) if was != is => {
-                            info!("registered with the connection manager at {is} (was {was})")
-                        }
-                        _ if failures > 0 => {
-                            info!("connection manager is back after {failures} failed tries")
-                        }
-                        _ => {}
+                    let another = current.is_some_and(|c| c != s.manager);
+                    if another {
+                        info!("registered with the connection manager at {}", at(&s));
+                    } else if failures > 0 {
+                        info!("connection manager is back after {failures} failed tries");
                     }
-                    current = now.or(current);
+                    current = Some(s.manager);
                     failures = 0;
                     backoff = BACKOFF_FIRST;
-                    if events.send(LinkEvent::Up { list }).is_err() {
+                    if events.send(LinkEvent::Up { list, another }).is_err() {
                         return;
                     }
                     s
@@ -259,11 +277,12 @@ pub fn run(
         };
         writer.set(s.stream.try_clone().ok());
         // The managers the config names before this one: the servant goes back to the
-        // first of them that answers again, so servants do not stay split between two.
-        let earlier = match current.and_then(|c| addrs.iter().position(|a| *a == c)) {
-            Some(i) => &addrs[..i],
-            None => &[],
+        // first of them that registers it again, so servants do not stay split between two.
+        let look_back = LookBack {
+            earlier: &managers[..s.manager],
+            me: &me,
         };
+        let was = at(&s);
         let why = follow(
             s.reader,
             s.version,
@@ -271,35 +290,60 @@ pub fn run(
             heartbeat,
             writer,
             &events,
-            earlier,
+            look_back,
         );
         writer.set(None);
         let _ = s.stream.shutdown(Shutdown::Both);
-        let why = match why {
+        match why {
             Some(_) if writer.leaving() => return,
             Some(Ended::Lost(why)) => {
                 warn!("lost the connection manager: {why}; keeping the peers we know and reconnecting");
-                why
+                if events.send(LinkEvent::Down(why)).is_err() {
+                    return;
+                }
             }
-            Some(Ended::EarlierAnswers(a)) => {
-                info!("the connection manager at {a}, named earlier in the config, answers again; moving back to it");
-                format!("moving back to the connection manager at {a}")
+            // Already registered there: the old connection is closed, the new one followed.
+            Some(Ended::Moved(new, list)) => {
+                info!(
+                    "registered with the connection manager at {}, named earlier in the config, which answers again; left the one at {}",
+                    at(&new),
+                    was
+                );
+                current = Some(new.manager);
+                if events
+                    .send(LinkEvent::Up {
+                        list,
+                        another: true,
+                    })
+                    .is_err()
+                {
+                    return;
+                }
+                session = Some(new);
             }
             None => return,
-        };
-        if events.send(LinkEvent::Down(why)).is_err() {
-            return;
         }
     }
 }
 
-/// Connects and registers again, with the port we already listen on.
-fn reconnect(addrs: &[SocketAddr], me: &Registration) -> io::Result<(Session, PeerList)> {
-    let stream = connect(addrs)?;
-    let mut reader = LineReader::new(stream.try_clone()?, PEER_DOC_LINE_LIMIT);
-    let list = register(&stream, &mut reader, me)?;
+/// Where a session's manager is, for logs.
+fn at(s: &Session) -> String {
+    s.stream
+        .peer_addr()
+        .map_or_else(|_| "(unknown)".into(), |a| a.to_string())
+}
+
+/// Connects to the first manager in `managers` that registers us again, with the port we
+/// already listen on.
+fn reconnect(managers: &[Vec<SocketAddr>], me: &Registration) -> io::Result<(Session, PeerList)> {
+    let ((stream, reader, list), manager) = connect_first(managers, |stream| {
+        let mut reader = LineReader::new(stream.try_clone()?, PEER_DOC_LINE_LIMIT);
+        let list = register(&stream, &mut reader, me)?;
+        Ok((stream, reader, list))
+    })?;
     Ok((
         Session {
+            manager,
             stream,
             reader,
             version: list.version,
@@ -312,8 +356,8 @@ fn reconnect(addrs: &[SocketAddr], me: &Registration) -> io::Result<(Session, Pe
 /// Why `follow` gave up its connection.
 enum Ended {
     Lost(String),
-    /// A manager the config names before the current one accepts connections again.
-    EarlierAnswers(SocketAddr),
+    /// Registered with a manager the config names before the current one.
+    Moved(Session, PeerList),
 }
 
 /// Heartbeats between two looks at the managers named before the current one. Three beats
@@ -322,9 +366,41 @@ enum Ended {
 /// peers the returned manager does not list yet.
 const LOOK_BACK_EVERY: u32 = 3;
 
+/// The managers named before the current one, and who we are, to register there again.
+struct LookBack<'a> {
+    earlier: &'a [Vec<SocketAddr>],
+    me: &'a Registration,
+}
+
+impl LookBack<'_> {
+    /// Tries to register with an earlier manager on a thread of its own (`manager-look`),
+    /// so that a manager that is slow to connect or answer never holds up our heartbeat;
+    /// the result comes on the returned channel. `None` when there is nothing to look at.
+    fn start(&self) -> Option<Receiver<io::Result<(Session, PeerList)>>> {
+        if self.earlier.is_empty() {
+            return None;
+        }
+        let (tx, rx) = bounded(1);
+        let (earlier, me) = (self.earlier.to_vec(), self.me.clone());
+        let spawned = std::thread::Builder::new()
+            .name("manager-look".into())
+            .spawn(move || {
+                let _ = tx.send(reconnect(&earlier, &me));
+            });
+        match spawned {
+            Ok(_) => Some(rx),
+            Err(e) => {
+                debug!("cannot look for an earlier connection manager now: {e}");
+                None
+            }
+        }
+    }
+}
+
 /// The article's `Winsock1_DataArrival` and its heartbeat, for the life of one connection:
-/// reads pushes and sends heartbeats until the connection fails (`Some(Ended::Lost)`), one
-/// of the `earlier` managers answers again, or the core is gone (`None`).
+/// reads pushes and sends heartbeats until the connection fails (`Some(Ended::Lost)`), a
+/// manager named earlier in the config registers us again (`Some(Ended::Moved)`), or the
+/// core is gone (`None`).
 fn follow(
     mut reader: LineReader<TcpStream>,
     mut version: u64,
@@ -332,7 +408,7 @@ fn follow(
     heartbeat: Duration,
     writer: &ManagerWriter,
     events: &Sender<LinkEvent>,
-    earlier: &[SocketAddr],
+    look_back: LookBack,
 ) -> Option<Ended> {
     // Beat at least three times per manager time-out, whatever the config says.
     let beat = match timeout_ms {
@@ -346,6 +422,8 @@ fn follow(
     let mut last_beat = Instant::now();
     let mut last_heard = Instant::now();
     let mut beats = 0u32;
+    // A look at the earlier managers under way.
+    let mut looking: Option<Receiver<io::Result<(Session, PeerList)>>> = None;
     loop {
         let event = match reader.read_line() {
             Ok(Some(line)) => {
@@ -414,15 +492,21 @@ fn follow(
                 return Some(Ended::Lost(e.to_string()));
             }
             beats = beats.wrapping_add(1);
-            if !earlier.is_empty() && beats.is_multiple_of(LOOK_BACK_EVERY) {
-                // A bare connection, closed at once: the manager takes it for nothing.
-                let wait = beat.min(Duration::from_secs(1));
-                if let Some(a) = earlier
-                    .iter()
-                    .find(|a| TcpStream::connect_timeout(a, wait).is_ok())
-                {
-                    return Some(Ended::EarlierAnswers(*a));
+            if looking.is_none() && beats.is_multiple_of(LOOK_BACK_EVERY) {
+                looking = look_back.start();
+            }
+        }
+        if let Some(rx) = &looking {
+            match rx.try_recv() {
+                Ok(Ok((session, list))) => return Some(Ended::Moved(session, list)),
+                Ok(Err(e)) => {
+                    debug!(
+                        "the connection managers named earlier in the config do not answer: {e}"
+                    );
+                    looking = None;
                 }
+                Err(TryRecvError::Empty) => {}
+                Err(TryRecvError::Disconnected) => looking = None,
             }
         }
     }

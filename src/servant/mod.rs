@@ -172,10 +172,10 @@ fn grace_for(timeout_ms: u64) -> Duration {
 }
 
 /// Resolves the managers' host names, in the order the config names them: the link tries
-/// each address in turn. A name that is unknown is skipped with a warning when another
+/// them in turn. A name that is unknown is skipped with a warning when another
 /// manager is left; when none is, the servant cannot start, and says which name failed.
-fn resolve_managers(config: &ServantConfig) -> Result<Vec<SocketAddr>, ServantError> {
-    let mut addrs = Vec::new();
+fn resolve_managers(config: &ServantConfig) -> Result<link::Managers, ServantError> {
+    let mut managers = Vec::new();
     let mut first_error = None;
     for (host, port) in &config.managers {
         let found = (host.as_str(), *port)
@@ -189,12 +189,10 @@ fn resolve_managers(config: &ServantConfig) -> Result<Vec<SocketAddr>, ServantEr
                 }
             });
         match found {
-            Ok(a) => addrs.extend(a),
+            Ok(a) => managers.push(a),
             Err(source) => {
                 if config.managers.len() > 1 {
-                    warn!(
-                        "connection manager host {host:?} is unknown: {source}; trying the others"
-                    );
+                    warn!("connection manager host {host:?} is unknown: {source}; skipped");
                 }
                 first_error.get_or_insert(ServantError::UnknownManager {
                     host: host.clone(),
@@ -203,9 +201,9 @@ fn resolve_managers(config: &ServantConfig) -> Result<Vec<SocketAddr>, ServantEr
             }
         }
     }
-    match (addrs.is_empty(), first_error) {
+    match (managers.is_empty(), first_error) {
         (true, Some(e)) => Err(e),
-        _ => Ok(addrs),
+        _ => Ok(managers),
     }
 }
 
@@ -252,7 +250,7 @@ fn spawn<F: FnOnce() + Send + 'static>(
 
 /// Runs a servant until `/quit`, end of input or a signal.
 pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> {
-    let addrs = resolve_managers(&config)?;
+    let managers = resolve_managers(&config)?;
     let id = random_token();
     let name = config
         .name
@@ -269,8 +267,8 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
     // The article's start: connect, ask for the list, listen on the port in `<me>`.
     let mut backoff = Duration::from_millis(200);
     let mut tries = 0u32;
-    let (stream, mut reader, assigned) = loop {
-        let attempt = link::connect(&addrs).and_then(|s| {
+    let ((stream, mut reader, assigned), manager) = loop {
+        let attempt = link::connect_first(&managers, |s| {
             let (reader, port) = link::ask_assigned_port(&s)?;
             Ok((s, reader, port))
         });
@@ -346,7 +344,7 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         port: config.public_port.unwrap_or(port),
     };
     let first = match link::register(&stream, &mut reader, &me) {
-        Ok(list) => Some((stream, reader, list)),
+        Ok(list) => Some((manager, stream, reader, list)),
         Err(e) => {
             // Listening already; the link keeps trying to get us listed.
             warn!("registering with the connection manager failed: {e}; retrying");
@@ -356,7 +354,7 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
     run_joined(
         config,
         options,
-        addrs,
+        managers,
         me,
         first,
         events_tx,
@@ -381,15 +379,15 @@ struct Output {
     inbound: Arc<Inbound>,
 }
 
-/// The first registration's connection and the list that answered it.
-type Session = (TcpStream, LineReader<TcpStream>, PeerList);
+/// The first registration: which manager, its connection and the list that answered it.
+type Session = (usize, TcpStream, LineReader<TcpStream>, PeerList);
 
 /// Runs the joined servant: starts the link and the input, then the core loop.
 #[allow(clippy::too_many_arguments)]
 fn run_joined(
     config: ServantConfig,
     options: Options,
-    addrs: Vec<SocketAddr>,
+    managers: link::Managers,
     me: Registration,
     first: Option<Session>,
     events_tx: Sender<Event>,
@@ -405,7 +403,7 @@ fn run_joined(
     let (id, name) = (me.id.clone(), me.name.clone());
     let list = first
         .as_ref()
-        .map(|(_, _, l)| l.clone())
+        .map(|(_, _, _, l)| l.clone())
         .unwrap_or_default();
     info!(
         "joined as {name} ({id}), listening on port {}; {} other servant(s) on the network",
@@ -415,7 +413,8 @@ fn run_joined(
     let writer = Arc::new(ManagerWriter::default());
     {
         let (w, tx, heartbeat) = (Arc::clone(&writer), events_tx.clone(), config.heartbeat);
-        let session = first.map(|(s, r, l)| link::Session {
+        let session = first.map(|(m, s, r, l)| link::Session {
+            manager: m,
             stream: s,
             reader: r,
             version: l.version,
@@ -423,7 +422,7 @@ fn run_joined(
         });
         let (link_tx, link_rx) = unbounded::<LinkEvent>();
         spawn("manager-link", move || {
-            link::run(addrs, me, heartbeat, session, &w, link_tx)
+            link::run(managers, me, heartbeat, session, &w, link_tx)
         })?;
         // Forward link events into the core's one channel.
         spawn("link-events", move || {
@@ -724,13 +723,19 @@ impl Core {
     /// What the link reports (the article's `Winsock1_DataArrival`, split into events).
     fn on_link(&mut self, ev: LinkEvent) {
         match ev {
-            LinkEvent::Up { list } => {
+            LinkEvent::Up { list, another } => {
                 self.manager_up = true;
                 self.grace = grace_for(list.timeout_ms);
                 if list.epoch != self.epoch {
-                    // A restarted manager: its list fills up as servants re-register.
+                    // A restarted (or another) manager: its list fills up as servants
+                    // re-register.
+                    let what = if another {
+                        "another connection manager lists us"
+                    } else {
+                        "the connection manager restarted"
+                    };
                     info!(
-                        "the connection manager restarted; keeping known peers for {:.0}s while they rejoin",
+                        "{what}; keeping known peers for {:.0}s while they rejoin",
                         self.grace.as_secs_f64()
                     );
                     self.grace_until = Some(Instant::now() + self.grace);
