@@ -7,7 +7,7 @@
 #[path = "bench_common/mod.rs"]
 mod bench_common;
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -19,16 +19,7 @@ fn main() -> io::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let max: usize = bench_common::arg(&args, "--max", 15000);
     let listener = TcpListener::bind("127.0.0.1:0")?;
-    {
-        let mut out = io::stdout().lock();
-        writeln!(out, "PORT {}", listener.local_addr()?.port())?;
-        out.flush()?;
-    }
-    thread::spawn(|| {
-        let mut sink = Vec::new();
-        let _ = io::stdin().lock().read_to_end(&mut sink);
-        std::process::exit(0);
-    });
+    bench_common::announce(&listener)?;
     let live = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         let Ok(stream) = stream else {

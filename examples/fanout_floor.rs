@@ -13,7 +13,7 @@
 #[path = "bench_common/mod.rs"]
 mod bench_common;
 
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::thread;
 
@@ -36,17 +36,7 @@ fn main() {
 
 fn recv() -> io::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
-    {
-        let mut out = io::stdout().lock();
-        writeln!(out, "PORT {}", listener.local_addr()?.port())?;
-        out.flush()?;
-    }
-    // End of standard input ends the receiver.
-    thread::spawn(|| {
-        let mut sink = Vec::new();
-        let _ = io::stdin().lock().read_to_end(&mut sink);
-        std::process::exit(0);
-    });
+    bench_common::announce(&listener)?;
     for stream in listener.incoming() {
         let stream = stream?;
         thread::spawn(move || {

@@ -35,11 +35,7 @@ fn run(manager: &str, name: &str) -> io::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     let id = format!("stub-{}-{port}", std::process::id());
-    thread::spawn(|| {
-        let mut sink = Vec::new();
-        let _ = io::stdin().lock().read_to_end(&mut sink);
-        std::process::exit(0);
-    });
+    bench_common::exit_at_end_of_input();
     let m = TcpStream::connect(manager)?;
     m.set_nodelay(true)?;
     (&m).write_all(format!("listening {port} {id} {name}\n").as_bytes())?;

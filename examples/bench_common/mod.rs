@@ -1,7 +1,7 @@
 //! Helpers shared by the bench examples (included with `#[path]`; not an example itself).
 //!
-//! Percentiles, a tiny JSON writer, /proc readers and a dead-man timer, so that no bench
-//! process outlives its time limit even if the driver dies.
+//! Percentiles, a tiny JSON writer, /proc readers, a dead-man timer and an exit at the end
+//! of standard input, so that no bench process outlives its time limit or its driver.
 #![allow(dead_code)]
 
 use std::fmt::Write as _;
@@ -170,6 +170,27 @@ pub fn dead_man_from_env(what: &'static str) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(1200);
     dead_man(Duration::from_secs(limit), what);
+}
+
+/// Exits the process when standard input ends: the driver holds the pipe, so a bench
+/// process dies with it.
+pub fn exit_at_end_of_input() {
+    std::thread::spawn(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut sink);
+        std::process::exit(0);
+    });
+}
+
+/// Prints `PORT N` for `listener` (the first line the driver reads), then exits at the end
+/// of standard input (`exit_at_end_of_input`).
+pub fn announce(listener: &std::net::TcpListener) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "PORT {}", listener.local_addr()?.port())?;
+    out.flush()?;
+    exit_at_end_of_input();
+    Ok(())
 }
 
 /// `--key value` from an argument list.
