@@ -74,6 +74,17 @@ impl Ctx {
         let mut f = self.results.lock().unwrap();
         let _ = writeln!(f, "{line}");
     }
+    /// `head` with the figures of `r`, or an error row that says what failed.
+    fn emit_result(&self, head: Json, r: Res<Json>, what: &str) {
+        match r {
+            Ok(j) => self.emit(head.merge(&j)),
+            Err(e) => self.emit(
+                Json::new()
+                    .str("test", "error")
+                    .str("what", &format!("{what}: {e}")),
+            ),
+        }
+    }
     fn log(&self, name: &str) -> File {
         File::create(self.out.join("logs").join(name)).expect("log file")
     }
@@ -1972,14 +1983,7 @@ fn transfer(ctx: &Ctx, args: &[String]) -> Res<()> {
                 },
                 _ => continue,
             };
-            match r {
-                Ok(j) => ctx.emit(head.merge(&j)),
-                Err(e) => ctx.emit(
-                    Json::new()
-                        .str("test", "error")
-                        .str("what", &format!("transfer run {run}: {e}")),
-                ),
-            }
+            ctx.emit_result(head, r, &format!("transfer run {run}"));
         }
     }
     drop(nginx);
@@ -1988,14 +1992,8 @@ fn transfer(ctx: &Ctx, args: &[String]) -> Res<()> {
             .str("test", "transfer-resume")
             .int("run", run as i64)
             .int("bytes", size as i64);
-        match resume_transfer(ctx, &mut t) {
-            Ok(j) => ctx.emit(head.merge(&j)),
-            Err(e) => ctx.emit(
-                Json::new()
-                    .str("test", "error")
-                    .str("what", &format!("transfer resume run {run}: {e}")),
-            ),
-        }
+        let r = resume_transfer(ctx, &mut t);
+        ctx.emit_result(head, r, &format!("transfer resume run {run}"));
     }
     drop(sharer);
     Ok(())
