@@ -17,6 +17,8 @@ pub struct Args {
     pub config: Option<PathBuf>,
     /// Servant only: do not read standard input; run until signalled.
     pub no_input: bool,
+    /// Servant only: print the servant's id and public key, and exit.
+    pub identity: bool,
 }
 
 /// What the command line asked for.
@@ -26,8 +28,9 @@ pub enum Command {
     Print(String),
 }
 
-/// Parses `--config FILE` (and `--no-input` where `allow_no_input`), `--help`, `--version`.
-pub fn parse_args(program: &str, usage: &str, allow_no_input: bool) -> Result<Command, String> {
+/// Parses `--config FILE` (and the servant's `--no-input` and `--identity` where
+/// `servant`), `--help`, `--version`.
+pub fn parse_args(program: &str, usage: &str, servant: bool) -> Result<Command, String> {
     use lexopt::prelude::*;
     let mut args = Args::default();
     let mut parser = lexopt::Parser::from_env();
@@ -41,7 +44,8 @@ pub fn parse_args(program: &str, usage: &str, allow_no_input: bool) -> Result<Co
                         .into(),
                 )
             }
-            Long("no-input") if allow_no_input => args.no_input = true,
+            Long("no-input") if servant => args.no_input = true,
+            Long("identity") if servant => args.identity = true,
             Short('h') | Long("help") => return Ok(Command::Print(usage.to_owned())),
             Short('V') | Long("version") => {
                 return Ok(Command::Print(format!(

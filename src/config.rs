@@ -164,6 +164,14 @@ pub struct ServantConfig {
     pub workers: usize,
     /// `<uploads>`: file connections served at once.
     pub uploads: usize,
+    /// `<identity>`: the servant's key file (default: the config file's path with `.key`).
+    pub identity: Option<PathBuf>,
+    /// `<knownpeers>`: the names and keys this servant has pinned (default: the config
+    /// file's path with `.known`).
+    pub known_peers: Option<PathBuf>,
+    /// `<networkkey>`: a file holding the network's shared secret; only servants that
+    /// prove it are accepted (none: any key may join).
+    pub network_key: Option<PathBuf>,
 }
 
 impl Default for ServantConfig {
@@ -184,6 +192,9 @@ impl Default for ServantConfig {
             workers: 4,
             uploads: 8,
             bans: Vec::new(),
+            identity: None,
+            known_peers: None,
+            network_key: None,
         }
     }
 }
@@ -255,9 +266,24 @@ impl<'a, 'input> Reader<'a, 'input> {
 
     /// A folder, relative to the configuration file's own folder unless absolute.
     fn folder(&self, node: Node, what: &str, config: &Path) -> Result<PathBuf, ConfigError> {
+        self.path_in(node, what, "a folder", config)
+    }
+
+    /// A file, relative to the configuration file's own folder unless absolute.
+    fn file(&self, node: Node, what: &str, config: &Path) -> Result<PathBuf, ConfigError> {
+        self.path_in(node, what, "a file", config)
+    }
+
+    fn path_in(
+        &self,
+        node: Node,
+        what: &str,
+        kind: &str,
+        config: &Path,
+    ) -> Result<PathBuf, ConfigError> {
         let text = self.text(node)?;
         if text.is_empty() {
-            return Err(self.invalid(node, format!("<{what}> must name a folder")));
+            return Err(self.invalid(node, format!("<{what}> must name {kind}")));
         }
         let p = Path::new(text);
         Ok(if p.is_absolute() {
@@ -450,6 +476,9 @@ impl ServantConfig {
                     "queue" => c.queue = r.number(el, "queue", 1, 1_000_000)?,
                     "share" => c.share = Some(r.folder(el, "share", path)?),
                     "downloads" => c.downloads = Some(r.folder(el, "downloads", path)?),
+                    "identity" => c.identity = Some(r.file(el, "identity", path)?),
+                    "knownpeers" => c.known_peers = Some(r.file(el, "knownpeers", path)?),
+                    "networkkey" => c.network_key = Some(r.file(el, "networkkey", path)?),
                     "workers" => c.workers = r.number(el, "workers", 1, 32)?,
                     "uploads" => c.uploads = r.number(el, "uploads", 1, 1000)?,
                     "maxconnections" => {
@@ -486,7 +515,7 @@ impl ServantConfig {
                         return Err(r.unknown(
                             el,
                             "config",
-                            "connectionmgr, port, name, listen, bind, publicport, heartbeat, queue, maxconnections, maxperaddress, share, downloads, workers, uploads, bans",
+                            "connectionmgr, port, name, listen, bind, publicport, heartbeat, queue, maxconnections, maxperaddress, share, downloads, workers, uploads, bans, identity, knownpeers, networkkey",
                         ))
                     }
                 }
@@ -500,6 +529,25 @@ impl ServantConfig {
                 .collect();
             Ok(c)
         })
+    }
+}
+
+impl ServantConfig {
+    /// The key file of the servant whose configuration is at `config_path`: `<identity>`,
+    /// or the configuration's own path with `.key` in place of its extension
+    /// (`alice.xml` → `alice.key`), so servants with different configurations never
+    /// share a key.
+    pub fn key_path(&self, config_path: &Path) -> PathBuf {
+        self.identity
+            .clone()
+            .unwrap_or_else(|| config_path.with_extension("key"))
+    }
+
+    /// The known-peers file: `<knownpeers>`, or the configuration's path with `.known`.
+    pub fn known_path(&self, config_path: &Path) -> PathBuf {
+        self.known_peers
+            .clone()
+            .unwrap_or_else(|| config_path.with_extension("known"))
     }
 }
 
@@ -537,10 +585,11 @@ pub fn edit_bans(path: &Path, edit: BanEdit) -> Result<Vec<String>, ConfigError>
         return Ok(before.bans);
     }
     let after = ServantConfig::parse(path, &new_text)?;
-    write_atomically(path, &new_text).map_err(|source| ConfigError::Write {
-        path: path.to_owned(),
-        source,
-    })?;
+    crate::files::write_atomically(path, new_text.as_bytes(), crate::files::Access::AsBefore)
+        .map_err(|source| ConfigError::Write {
+            path: path.to_owned(),
+            source,
+        })?;
     Ok(after.bans)
 }
 
@@ -644,38 +693,6 @@ fn splice_bans(text: &str, edit: BanEdit) -> Result<String, String> {
     }
 }
 
-/// Writes `text` to `path` so that a crash at any moment leaves either the old file or the
-/// new one: a temporary file in the same folder, flushed to disk, then renamed over it.
-pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map_or("config".into(), |n| n.to_string_lossy());
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(text.as_bytes())?;
-        f.sync_all()?;
-        if let Ok(meta) = std::fs::metadata(path) {
-            std::fs::set_permissions(&tmp, meta.permissions())?;
-        }
-        std::fs::rename(&tmp, path)?;
-        // Make the rename itself durable.
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -735,7 +752,7 @@ mod tests {
         );
         assert_eq!(
             servant("<config><connectionmgr>h</connectionmgr><hearbeat>1</hearbeat></config>").unwrap_err(),
-            "config.xml:1:41: unknown element <hearbeat> in <config> (known: connectionmgr, port, name, listen, bind, publicport, heartbeat, queue, maxconnections, maxperaddress, share, downloads, workers, uploads, bans)"
+            "config.xml:1:41: unknown element <hearbeat> in <config> (known: connectionmgr, port, name, listen, bind, publicport, heartbeat, queue, maxconnections, maxperaddress, share, downloads, workers, uploads, bans, identity, knownpeers, networkkey)"
         );
         let e = servant("<config><connectionmgr>h</connectionmgr>\n<port>85</config>").unwrap_err();
         assert!(e.starts_with("config.xml:2:"), "{e}");

@@ -17,6 +17,10 @@
 
 pub mod cli;
 pub mod config;
+pub mod encoding;
+pub mod escape;
+pub mod files;
+pub mod identity;
 pub mod limits;
 pub mod lines;
 pub mod manager;

@@ -111,19 +111,6 @@ pub struct Manager {
     probe_jobs: crossbeam_channel::Receiver<(SocketAddr, Ticket)>,
 }
 
-/// A fresh random token, for ids and the manager's epoch.
-pub fn random_token() -> String {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    h.write_u32(std::process::id());
-    format!("{:016x}", h.finish())
-}
-
 impl Manager {
     /// Binds the manager's port. A busy or forbidden port is an error here, before any
     /// thread starts.
@@ -143,7 +130,7 @@ impl Manager {
             .map_err(|source| ManagerError::Bind { addr, source })?;
         let mut registry = Registry::new(
             config.first_port,
-            random_token(),
+            crate::identity::random_token(),
             config.timeout.as_millis() as u64,
         );
         registry.set_complaint_threshold(config.complaints);

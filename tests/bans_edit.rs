@@ -111,7 +111,12 @@ fn ban_and_unban_are_saved_and_take_effect_at_once() {
     );
     let banned_text = with_ban(&text, "127.0.0.1");
     assert_eq!(read(&path), banned_text, "{}", dump());
-    assert_eq!(files_in(&folder), ["config.xml"], "{}", dump());
+    assert_eq!(
+        files_in(&folder),
+        ["config.key", "config.xml"],
+        "{}",
+        dump()
+    );
 
     // ... and applied at once: bob's connection is cut at his next line, and once his
     // sender notices, its reconnections are refused. He writes until it has noticed.
@@ -159,7 +164,12 @@ fn ban_and_unban_are_saved_and_take_effect_at_once() {
         &format!("unbanned 127.0.0.1 {saved}"),
     );
     assert_eq!(read(&path), text, "{}", dump());
-    assert_eq!(files_in(&folder), ["config.xml"], "{}", dump());
+    assert_eq!(
+        files_in(&folder),
+        ["config.key", "config.xml"],
+        "{}",
+        dump()
+    );
     answered(&mut alice, "/bans", "banned: 10.254.254.254");
     bob.proc.send("after the unban");
     alice.wait_heard("bob", "after the unban");
@@ -242,7 +252,12 @@ fn a_config_that_cannot_be_written_changes_nothing() {
         &format!("banned 10.9.9.9 (saved to {})", path.display()),
     );
     assert_eq!(read(&path), with_ban(&text, "10.9.9.9"), "{}", dump());
-    assert_eq!(files_in(&folder), ["config.xml"], "{}", dump());
+    assert_eq!(
+        files_in(&folder),
+        ["config.key", "config.xml"],
+        "{}",
+        dump()
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@ use log::error;
 
 const USAGE: &str = "\
 Usage: servant --config FILE [--no-input]
+       servant --config FILE --identity
 
 Joins the network of the connection manager named in FILE (the article's config.xml:
 <config><connectionmgr>HOST</connectionmgr><port>N</port>...</config>, see conf/config.xml)
@@ -18,6 +19,8 @@ printed as `<name> text`. Type /help for commands. RUST_LOG=debug shows more.
 Options:
   -c, --config FILE   the configuration file (default conf/config.xml)
       --no-input      do not read standard input; run until SIGINT or SIGTERM
+      --identity      print this servant's id and public key (creating its key file,
+                      FILE with .key for .xml, if there is none yet) and exit
   -h, --help          this text
   -V, --version       the version
 ";
@@ -43,13 +46,31 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match servant::run(
-        config,
-        Options {
-            no_input: args.no_input,
-            config_path: Some(path),
-        },
-    ) {
+    let options = Options {
+        no_input: args.no_input,
+        config_path: Some(path),
+    };
+    if args.identity {
+        return match servant::identity(&config, &options, true) {
+            Ok(me) => {
+                let file = me
+                    .path
+                    .as_ref()
+                    .map_or("(none)".into(), |p| p.display().to_string());
+                println!(
+                    "id          {}\npublic key  {}\nkey file    {file}",
+                    me.id,
+                    me.key.hex()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                error!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    match servant::run(config, options) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             error!("{e}");

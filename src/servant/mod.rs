@@ -39,8 +39,8 @@ use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use log::{info, warn};
 
 use crate::config::{edit_bans, is_ban_target, BanEdit, ServantConfig};
+use crate::identity::{Identity, IdentityError};
 use crate::lines::LineReader;
-use crate::manager::random_token;
 use crate::protocol::{PeerEntry, PeerLine, PeerList};
 use crate::transfer::download::{self, Downloads};
 use crate::transfer::Library;
@@ -69,6 +69,8 @@ pub enum ServantError {
         what: &'static str,
         source: io::Error,
     },
+    /// The servant's key file cannot be used.
+    Identity(IdentityError),
 }
 
 impl fmt::Display for ServantError {
@@ -79,6 +81,7 @@ impl fmt::Display for ServantError {
             }
             ServantError::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             ServantError::Start { what, source } => write!(f, "cannot start {what}: {source}"),
+            ServantError::Identity(e) => e.fmt(f),
         }
     }
 }
@@ -89,6 +92,7 @@ impl std::error::Error for ServantError {
             ServantError::UnknownManager { source, .. }
             | ServantError::Listen { source, .. }
             | ServantError::Start { source, .. } => Some(source),
+            ServantError::Identity(e) => Some(e),
         }
     }
 }
@@ -248,10 +252,37 @@ fn spawn<F: FnOnce() + Send + 'static>(
         .map_err(|source| ServantError::Start { what: name, source })
 }
 
+/// The servant's key: from its key file (created at the first start), or for this run
+/// only when there is no configuration file to put one beside. `show`: only to print
+/// it, so the file is neither locked nor given a new incarnation.
+pub fn identity(
+    config: &ServantConfig,
+    options: &Options,
+    show: bool,
+) -> Result<Identity, ServantError> {
+    let open = if show {
+        Identity::read_only
+    } else {
+        Identity::load_or_create
+    };
+    match &options.config_path {
+        Some(path) => open(&config.key_path(path)),
+        None => match &config.identity {
+            Some(key) => open(key),
+            None => {
+                warn!("no configuration file: this run's key is not kept, and the id changes at every start");
+                Identity::ephemeral()
+            }
+        },
+    }
+    .map_err(ServantError::Identity)
+}
+
 /// Runs a servant until `/quit`, end of input or a signal.
 pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> {
     let managers = resolve_managers(&config)?;
-    let id = random_token();
+    let identity = identity(&config, &options, false)?;
+    let id = identity.id.clone();
     let name = config
         .name
         .clone()

@@ -437,7 +437,7 @@ impl StateFile {
         for i in have {
             text.push_str(&format!("{i}\n"));
         }
-        crate::config::write_atomically(path, &text)?;
+        crate::files::write_atomically(path, text.as_bytes(), crate::files::Access::AsBefore)?;
         let file = OpenOptions::new().append(true).open(path)?;
         Ok(StateFile {
             file: Mutex::new(file),
