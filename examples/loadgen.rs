@@ -2,7 +2,8 @@
 //! servant's side of the manager protocol, without being servants. Prints one JSON line.
 //!
 //! - `loadgen rtt --addr A --clients 50 --listed 50 --secs 3 [--pid P] [--line L]`:
-//!   registers `listed` fake servants (`listening PORT ID NAME`; they drain their pushes),
+//!   registers `listed` fake servants (`listening PORT ID NAME KEY`, each with a key of
+//!   its own that signs the manager's challenge; they drain their pushes),
 //!   then `clients` connections each send `L` (default `needs peer list`) and wait for
 //!   one line back, over and over, for `secs`. Round trips/s, p50/p99, server CPU.
 //! - `loadgen storm --addr A --n 1000 --leave 100 [--echo]`: `n` clients join at once;
@@ -25,6 +26,36 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use genp2p::identity::Identity;
+
+/// A fake servant's registration: its `listening` line and the key that proves it.
+struct Registration {
+    me: Identity,
+    listening: String,
+}
+
+impl Registration {
+    fn new(port: u16, name: &str) -> io::Result<Registration> {
+        let me = Identity::ephemeral().map_err(|e| io::Error::other(e.to_string()))?;
+        let listening = format!("listening {port} {} {name} {}", me.id, me.key.hex());
+        Ok(Registration { me, listening })
+    }
+
+    /// The `prove` line (with its `\n`) answering a `<challenge>` line.
+    fn prove(&self, challenge: &str) -> Option<String> {
+        match genp2p::protocol::ManagerMessage::parse(challenge) {
+            Ok(genp2p::protocol::ManagerMessage::Challenge { nonce }) => {
+                let signed = genp2p::protocol::listen_proof(&nonce, &self.listening);
+                Some(format!(
+                    "prove {}\n",
+                    genp2p::encoding::hex(&self.me.sign(&signed))
+                ))
+            }
+            _ => None,
+        }
+    }
+}
 
 /// Frames lines out of a socket without allocating per line.
 struct LineBuf {
@@ -136,14 +167,18 @@ fn fake_servant(
     stop: Arc<AtomicBool>,
 ) -> io::Result<thread::JoinHandle<()>> {
     let (l, port) = listen_port()?;
+    let reg = Registration::new(port, &format!("fake{i}"))?;
     let s = connect(addr)?;
     s.set_read_timeout(Some(Duration::from_millis(100)))?;
-    (&s).write_all(format!("listening {port} fake{i:05} fake{i}\n").as_bytes())?;
+    (&s).write_all(format!("{}\n", reg.listening).as_bytes())?;
     let mut lb = LineBuf::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match lb.next(&s, &mut |_| {})? {
-            Got::Line(..) => break,
+            Got::Line(a, b) => match reg.prove(lb.text((a, b))) {
+                Some(prove) => (&s).write_all(prove.as_bytes())?,
+                None => break,
+            },
             Got::Idle if Instant::now() > deadline => {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "no <peers> answer"))
             }
@@ -467,9 +502,9 @@ fn storm(args: &[String], addr: SocketAddr, deadline: Instant) -> Json {
         )
 }
 
-/// The ids a storm client knows. Its fellow clients' ids (`stNNNNN`) are kept as bits:
+/// The names a storm client knows. Its fellow clients' names (`snN`) are kept as bits:
 /// a load generator should cost less than the server it loads, and a set of strings cost
-/// it a million allocations in a storm of a thousand. Any other id goes into a set.
+/// it a million allocations in a storm of a thousand. Any other name goes into a set.
 struct Known {
     bits: Vec<bool>,
     count: usize,
@@ -486,7 +521,7 @@ impl Known {
     }
 
     fn index(&self, id: &str) -> Option<usize> {
-        let i: usize = id.strip_prefix("st")?.parse().ok()?;
+        let i: usize = id.strip_prefix("sn")?.parse().ok()?;
         (i < self.bits.len()).then_some(i)
     }
 
@@ -537,6 +572,11 @@ fn storm_client(
     // Bound before the storm starts: the port this client lists, and the manager probes.
     let bound = if echo { None } else { listen_port().ok() };
     let port = bound.as_ref().map_or(30000 + (i % 30000) as u16, |b| b.1);
+    let me = format!("sn{i}");
+    let reg = match Registration::new(port, &me) {
+        Ok(r) => r,
+        Err(e) => return err(format!("no key: {e}")),
+    };
     barrier.wait();
     let t0 = *st.t0.get().unwrap();
     let s = loop {
@@ -560,13 +600,12 @@ fn storm_client(
     // Wakes to look at `stop` this often: a thousand clients waking every 50 ms took CPU
     // from the manager they measure.
     let _ = s.set_read_timeout(Some(Duration::from_millis(250)));
-    let me = format!("st{i:05}");
     if leaver {
         if let Ok(c) = s.try_clone() {
             st.leavers.lock().unwrap().push(c);
         }
     }
-    if let Err(e) = (&s).write_all(format!("listening {port} {me} sn{i}\n").as_bytes()) {
+    if let Err(e) = (&s).write_all(format!("{}\n", reg.listening).as_bytes()) {
         return err(format!("write: {e}"));
     }
     let mut lb = LineBuf::new();
@@ -609,23 +648,31 @@ fn storm_client(
             }
             return;
         }
+        if line.starts_with("<challenge") {
+            if let Some(prove) = reg.prove(line) {
+                if let Err(e) = (&s).write_all(prove.as_bytes()) {
+                    return err(format!("write: {e}"));
+                }
+            }
+            continue;
+        }
         if first {
             st.doc_bytes
                 .fetch_add((range.1 - range.0 + 1) as u64, Ordering::Relaxed);
             first = false;
         }
         if line.starts_with("<peers") || line.starts_with("<join") {
-            each_elem(line, "id", |id| {
-                if id != me {
-                    others.insert(id);
+            each_elem(line, "name", |name| {
+                if name != me {
+                    others.insert(name);
                 }
             });
         } else if line.starts_with("<leave") {
             st.leave_lines.fetch_add(1, Ordering::Relaxed);
             st.leave_line_bytes
                 .fetch_add((range.1 - range.0 + 1) as u64, Ordering::Relaxed);
-            each_elem(line, "id", |id| {
-                others.remove(id);
+            each_elem(line, "name", |name| {
+                others.remove(name);
             });
         } else if line.starts_with("<error") {
             err(line.chars().take(120).collect());
@@ -720,13 +767,18 @@ fn capacity(args: &[String], addr: SocketAddr, deadline: Instant) -> Json {
             }
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+        let mut reg = None;
         let hello = if unlisted {
             "needs peer list\n".to_owned()
         } else {
-            match listen_port() {
-                Ok((l, port)) => {
+            match listen_port()
+                .and_then(|(l, port)| Ok((l, Registration::new(port, &format!("cap{i}"))?)))
+            {
+                Ok((l, r)) => {
                     listeners.push(l);
-                    format!("listening {port} cap{i:05} cap{i}\n")
+                    let line = format!("{}\n", r.listening);
+                    reg = Some(r);
+                    line
                 }
                 Err(e) => {
                     outcome = format!("cannot listen for client {i}: {e}");
@@ -736,7 +788,15 @@ fn capacity(args: &[String], addr: SocketAddr, deadline: Instant) -> Json {
         };
         let _ = (&s).write_all(hello.as_bytes());
         let mut lb = LineBuf::new();
-        match lb.next(&s, &mut |k| bytes += k as u64) {
+        let mut answer = lb.next(&s, &mut |k| bytes += k as u64);
+        // A listed client answers the manager's challenge; the list comes next.
+        if let (Ok(Got::Line(a, b)), Some(r)) = (&answer, &reg) {
+            if let Some(prove) = r.prove(lb.text((*a, *b))) {
+                let _ = (&s).write_all(prove.as_bytes());
+                answer = lb.next(&s, &mut |k| bytes += k as u64);
+            }
+        }
+        match answer {
             Ok(Got::Line(a, b)) => {
                 let line = lb.text((a, b));
                 let echoed = line == hello.trim_end();

@@ -9,6 +9,10 @@
 //! sender) and N stubs; the stub costs what the floor's receiver costs, so the figure is
 //! the real servant's fan-out beside the floor's.
 //!
+//! It holds a key of its own (for this run), registers by signing the manager's challenge,
+//! runs the listener's side of the handshake on each connection and checks each line's
+//! tag, as a servant does for lines from their author's own connection.
+//!
 //! `servant_stub --manager 127.0.0.1:PORT --name NAME`. Ends at end of standard input or
 //! after `BENCH_MAX_SECS` (default 1200).
 
@@ -17,8 +21,13 @@ mod bench_common;
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
+
+use genp2p::handshake::Answered;
+use genp2p::identity::Identity;
+use genp2p::protocol::{listen_proof, split_tag, ManagerMessage, MsgRef, PeerLine};
 
 fn main() {
     bench_common::dead_man_from_env("servant_stub");
@@ -31,19 +40,36 @@ fn main() {
     }
 }
 
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
 fn run(manager: &str, name: &str) -> io::Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
-    let id = format!("stub-{}-{port}", std::process::id());
+    let me = Arc::new(Identity::ephemeral().map_err(invalid)?);
     bench_common::exit_at_end_of_input();
     let m = TcpStream::connect(manager)?;
     m.set_nodelay(true)?;
-    (&m).write_all(format!("listening {port} {id} {name}\n").as_bytes())?;
+    let listening = format!("listening {port} {} {name} {}", me.id, me.key.hex());
+    (&m).write_all(format!("{listening}\n").as_bytes())?;
+    let mut answers = BufReader::new(m.try_clone()?);
+    let mut line = String::new();
+    let nonce = loop {
+        line.clear();
+        if answers.read_line(&mut line)? == 0 {
+            return Err(invalid("the manager closed the connection"));
+        }
+        if let Ok(ManagerMessage::Challenge { nonce }) = ManagerMessage::parse(line.trim_end()) {
+            break nonce;
+        }
+    };
+    let sig = me.sign(&listen_proof(&nonce, &listening));
+    (&m).write_all(format!("prove {}\n", genp2p::encoding::hex(&sig)).as_bytes())?;
     // Drain the manager's answers and pushes; beat every 20 s so it keeps us listed.
-    let mr = m.try_clone()?;
     thread::spawn(move || {
         let mut buf = vec![0u8; 64 * 1024];
-        while matches!((&mr).read(&mut buf), Ok(n) if n > 0) {}
+        while matches!(answers.read(&mut buf), Ok(n) if n > 0) {}
         std::process::exit(0);
     });
     thread::spawn(move || loop {
@@ -54,44 +80,50 @@ fn run(manager: &str, name: &str) -> io::Result<()> {
     });
     for stream in listener.incoming() {
         let stream = stream?;
-        let id = id.clone();
+        let me = Arc::clone(&me);
         thread::spawn(move || {
             let _ = stream.set_nodelay(true);
-            let Ok(w) = stream.try_clone() else { return };
-            let mut lines = BufReader::new(stream).lines();
-            match lines.next() {
-                Some(Ok(l)) if l.starts_with("HELLO ") => {
-                    if (&w)
-                        .write_all(format!("WELCOME {id} 0\n").as_bytes())
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                _ => return,
-            }
-            for line in lines {
-                let Ok(line) = line else { break };
-                // MSG ORIGIN SEQ NAME TEXT
-                let mut parts = line.splitn(5, ' ');
-                if parts.next() != Some("MSG") {
-                    continue;
-                }
-                let (_, _, Some(from), Some(text)) =
-                    (parts.next(), parts.next(), parts.next(), parts.next())
-                else {
-                    continue;
-                };
-                let mut out = io::stdout().lock();
-                if out
-                    .write_all(format!("<{from}> {text}\n").as_bytes())
-                    .and_then(|_| out.flush())
-                    .is_err()
-                {
-                    std::process::exit(0);
-                }
-            }
+            let _ = receive(stream, &me);
         });
     }
     Ok(())
+}
+
+/// One sending connection: the listener's half of the handshake, then each tagged `MSG`
+/// printed as `<name> text`.
+fn receive(stream: TcpStream, me: &Identity) -> io::Result<()> {
+    let w = stream.try_clone()?;
+    let mut lines = BufReader::new(stream).lines();
+    let mut next = || lines.next().unwrap_or_else(|| Err(invalid("closed")));
+    let first = next()?;
+    let Some(Ok(PeerLine::Hello(hello))) = PeerLine::parse(&first) else {
+        return Ok(());
+    };
+    let (answered, welcome) = Answered::new(me, &first, &hello, None).map_err(invalid)?;
+    (&w).write_all(welcome.as_bytes())?;
+    let Some(Ok(PeerLine::Proof(proof))) = PeerLine::parse(&next()?) else {
+        return Ok(());
+    };
+    let link = answered.finish(&proof, None).map_err(invalid)?;
+    (&w).write_all(b"READY 0\n")?;
+    loop {
+        let line = next()?;
+        let Some((tag, line)) = split_tag(&line) else {
+            continue;
+        };
+        if !link.tags.checks(&tag, line.as_bytes()) {
+            continue;
+        }
+        let Some(Ok(m)) = MsgRef::parse(line) else {
+            continue;
+        };
+        let mut out = io::stdout().lock();
+        if out
+            .write_all(format!("<{}> {}\n", m.name, m.text).as_bytes())
+            .and_then(|_| out.flush())
+            .is_err()
+        {
+            std::process::exit(0);
+        }
+    }
 }

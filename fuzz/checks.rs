@@ -130,7 +130,13 @@ fn check_parsers(line: &str) {
                 Ok(cmd.clone()),
                 "{line:?} parsed as {cmd:?}, printed as {printed:?}"
             );
-            if let ManagerCommand::Listening { port, id, name } = cmd {
+            if let ManagerCommand::Listening {
+                port,
+                id,
+                name,
+                key,
+            } = cmd
+            {
                 // What the manager does next: list the client in the document every
                 // servant reads. An id or name it accepted must not spoil that document.
                 let entry = PeerEntry {
@@ -138,8 +144,9 @@ fn check_parsers(line: &str) {
                     port,
                     offset: 1,
                     me: false,
-                    name,
-                    id,
+                    name: Some(name),
+                    id: Some(id),
+                    key: Some(key),
                     relay: None,
                 };
                 let join = ManagerMessage::Join {

@@ -110,6 +110,9 @@ pub struct ManagerConfig {
     /// `<probe>`: connect back to each servant that lists itself, and relay to it at once
     /// if that fails (true or false).
     pub probe: bool,
+    /// `<networkkey>`: a file holding the network's shared secret; only servants that
+    /// prove it are listed (none: any servant that proves its own key).
+    pub network_key: Option<PathBuf>,
 }
 
 impl Default for ManagerConfig {
@@ -124,6 +127,7 @@ impl Default for ManagerConfig {
             max_per_address: 64,
             complaints: 3,
             probe: true,
+            network_key: None,
         }
     }
 }
@@ -411,6 +415,7 @@ impl ManagerConfig {
                         c.max_per_address = r.number(el, "maxperaddress", 1, 1_000_000)?
                     }
                     "probe" => c.probe = r.boolean(el, "probe")?,
+                    "networkkey" => c.network_key = Some(r.file(el, "networkkey", path)?),
                     "maxconnections" => {
                         c.max_connections = r.number(el, "maxconnections", 1, 1_000_000)?
                     }
@@ -418,7 +423,7 @@ impl ManagerConfig {
                         return Err(r.unknown(
                             el,
                             "manager",
-                            "port, bind, firstport, timeout, idletimeout, maxconnections, maxperaddress, complaints, probe",
+                            "port, bind, firstport, timeout, idletimeout, maxconnections, maxperaddress, complaints, probe, networkkey",
                         ))
                     }
                 }

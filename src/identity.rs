@@ -161,9 +161,20 @@ impl PeerKey {
 
     /// Whether `sig` is this key's signature of `msg`.
     pub fn verifies(&self, msg: &[u8], sig: &[u8; 64]) -> bool {
-        ed::PublicKey::new(self.0)
-            .verify(msg, &ed::Signature::new(*sig))
-            .is_ok()
+        self.verifies_parts(&[msg], sig)
+    }
+
+    /// Whether `sig` is this key's signature of the concatenation of `parts` (checked
+    /// without copying them together).
+    pub fn verifies_parts(&self, parts: &[&[u8]], sig: &[u8; 64]) -> bool {
+        let pk = ed::PublicKey::new(self.0);
+        let Ok(mut st) = pk.verify_incremental(&ed::Signature::new(*sig)) else {
+            return false;
+        };
+        for p in parts {
+            st.absorb(p);
+        }
+        st.verify().is_ok()
     }
 }
 
@@ -227,13 +238,7 @@ impl Identity {
         let old = match File::open(path) {
             Ok(f) => {
                 let meta = f.metadata().map_err(read_error)?;
-                check_regular(path, &meta)?;
-                if let Some(mode) = open_to_others(&meta) {
-                    return Err(IdentityError::TooOpen {
-                        path: path.to_owned(),
-                        mode,
-                    });
-                }
+                check_secret(path, &meta)?;
                 lock_current(path, &f)?;
                 let mut text = String::new();
                 io::Read::read_to_string(&mut &f, &mut text).map_err(read_error)?;
@@ -283,17 +288,7 @@ impl Identity {
                 })
             }
         };
-        check_regular(path, &meta)?;
-        if let Some(mode) = open_to_others(&meta) {
-            return Err(IdentityError::TooOpen {
-                path: path.to_owned(),
-                mode,
-            });
-        }
-        let text = std::fs::read_to_string(path).map_err(|source| IdentityError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = read_secret(path, &meta)?;
         let (seed, last) = parse_key_file(path, &text)?;
         Ok(Identity::from_seed(seed, last, Some(path.to_owned())))
     }
@@ -313,13 +308,101 @@ impl Identity {
     }
 }
 
-fn check_regular(path: &Path, meta: &std::fs::Metadata) -> Result<(), IdentityError> {
-    if meta.is_file() {
-        return Ok(());
+/// A network's shared secret (`<networkkey>`): only servants that prove they hold it
+/// are listed by the manager and accepted by servants. 32 bytes, in a file of 64 hex
+/// digits (`servant --new-network-key FILE` writes one), mode 0600 like a key file.
+#[derive(Clone)]
+pub struct NetworkKey([u8; 32]);
+
+impl fmt::Debug for NetworkKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("NetworkKey(..)")
     }
-    Err(IdentityError::Read {
+}
+
+impl NetworkKey {
+    /// Reads the network key file at `path`.
+    pub fn load(path: &Path) -> Result<NetworkKey, IdentityError> {
+        let meta = std::fs::metadata(path).map_err(|source| IdentityError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let text = read_secret(path, &meta)?;
+        let line = text
+            .lines()
+            .map(str::trim)
+            .find(|l| !l.is_empty() && !l.starts_with('#'))
+            .unwrap_or("");
+        parse_hex::<32>(line)
+            .map(NetworkKey)
+            .map_err(|e| IdentityError::Malformed {
+                path: path.to_owned(),
+                line: 1 + text.lines().position(|l| l.trim() == line).unwrap_or(0),
+                message: format!("a network key is 64 lowercase hex digits: {e}"),
+            })
+    }
+
+    /// Writes a fresh network key to `path` (mode 0600); refuses to replace a file.
+    pub fn create(path: &Path) -> Result<(), IdentityError> {
+        if path.exists() {
+            return Err(IdentityError::Write {
+                path: path.to_owned(),
+                source: io::Error::new(io::ErrorKind::AlreadyExists, "a file is already there"),
+            });
+        }
+        let key: [u8; 32] = random_bytes()?;
+        let text = format!(
+            "# genp2p network key: give this file (mode 0600) to every servant and manager of the network\n{}\n",
+            hex(&key)
+        );
+        write_atomically(path, text.as_bytes(), Access::Private).map_err(|source| {
+            IdentityError::Write {
+                path: path.to_owned(),
+                source,
+            }
+        })
+    }
+
+    /// The 16-byte proof of holding this key, for `purpose` over `transcript`.
+    pub fn prove(&self, purpose: &str, transcript: &[u8]) -> [u8; 16] {
+        let mut h = blake3::Hasher::new_keyed(&self.0);
+        h.update(purpose.as_bytes());
+        h.update(b"\n");
+        h.update(transcript);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        out
+    }
+
+    /// Whether `proof` is the proof for `purpose` over `transcript` (constant time).
+    pub fn checks(&self, proof: &[u8; 16], purpose: &str, transcript: &[u8]) -> bool {
+        constant_time_eq::constant_time_eq_16(proof, &self.prove(purpose, transcript))
+    }
+}
+
+/// A secret's file must be a regular file that only its owner may read.
+fn check_secret(path: &Path, meta: &std::fs::Metadata) -> Result<(), IdentityError> {
+    if !meta.is_file() {
+        return Err(IdentityError::Read {
+            path: path.to_owned(),
+            source: io::Error::other("not a regular file"),
+        });
+    }
+    match open_to_others(meta) {
+        Some(mode) => Err(IdentityError::TooOpen {
+            path: path.to_owned(),
+            mode,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The text of a secret's file, once `check_secret` passes.
+fn read_secret(path: &Path, meta: &std::fs::Metadata) -> Result<String, IdentityError> {
+    check_secret(path, meta)?;
+    std::fs::read_to_string(path).map_err(|source| IdentityError::Read {
         path: path.to_owned(),
-        source: io::Error::other("not a regular file"),
+        source,
     })
 }
 

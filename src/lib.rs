@@ -20,6 +20,7 @@ pub mod config;
 pub mod encoding;
 pub mod escape;
 pub mod files;
+pub mod handshake;
 pub mod identity;
 pub mod limits;
 pub mod lines;

@@ -26,10 +26,13 @@ use std::time::Duration;
 use log::{debug, info, warn};
 
 use crate::config::ManagerConfig;
+use crate::identity::{random_bytes, NetworkKey, PeerKey};
 use crate::limits::{accept_loop, Caps, Gate, Limiter};
 use crate::lines::{LineError, LineReader};
 use crate::outbox::Outbox;
-use crate::protocol::{ManagerCommand, ManagerMessage, PeerEntry, MANAGER_LINE_LIMIT};
+use crate::protocol::{
+    listen_proof, ManagerCommand, ManagerMessage, PeerEntry, MANAGER_LINE_LIMIT,
+};
 use crate::registry::{Change, Effects, Registry, Ticket};
 
 /// Bytes queued for one client before it counts as not reading: room for several whole
@@ -56,6 +59,8 @@ const MAX_BAD_LINES: u32 = 20;
 pub enum ManagerError {
     /// The listening socket could not be bound (port busy, or not allowed).
     Bind { addr: SocketAddr, source: io::Error },
+    /// The `<networkkey>` file cannot be used.
+    NetworkKey(crate::identity::IdentityError),
 }
 
 impl fmt::Display for ManagerError {
@@ -69,6 +74,7 @@ impl fmt::Display for ManagerError {
                 };
                 write!(f, "cannot listen on {addr}: {source}{hint}")
             }
+            ManagerError::NetworkKey(e) => e.fmt(f),
         }
     }
 }
@@ -77,6 +83,7 @@ impl std::error::Error for ManagerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
             ManagerError::Bind { source, .. } => Some(source),
+            ManagerError::NetworkKey(e) => Some(e),
         }
     }
 }
@@ -89,6 +96,8 @@ struct Shared {
     registry: Mutex<Registry<TcpStream>>,
     /// Servants to probe, for the `probe-K` threads.
     probes: crossbeam_channel::Sender<(SocketAddr, Ticket)>,
+    /// The network's shared secret, when `<networkkey>` names one.
+    network: Option<NetworkKey>,
 }
 
 impl Shared {
@@ -115,6 +124,10 @@ impl Manager {
     /// Binds the manager's port. A busy or forbidden port is an error here, before any
     /// thread starts.
     pub fn bind(mut config: ManagerConfig) -> Result<Manager, ManagerError> {
+        let network = match &config.network_key {
+            Some(path) => Some(NetworkKey::load(path).map_err(ManagerError::NetworkKey)?),
+            None => None,
+        };
         // Each client holds three descriptors (its socket, the push thread's and the
         // registry's copies) and two threads.
         let affordable = crate::limits::affordable_connections(config.max_connections, 3, 2);
@@ -146,6 +159,7 @@ impl Manager {
                 config,
                 registry: Mutex::new(registry),
                 probes,
+                network,
             }),
             news,
             probe_jobs,
@@ -352,6 +366,17 @@ fn handle_client(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     let _ = stream.shutdown(Shutdown::Read);
 }
 
+/// A `listening` answered with a `<challenge>`, waiting for its `prove`.
+struct Challenged {
+    nonce: [u8; 32],
+    /// The `listening` line as signed (its canonical spelling).
+    line: String,
+    port: u16,
+    id: String,
+    name: String,
+    key: String,
+}
+
 /// The article's `p2p_DataArrival`: reads and answers lines until the client leaves;
 /// returns why it left.
 fn serve_lines(
@@ -364,6 +389,7 @@ fn serve_lines(
     let mut reader = LineReader::new(stream, MANAGER_LINE_LIMIT);
     let mut bad_lines = 0u32;
     let reply = |line: String| -> bool { outbox.push(Arc::from(line)).is_ok() };
+    let mut pending: Option<Challenged> = None;
     loop {
         let line = match reader.read_line() {
             Ok(Some(line)) => line,
@@ -406,11 +432,86 @@ fn serve_lines(
                 }
                 continue;
             }
-            Ok(ManagerCommand::Listening { port, id, name }) => {
+            Ok(ManagerCommand::Listening {
+                port,
+                id,
+                name,
+                key,
+            }) => {
                 bad_lines = 0;
+                // The key must be the id's: then a signature of a fresh nonce proves both.
+                match PeerKey::from_hex(&key) {
+                    Ok(k) if k.id() == id => {}
+                    Ok(k) => {
+                        pending = None;
+                        let e = format!("listening: the id of this key is {}, not {id}", k.id());
+                        if !reply(ManagerMessage::Error(e).to_line()) {
+                            return "not reading its answers".into();
+                        }
+                        continue;
+                    }
+                    Err(e) => {
+                        pending = None;
+                        if !reply(ManagerMessage::Error(format!("listening: {e}")).to_line()) {
+                            return "not reading its answers".into();
+                        }
+                        continue;
+                    }
+                }
+                let Ok(nonce) = random_bytes::<32>() else {
+                    return "no random bytes for a challenge".into();
+                };
+                let line = ManagerCommand::Listening {
+                    port,
+                    id: id.clone(),
+                    name: name.clone(),
+                    key: key.clone(),
+                }
+                .to_line();
+                pending = Some(Challenged {
+                    nonce,
+                    line,
+                    port,
+                    id,
+                    name,
+                    key,
+                });
+                ManagerMessage::Challenge { nonce }.to_line()
+            }
+            Ok(ManagerCommand::Prove { sig, net }) => {
+                bad_lines = 0;
+                let Some(c) = pending.take() else {
+                    let e = "prove: no challenge to answer (say listening first)";
+                    if !reply(ManagerMessage::Error(e.into()).to_line()) {
+                        return "not reading its answers".into();
+                    }
+                    continue;
+                };
+                let signed = listen_proof(&c.nonce, &c.line);
+                let proved = PeerKey::from_hex(&c.key).is_ok_and(|k| k.verifies(&signed, &sig));
+                let refusal = if !proved {
+                    Some("prove: the signature does not match the key in listening")
+                } else {
+                    match (&shared.network, net) {
+                        (None, _) => None,
+                        (Some(_), None) => {
+                            Some("prove: this network has a key, and no proof of it was given")
+                        }
+                        (Some(k), Some(n)) if k.checks(&n, "listen", &signed) => None,
+                        (Some(_), Some(_)) => Some("prove: the proof of the network key is wrong"),
+                    }
+                };
+                if let Some(why) = refusal {
+                    info!("{peer}: not listed: {}", &why["prove: ".len()..]);
+                    if !reply(ManagerMessage::Error(why.into()).to_line()) {
+                        return "not reading its answers".into();
+                    }
+                    continue;
+                }
+                let port = c.port;
                 let (change, queued) = {
                     let mut reg = shared.registry();
-                    let change = reg.listen(ticket, port, id, name);
+                    let change = reg.listen(ticket, port, c.id, c.name, c.key);
                     // The reply is queued under the same lock as the join went out, so no
                     // later change can reach this servant before the list it applies to.
                     let queued = change.is_some() && reply(reg.peer_document(ticket));

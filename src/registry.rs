@@ -51,6 +51,8 @@ struct Slot<C> {
     port: u16,
     name: Option<String>,
     id: Option<String>,
+    /// The public key it proved (hex), once listed.
+    key: Option<String>,
     /// Listed to others only once it listens (`listening`).
     listed: bool,
     /// Written by `publish` under the lock; read by this client's writer thread.
@@ -72,6 +74,7 @@ impl<C> Slot<C> {
             me,
             name: self.name.clone(),
             id: self.id.clone(),
+            key: self.key.clone(),
             relay: self.relay,
         }
     }
@@ -204,6 +207,7 @@ impl<C> Registry<C> {
                 port,
                 name: None,
                 id: None,
+                key: None,
                 listed: false,
                 outbox,
                 xml: Arc::from(""),
@@ -220,17 +224,20 @@ impl<C> Registry<C> {
             .is_some_and(|s| s.serial == t.serial)
     }
 
-    /// The client holding `t` listens on `port`: list it and tell everyone else.
-    /// A listed servant with the same id (a stale connection of the same process, say
-    /// half-open after a network fault) is dropped first and returned in `dropped`.
-    /// `None` when `t` no longer holds its slot.
+    /// The client holding `t` listens on `port` and has proved `key` (whose fingerprint
+    /// is `id`): list it and tell everyone else. A listed servant with the same id (a
+    /// stale connection of the same process, say half-open after a network fault; it
+    /// proved the same key) is dropped first and returned in `dropped`. `None` when `t` no
+    /// longer holds its slot.
     pub fn listen(
         &mut self,
         t: &Ticket,
         port: u16,
-        id: Option<String>,
-        name: Option<String>,
+        id: String,
+        name: String,
+        key: String,
     ) -> Option<Change<C>> {
+        let id = Some(id);
         if !self.owns(t) {
             return None;
         }
@@ -266,7 +273,8 @@ impl<C> Registry<C> {
         let slot = self.slots.get_mut(&t.offset)?;
         slot.port = port;
         slot.id = id.clone();
-        slot.name = name;
+        slot.name = Some(name);
+        slot.key = Some(key);
         slot.listed = true;
         let entry = slot.entry(t.offset, false);
         slot.xml = Arc::from(peer_xml(&entry));
@@ -610,7 +618,7 @@ mod tests {
         let mut r = Registry::new(2224, "e".into(), 6000);
         let (a, _, rxa) = client(&mut r, 1 << 16);
         let (b, _, rxb) = client(&mut r, 1 << 16);
-        r.listen(&a, 4000, Some("ida".into()), Some("alice".into()));
+        r.listen(&a, 4000, "ida".into(), "alice".into(), "k".into());
         assert!(
             queued(&rxa).is_empty(),
             "a servant is not told of its own join"
@@ -626,7 +634,7 @@ mod tests {
             !doc_a.contains("<offset>2</offset>"),
             "b is not listed to others before it listens"
         );
-        r.listen(&b, 4001, Some("idb".into()), None);
+        r.listen(&b, 4001, "idb".into(), "n".into(), "k".into());
         let push = queued(&rxa).remove(0);
         assert!(push.starts_with("<join version=\"2\"><peer><ip>10.0.0.1</ip><port>4001</port>"));
         let gone = r.remove(&b).unwrap();
@@ -638,12 +646,16 @@ mod tests {
     fn a_stalled_client_is_dropped_and_a_stale_id_replaced() {
         let mut r = Registry::new(2224, "e".into(), 6000);
         let (a, _, _rxa) = client(&mut r, 0);
-        r.listen(&a, 4000, Some("ida".into()), None);
+        r.listen(&a, 4000, "ida".into(), "n".into(), "k".into());
         let (b, _, _rxb) = client(&mut r, 1 << 16);
-        let change = r.listen(&b, 4001, Some("idb".into()), None).unwrap();
+        let change = r
+            .listen(&b, 4001, "idb".into(), "n".into(), "k".into())
+            .unwrap();
         assert!(change.effects.dropped.is_empty());
         let (c, _, _rxc) = client(&mut r, 1 << 16);
-        let change = r.listen(&c, 4002, Some("idc".into()), None).unwrap();
+        let change = r
+            .listen(&c, 4002, "idc".into(), "n".into(), "k".into())
+            .unwrap();
         assert_eq!(
             change.effects.dropped.len(),
             1,
@@ -652,7 +664,9 @@ mod tests {
         assert_eq!(change.effects.dropped[0].0.offset, a.offset);
         assert!(!r.is_listed(&a));
         let (d, _, _rxd) = client(&mut r, 1 << 16);
-        let change = r.listen(&d, 4003, Some("idb".into()), None).unwrap();
+        let change = r
+            .listen(&d, 4003, "idb".into(), "n".into(), "k".into())
+            .unwrap();
         assert_eq!(
             change.effects.dropped[0].0.offset, b.offset,
             "the stale registration of idb is dropped"
@@ -665,10 +679,10 @@ mod tests {
     fn listening_again_under_another_id_announces_the_old_one_left() {
         let mut r = Registry::new(2224, "e".into(), 6000);
         let (a, _, rxa) = client(&mut r, 1 << 16);
-        r.listen(&a, 4000, Some("ida".into()), None);
+        r.listen(&a, 4000, "ida".into(), "n".into(), "k".into());
         let (b, _, _rxb) = client(&mut r, 1 << 16);
-        r.listen(&b, 4001, Some("old".into()), None);
-        r.listen(&b, 4001, Some("new".into()), None);
+        r.listen(&b, 4001, "old".into(), "n".into(), "k".into());
+        r.listen(&b, 4001, "new".into(), "n".into(), "k".into());
         let pushes = queued(&rxa);
         assert_eq!(pushes.len(), 3, "{pushes:?}");
         assert!(
@@ -683,8 +697,8 @@ mod tests {
     fn a_probe_of_a_port_no_longer_used_changes_nothing() {
         let mut r = Registry::new(2224, "e".into(), 6000);
         let (a, _, _rxa) = client(&mut r, 1 << 16);
-        r.listen(&a, 4000, Some("ida".into()), None);
-        r.listen(&a, 4001, Some("ida".into()), None);
+        r.listen(&a, 4000, "ida".into(), "n".into(), "k".into());
+        r.listen(&a, 4001, "ida".into(), "n".into(), "k".into());
         let fx = r.unreachable_by_probe(&a, 4000, "timed out");
         assert!(fx.notes.is_empty(), "{:?}", fx.notes);
         let fx = r.unreachable_by_probe(&a, 4001, "timed out");
@@ -699,13 +713,13 @@ mod tests {
     fn a_client_that_cannot_take_its_pull_is_dropped() {
         let mut r = Registry::new(2224, "e".into(), 6000);
         let (a, _, _rxa) = client(&mut r, 1 << 16);
-        r.listen(&a, 4000, Some("ida".into()), None);
+        r.listen(&a, 4000, "ida".into(), "n".into(), "k".into());
         let (b, _, _rxb) = client(&mut r, 0);
-        r.listen(&b, 4001, Some("idb".into()), None);
+        r.listen(&b, 4001, "idb".into(), "n".into(), "k".into());
         let (c, _, _rxc) = client(&mut r, 1 << 16);
         // b's outbox (room for one line) now holds c's join.
         assert!(r
-            .listen(&c, 4002, Some("idc".into()), None)
+            .listen(&c, 4002, "idc".into(), "n".into(), "k".into())
             .unwrap()
             .effects
             .dropped

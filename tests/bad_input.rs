@@ -269,31 +269,37 @@ fn servant_survives_a_100_kb_line_without_newline() {
 #[test]
 fn servant_survives_bad_protocol_lines() {
     servant_survives("srv-protocol", |alice| {
-        // A HELLO of an unknown version is refused.
+        // A HELLO of another version is refused.
         let mut old = Raw::connect(alice.port);
-        old.send("HELLO 2 someid somename");
+        old.send("HELLO 1 someid somename");
         assert_eq!(old.read_line(WAIT), Got::Closed, "{}", dump());
         // A HELLO with a bad name is refused.
+        let me = std::sync::Arc::new(new_identity());
         let mut bad = Raw::connect(alice.port);
-        bad.send("HELLO 1 someid <script>");
+        bad.send(&format!(
+            "HELLO 2 {} <script> 1 {} {}",
+            me.id,
+            me.key.hex(),
+            "11".repeat(32)
+        ));
         assert_eq!(bad.read_line(WAIT), Got::Closed, "{}", dump());
-        // A proper HELLO, then lines that are not proper MSGs: skipped, logged once.
-        let mut p = Raw::connect(alice.port);
-        p.send("HELLO 1 fuzzid fuzzer");
-        p.expect_line("WELCOME");
+        // A proper handshake, then tagged lines that are not proper MSGs: skipped, logged once.
+        let mut p = RawPeer::connect(alice.port, me.clone(), "fuzzer");
+        let sig = "00".repeat(64);
+        let (id, inc) = (me.id.clone(), me.incarnation);
         for line in [
-            "MSG fuzzid 0 fuzzer zero is not a sequence number",
-            "MSG fuzzid -1 fuzzer negative",
-            "MSG fuzzid notanumber fuzzer words",
-            "MSG",
-            "WELCOME x 1",
-            "HELLO 1 fuzzid fuzzer",
-            "just some text",
-            "PING extra",
+            format!("MSG {id} {inc} 0 fuzzer {sig} zero is not a sequence number"),
+            format!("MSG {id} {inc} -1 fuzzer {sig} negative"),
+            format!("MSG {id} {inc} notanumber fuzzer {sig} words"),
+            "MSG".to_owned(),
+            "WELCOME x 1".to_owned(),
+            format!("HELLO 2 {id} fuzzer"),
+            "just some text".to_owned(),
+            "PING extra".to_owned(),
         ] {
-            p.send(line);
+            p.send_tagged(&line);
         }
-        p.send("MSG fuzzid 1 fuzzer a proper one at last");
+        p.say(1, "a proper one at last");
         alice.wait_heard("fuzzer", "a proper one at last");
         assert_eq!(alice.heard_from("fuzzer").len(), 1, "{}", dump());
         assert_eq!(
@@ -302,6 +308,14 @@ fn servant_survives_bad_protocol_lines() {
             "logged once per connection\n{}",
             dump()
         );
-        assert_eq!(p.read_line(Duration::from_millis(100)), Got::Nothing);
+        assert_eq!(
+            alice
+                .proc
+                .count_log("dropped (logged once a minute per connection)"),
+            1,
+            "bad MSG lines are dropped, logged once a minute\n{}",
+            dump()
+        );
+        assert_eq!(p.raw.read_line(Duration::from_millis(100)), Got::Nothing);
     });
 }

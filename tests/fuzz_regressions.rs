@@ -68,8 +68,8 @@ fn names_xml_cannot_hold_are_refused() {
     for c in ['\u{fffe}', '\u{ffff}'] {
         let name = format!("ab{c}");
         assert!(check_token("name", &name).is_err(), "{name:?}");
-        assert!(ManagerCommand::parse(&format!("listening 2230 ab12 {name}")).is_err());
-        assert!(ManagerCommand::parse(&format!("listening 2230 {name}")).is_err());
+        let (id, key) = ("3fa9c0d2e81b7a5c44d1", "ab".repeat(32));
+        assert!(ManagerCommand::parse(&format!("listening 2230 {id} {name} {key}")).is_err());
         assert!(ManagerCommand::parse(&format!("complain {name}")).is_err());
     }
     // Other non-ASCII letters stay allowed.

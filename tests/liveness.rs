@@ -16,12 +16,9 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn register(manager_port: u16, port: u16, id: &str, name: &str) -> Watcher {
+    fn register(manager_port: u16, port: u16, name: &str) -> Watcher {
         let mut raw = Raw::connect(manager_port);
-        raw.send(&format!("listening {port} {id} {name}"));
-        let first = raw.expect_line_where("the list answering `listening`", |l| {
-            l.starts_with("<peers")
-        });
+        let first = register_with(&mut raw, &new_identity(), port, name);
         Watcher {
             raw,
             seen: vec![first],
@@ -67,14 +64,12 @@ fn silent_registered_client_is_dropped_after_timeout_and_others_told() {
     let dir = TestDir::new("silent-client");
     let m = start_manager(&dir, MANAGER_DEFAULTS); // <timeout>1.5</timeout>
     let bob = start_servant(&dir, "bob", m.port, "");
-    let mut watcher = Watcher::register(m.port, 40100, "idwatch", "watcher");
+    let mut watcher = Watcher::register(m.port, 40100, "watcher");
 
     let mut silent = Raw::connect(m.port);
     let registered = Instant::now();
-    silent.send("listening 40101 idsilent silent");
-    silent.expect_line_where("the list answering `listening`", |l| {
-        l.starts_with("<peers")
-    });
+    let silent_key = new_identity();
+    register_with(&mut silent, &silent_key, 40101, "silent");
     assert!(
         listed_names(m.port).contains(&"silent".to_owned()),
         "listed right after `listening`\n{}",
@@ -90,7 +85,7 @@ fn silent_registered_client_is_dropped_after_timeout_and_others_told() {
     let gone = parse_peers(&leave, "leave").unwrap_or_else(|e| fail(&e));
     assert_eq!(
         (gone.len(), gone[0].port, gone[0].id.as_deref()),
-        (1, 40101, Some("idsilent")),
+        (1, 40101, Some(silent_key.id.as_str())),
         "{leave}"
     );
     assert!(

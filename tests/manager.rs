@@ -8,15 +8,14 @@ use std::time::Duration;
 
 use common::*;
 
-/// Registers a raw client as a listed servant and returns it, with the list that answered.
-fn register(manager_port: u16, port: u16, id: &str, name: &str) -> (Raw, Vec<PeerInfo>) {
+/// Registers a raw client with a fresh key as a listed servant and returns it, with the
+/// list that answered and its id.
+fn register(manager_port: u16, port: u16, name: &str) -> (Raw, Vec<PeerInfo>, String) {
     let mut c = Raw::connect(manager_port);
-    c.send(&format!("listening {port} {id} {name}"));
-    let line = c.expect_line_where("the <peers> answering `listening`", |l| {
-        l.starts_with("<peers")
-    });
+    let me = new_identity();
+    let line = register_with(&mut c, &me, port, name);
     match parse_peers(&line, "peers") {
-        Ok(p) => (c, p),
+        Ok(p) => (c, p, me.id.clone()),
         Err(e) => fail(&e),
     }
 }
@@ -25,7 +24,7 @@ fn register(manager_port: u16, port: u16, id: &str, name: &str) -> (Raw, Vec<Pee
 fn needs_peer_list_answers_one_line_with_me_true_only_for_the_asker() {
     let dir = TestDir::new("peer-list");
     let m = start_manager(&dir, "<timeout>30</timeout>");
-    let (mut alice, first) = register(m.port, 40001, "ida", "alice");
+    let (mut alice, first, ida) = register(m.port, 40001, "alice");
     assert_eq!(
         first.len(),
         1,
@@ -33,7 +32,7 @@ fn needs_peer_list_answers_one_line_with_me_true_only_for_the_asker() {
         dump()
     );
     assert!(first[0].me);
-    let (_bob, _) = register(m.port, 40002, "idb", "bob");
+    let (_bob, _, _) = register(m.port, 40002, "bob");
 
     // A fresh client, as telnet would, types the article's command.
     let mut asker = Raw::connect(m.port);
@@ -64,7 +63,7 @@ fn needs_peer_list_answers_one_line_with_me_true_only_for_the_asker() {
             alice_entry.id.as_deref(),
             alice_entry.me
         ),
-        ("127.0.0.1", 40001, Some("ida"), false)
+        ("127.0.0.1", 40001, Some(ida.as_str()), false)
     );
     let mut offsets: Vec<u32> = peers.iter().map(|p| p.offset).collect();
     offsets.sort();
@@ -121,7 +120,7 @@ fn console_lists_registered_servants() {
     // The article's manager form showed its peers; ours prints them when Enter is pressed.
     let dir = TestDir::new("manager-console");
     let mut m = start_manager(&dir, "<timeout>30</timeout>");
-    let (_a, _) = register(m.port, 40011, "ida", "alice");
+    let (_a, _, _) = register(m.port, 40011, "alice");
     m.proc.send("peers");
     m.proc.wait_stdout("1 servant(s)", |l| {
         l.starts_with("1 servant(s) on the network")
@@ -141,9 +140,9 @@ fn a_client_that_stops_reading_is_dropped_and_the_rest_are_served() {
     // Nothing listens on the ports these clients give: no reachability probes.
     let m = start_manager(&dir, "<timeout>30</timeout><probe>false</probe>");
     let mut others: Vec<Raw> = (0..20)
-        .map(|i| register(m.port, 41000 + i, &format!("id{i}"), &format!("s{i}")).0)
+        .map(|i| register(m.port, 41000 + i, &format!("s{i}")).0)
         .collect();
-    let (hog, _) = register(m.port, 42000, "idhog", "hog");
+    let (hog, _, idhog) = register(m.port, 42000, "hog");
     // Every answer is a list of 21 servants (about 2.5 KB): 20,000 of them are far more
     // than the manager holds for one client.
     let writer = {
@@ -165,7 +164,7 @@ fn a_client_that_stops_reading_is_dropped_and_the_rest_are_served() {
     let leave = others[0].expect_line_where("the hog's <leave>", |l| {
         l.starts_with("<leave") && l.contains("<name>hog</name>")
     });
-    assert!(leave.contains("<id>idhog</id>"), "{leave}");
+    assert!(leave.contains(&format!("<id>{idhog}</id>")), "{leave}");
     others[1].send("needs peer list");
     let list = others[1].expect_line_where("the list", |l| l.starts_with("<peers"));
     let peers = parse_peers(&list, "peers").unwrap_or_else(|e| fail(&e));

@@ -325,25 +325,27 @@ fn one_raw_complainer_cannot_condemn_anyone() {
     let held = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let port = held.local_addr().expect("local address").port();
     let mut raw = Raw::connect(m.port);
-    raw.send(&format!("listening {port} rawid raw"));
-    raw.expect_line_where("the <peers> answering `listening`", |l| {
-        l.starts_with("<peers")
-    });
+    let me = new_identity();
+    register_with(&mut raw, &me, port, "raw");
+    let (unknown, own) = (
+        format!("complain {}", "0".repeat(20)),
+        format!("complain {}", me.id),
+    );
 
     let errors = [
         (
-            "complain nosuchid",
-            "complain: no listed servant has id &quot;nosuchid&quot;",
+            unknown.as_str(),
+            "complain: no listed servant has id &quot;00000000000000000000&quot;",
         ),
         (
-            "complain rawid",
+            own.as_str(),
             "complain: a servant cannot complain about itself",
         ),
         ("complain", "complain: expected &apos;complain ID&apos;"),
         ("complain a b", "complain: expected &apos;complain ID&apos;"),
         (
             "complain <x>",
-            "complain: id &quot;&lt;x&gt;&quot; contains &apos;&lt;&apos;",
+            "complain: id &quot;&lt;x&gt;&quot; is not an id (20 lowercase hex digits)",
         ),
     ];
     for (line, error) in errors {

@@ -15,8 +15,9 @@ use std::time::Duration;
 use genp2p::config::{ManagerConfig, ServantConfig};
 use genp2p::lines::{LineError, LineReader};
 use genp2p::protocol::{
-    check_token, ChatMessage, ManagerCommand, ManagerMessage, PeerEntry, PeerLine, PeerList,
-    CHAT_LINE_LIMIT, MANAGER_LINE_LIMIT, NAME_LIMIT, PEER_DOC_LINE_LIMIT, TEXT_LIMIT,
+    check_token, ChatMessage, Hello, ManagerCommand, ManagerMessage, PeerEntry, PeerLine, PeerList,
+    Proof, Welcome, CHAT_LINE_LIMIT, MANAGER_LINE_LIMIT, NAME_LIMIT, PEER_DOC_LINE_LIMIT,
+    TEXT_LIMIT,
 };
 use proptest::prelude::*;
 
@@ -42,7 +43,7 @@ fn any_char() -> impl Strategy<Value = char> {
             '<', '>', '&', '"', '\'', ';', '#', ']', '=', '\\', ' ', '\t', '\r', '\n', '\0',
             '\u{1}', '\u{1b}', '\u{7f}', '\u{85}', '\u{a0}', '\u{2028}', '\u{200b}', '\u{feff}',
             '\u{fffd}', '\u{fffe}', '\u{ffff}', '\u{e000}', '\u{10ffff}', 'é', 'ü', 'ß', 'ø',
-            '中', '文', 'й', '😀', '\u{301}',
+            '中', '文', 'й', '😀', '\u{301}', '\u{202e}', '\u{2066}', '\u{200f}', '\u{61c}',
         ]),
     ]
 }
@@ -174,6 +175,25 @@ fn framing_model(data: &[u8], limit: usize) -> Vec<Result<String, &'static str>>
 // Protocol values
 // ---------------------------------------------------------------------------------------
 
+/// A servant id: 20 lowercase hex digits.
+fn id() -> impl Strategy<Value = String> {
+    any::<[u8; 10]>().prop_map(|b| genp2p::encoding::hex(&b))
+}
+
+/// 32 bytes in hex (a key, as far as the parsers are concerned).
+fn key_hex() -> impl Strategy<Value = String> {
+    any::<[u8; 32]>().prop_map(|b| genp2p::encoding::hex(&b))
+}
+
+fn bytes64() -> impl Strategy<Value = [u8; 64]> {
+    (any::<[u8; 32]>(), any::<[u8; 32]>()).prop_map(|(a, b)| {
+        let mut out = [0u8; 64];
+        out[..32].copy_from_slice(&a);
+        out[32..].copy_from_slice(&b);
+        out
+    })
+}
+
 fn peer_entry() -> impl Strategy<Value = PeerEntry> {
     (
         ip(),
@@ -181,16 +201,18 @@ fn peer_entry() -> impl Strategy<Value = PeerEntry> {
         any::<u32>(),
         any::<bool>(),
         prop::option::of(token()),
-        prop::option::of(token()),
+        prop::option::of(id()),
+        prop::option::of(key_hex()),
         prop::option::of(any::<u32>()),
     )
-        .prop_map(|(ip, port, offset, me, name, id, relay)| PeerEntry {
+        .prop_map(|(ip, port, offset, me, name, id, key, relay)| PeerEntry {
             ip,
             port,
             offset,
             me,
             name,
             id,
+            key,
             relay,
         })
 }
@@ -225,25 +247,25 @@ fn manager_message() -> impl Strategy<Value = ManagerMessage> {
         // One line of text XML can carry: no line ends (a CR would come back as LF).
         text(0..80, |c| xml_char(c) && !matches!(c, '\n' | '\r')).prop_map(ManagerMessage::Error),
         prop::option::of(peer_entry()).prop_map(ManagerMessage::Pull),
+        any::<[u8; 32]>().prop_map(|nonce| ManagerMessage::Challenge { nonce }),
     ]
 }
 
 fn manager_command() -> impl Strategy<Value = ManagerCommand> {
     prop_oneof![
         prop::option::of(any::<u64>()).prop_map(|since| ManagerCommand::NeedsPeerList { since }),
-        (
-            1..=u16::MAX,
-            prop::option::of((token(), prop::option::of(token())))
-        )
-            .prop_map(|(port, words)| {
-                let (id, name) = match words {
-                    Some((id, name)) => (Some(id), name),
-                    None => (None, None),
-                };
-                ManagerCommand::Listening { port, id, name }
-            }),
+        (1..=u16::MAX, id(), token(), key_hex()).prop_map(|(port, id, name, key)| {
+            ManagerCommand::Listening {
+                port,
+                id,
+                name,
+                key,
+            }
+        }),
+        (bytes64(), prop::option::of(any::<[u8; 16]>()))
+            .prop_map(|(sig, net)| ManagerCommand::Prove { sig, net }),
         Just(ManagerCommand::Bye),
-        token().prop_map(|id| ManagerCommand::Complain { id }),
+        id().prop_map(|id| ManagerCommand::Complain { id }),
     ]
 }
 
@@ -265,21 +287,69 @@ fn chat_text() -> impl Strategy<Value = String> {
     })
 }
 
+fn hello() -> impl Strategy<Value = Hello> {
+    (
+        id(),
+        token(),
+        any::<u64>(),
+        any::<[u8; 32]>(),
+        any::<[u8; 32]>(),
+    )
+        .prop_map(|(id, name, incarnation, key, eph)| Hello {
+            id,
+            name,
+            incarnation,
+            key,
+            eph,
+        })
+}
+
 fn peer_line() -> impl Strategy<Value = PeerLine> {
     prop_oneof![
-        (token(), token()).prop_map(|(id, name)| PeerLine::Hello { id, name }),
-        (token(), any::<u64>()).prop_map(|(id, last_seq)| PeerLine::Welcome { id, last_seq }),
-        (token(), 1..=u64::MAX, token(), chat_text()).prop_map(|(origin, seq, name, text)| {
-            PeerLine::Msg(ChatMessage {
-                origin,
-                seq,
-                name,
-                text,
-            })
-        }),
+        hello().prop_map(PeerLine::Hello),
+        hello().prop_map(PeerLine::Pull),
+        (
+            id(),
+            any::<[u8; 32]>(),
+            any::<[u8; 32]>(),
+            bytes64(),
+            prop::option::of(any::<[u8; 16]>())
+        )
+            .prop_map(|(id, key, eph, sig, net)| PeerLine::Welcome(Welcome {
+                id,
+                key,
+                eph,
+                sig,
+                net
+            })),
+        (bytes64(), prop::option::of(any::<[u8; 16]>()))
+            .prop_map(|(sig, net)| PeerLine::Proof(Proof { sig, net })),
+        any::<u64>().prop_map(|last| PeerLine::Ready { last }),
+        (
+            id(),
+            any::<u64>(),
+            1..=u64::MAX,
+            token(),
+            bytes64(),
+            chat_text()
+        )
+            .prop_map(|(origin, incarnation, seq, name, sig, text)| {
+                PeerLine::Msg(ChatMessage {
+                    origin,
+                    incarnation,
+                    seq,
+                    name,
+                    sig,
+                    text,
+                })
+            }),
         Just(PeerLine::Ping),
-        (token(), token()).prop_map(|(id, name)| PeerLine::Pull { id, name }),
-        (token(), any::<u64>()).prop_map(|(origin, seq)| PeerLine::Seen { origin, seq }),
+        (id(), any::<u64>(), any::<u64>()).prop_map(|(origin, incarnation, seq)| PeerLine::Seen {
+            origin,
+            incarnation,
+            seq
+        }),
+        any::<u64>().prop_map(|ms| PeerLine::Since { ms }),
         Just(PeerLine::End),
     ]
 }

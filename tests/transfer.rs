@@ -195,7 +195,6 @@ enum Lie {
 /// connection threads, read by the test.
 struct Pretence {
     /// The liar's id at the manager and in `WELCOME`.
-    token: String,
     manifest: Manifest,
     id: String,
     file: File,
@@ -219,7 +218,6 @@ impl Liar {
         let manifest = Manifest::of_file(file, shared_as, PIECE_SIZE)
             .unwrap_or_else(|e| fail(&format!("manifest of {}: {e}", file.display())));
         let pretence = Arc::new(Pretence {
-            token: format!("{name}id"),
             id: manifest.id(),
             manifest,
             file: File::open(file).expect("open the liar's file"),
@@ -229,10 +227,7 @@ impl Liar {
         let port = listener.local_addr().expect("local address").port();
 
         let mut link = Raw::connect(manager_port);
-        link.send(&format!("listening {port} {} {name}", pretence.token));
-        link.expect_line_where("the list answering the liar's `listening`", |l| {
-            l.starts_with("<peers")
-        });
+        register_with(&mut link, &new_identity(), port, name);
         let (stop_beat, beat_stop) = mpsc::channel::<()>();
         let (stop_accept, accept_stop) = mpsc::channel::<()>();
         let beat = thread::Builder::new()
@@ -306,8 +301,8 @@ fn accept_lies(listener: TcpListener, stop: mpsc::Receiver<()>, pretence: Arc<Pr
     }
 }
 
-/// One connection to the liar: a servant's chat connection (`HELLO`, answered and then
-/// ignored), or file requests.
+/// One connection to the liar: a servant's chat connection (`HELLO`, never answered), or
+/// file requests.
 fn answer_lies(stream: TcpStream, p: &Pretence) {
     let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
     let Ok(read_half) = stream.try_clone() else {
@@ -328,9 +323,10 @@ fn answer_lies(stream: TcpStream, p: &Pretence) {
         }
         let words: Vec<&str> = line.trim_end().split(' ').collect();
         let answer: Vec<u8> = match words.as_slice() {
+            // A chat connection: it cannot finish the handshake, and does not try.
             ["HELLO", ..] => {
                 chatting = true;
-                format!("WELCOME {} 0\n", p.token).into_bytes()
+                Vec::new()
             }
             ["FILES"] => format!(
                 "FILE {} {} complete {}\nEND\n",

@@ -1,6 +1,6 @@
 //! The servant's listening port spoken to by hand: plain lines from a telnet user, and the
-//! servant-to-servant protocol (`HELLO`, `WELCOME`, `MSG` with sequence numbers) from a raw
-//! client playing a servant.
+//! servant-to-servant protocol (the handshake, tagged and signed `MSG` lines with sequence
+//! numbers) from a raw client playing a servant.
 
 mod common;
 
@@ -32,27 +32,22 @@ fn a_plain_line_is_shown_with_the_senders_address() {
 }
 
 #[test]
-fn hello_welcome_and_sequence_numbers() {
+fn the_handshake_and_sequence_numbers() {
     let dir = TestDir::new("wire-seq");
     let m = start_manager(&dir, MANAGER_DEFAULTS);
     let alice = start_servant(&dir, "alice", m.port, "");
 
-    let mut raw = Raw::connect(alice.port);
-    raw.send("HELLO 1 rawid1 rawbot");
-    let welcome = raw.expect_line("WELCOME");
+    let me = std::sync::Arc::new(new_identity());
+    let mut raw = RawPeer::connect(alice.port, me.clone(), "rawbot");
     assert_eq!(
-        welcome,
-        format!("WELCOME {} 0", alice.id),
-        "the servant's id and nothing shown yet\n{}",
+        raw.link.peer_id,
+        alice.id,
+        "the servant proved its id\n{}",
         dump()
     );
-    for line in [
-        "MSG rawid1 1 rawbot one",
-        "MSG rawid1 2 rawbot two",
-        "MSG rawid1 2 rawbot two",
-        "MSG rawid1 3 rawbot three",
-    ] {
-        raw.send(line);
+    assert_eq!(raw.last, 0, "nothing shown yet\n{}", dump());
+    for (seq, text) in [(1, "one"), (2, "two"), (2, "two"), (3, "three")] {
+        raw.say(seq, text);
     }
     alice.wait_heard("rawbot", "three");
     assert_eq!(
@@ -63,7 +58,7 @@ fn hello_welcome_and_sequence_numbers() {
     );
 
     // A jump from 3 to 5: shown, with a warning that number 4 never arrived.
-    raw.send("MSG rawid1 5 rawbot five");
+    raw.say(5, "five");
     alice.wait_heard("rawbot", "five");
     let warning = alice.proc.wait_log("before number 5 never arrived");
     assert!(
@@ -72,20 +67,14 @@ fn hello_welcome_and_sequence_numbers() {
         dump()
     );
 
-    // Reconnecting with the same id: WELCOME says what was shown last, so the writer
-    // resends only what is missing; old numbers are not shown again.
-    raw.shutdown();
+    // Reconnecting with the same key and run: READY says what was shown last, so the
+    // writer resends only what is missing; old numbers are not shown again.
+    raw.raw.shutdown();
     drop(raw);
-    let mut again = Raw::connect(alice.port);
-    again.send("HELLO 1 rawid1 rawbot");
-    assert_eq!(
-        again.expect_line("WELCOME after reconnecting"),
-        format!("WELCOME {} 5", alice.id),
-        "{}",
-        dump()
-    );
-    again.send("MSG rawid1 5 rawbot five");
-    again.send("MSG rawid1 6 rawbot six");
+    let mut again = RawPeer::connect(alice.port, me.clone(), "rawbot");
+    assert_eq!(again.last, 5, "{}", dump());
+    again.say(5, "five");
+    again.say(6, "six");
     alice.wait_heard("rawbot", "six");
     assert_eq!(
         alice.heard_from("rawbot"),
@@ -94,15 +83,9 @@ fn hello_welcome_and_sequence_numbers() {
         dump()
     );
     // Another writer has its own numbering.
-    let mut other = Raw::connect(alice.port);
-    other.send("HELLO 1 rawid2 otherbot");
-    assert_eq!(
-        other.expect_line("WELCOME for a new id"),
-        format!("WELCOME {} 0", alice.id),
-        "{}",
-        dump()
-    );
-    other.send("MSG rawid2 1 otherbot hi");
+    let mut other = RawPeer::connect(alice.port, std::sync::Arc::new(new_identity()), "otherbot");
+    assert_eq!(other.last, 0, "{}", dump());
+    other.say(1, "hi");
     alice.wait_heard("otherbot", "hi");
 }
 
@@ -111,16 +94,14 @@ fn ping_is_not_shown() {
     let dir = TestDir::new("wire-ping");
     let m = start_manager(&dir, MANAGER_DEFAULTS);
     let alice = start_servant(&dir, "alice", m.port, "");
-    let mut raw = Raw::connect(alice.port);
-    raw.send("HELLO 1 pinger pinger");
-    raw.expect_line("WELCOME");
-    raw.send("PING");
-    raw.send("PING");
-    raw.send("MSG pinger 1 pinger after the pings");
+    let mut raw = RawPeer::connect(alice.port, std::sync::Arc::new(new_identity()), "pinger");
+    raw.send_tagged("PING");
+    raw.send_tagged("PING");
+    raw.say(1, "after the pings");
     alice.wait_heard("pinger", "after the pings");
     assert_eq!(alice.proc.stdout().len(), 1, "{}", dump());
     // The connection is still open for more.
-    raw.send("MSG pinger 2 pinger still open");
+    raw.say(2, "still open");
     alice.wait_heard("pinger", "still open");
-    assert_eq!(raw.read_line(Duration::from_millis(100)), Got::Nothing);
+    assert_eq!(raw.raw.read_line(Duration::from_millis(100)), Got::Nothing);
 }

@@ -19,7 +19,8 @@ use log::{debug, warn};
 
 use super::listener::Inbound;
 use super::sender::{Outgoing, Wire};
-use crate::protocol::{ChatMessage, PeerLine, TEXT_LIMIT};
+use crate::identity::Identity;
+use crate::protocol::{msg_line, ChatMessage, TEXT_LIMIT};
 
 /// How long input waits for room in the queue of a peer we are connected to.
 const FULL_QUEUE_WAIT: Duration = Duration::from_secs(2);
@@ -38,9 +39,10 @@ pub struct PeerQueue {
     pub dropped: Arc<AtomicU64>,
 }
 
-/// The typist: our id and name, the next sequence number, and every peer's queue.
+/// The typist: who we are (to sign each line), the next sequence number, and every
+/// peer's queue.
 pub struct Dispatch {
-    id: String,
+    identity: Arc<Identity>,
     name: String,
     /// Servants pulling from us get what we write too (its relay hub).
     inbound: Arc<Inbound>,
@@ -52,9 +54,9 @@ pub struct Dispatch {
 }
 
 impl Dispatch {
-    pub fn new(id: String, name: String, inbound: Arc<Inbound>) -> Dispatch {
+    pub fn new(identity: Arc<Identity>, name: String, inbound: Arc<Inbound>) -> Dispatch {
         Dispatch {
-            id,
+            identity,
             name,
             inbound,
             queues: Mutex::new(Arc::default()),
@@ -100,17 +102,17 @@ impl Dispatch {
             return;
         }
         let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
-        let msg = ChatMessage {
-            origin: self.id.clone(),
-            seq,
-            name: self.name.clone(),
-            text,
-        };
+        let me = &self.identity;
+        // Signed once here, for every peer and every relay: the one signature per line.
+        let signed = ChatMessage::signed_bytes(&me.id, me.incarnation, seq, &self.name, &text);
+        let sig = me.sign(&signed);
         let out = Arc::new(Outgoing {
             seq,
-            line: PeerLine::Msg(msg).to_line(),
+            line: msg_line(&me.id, me.incarnation, seq, &self.name, &sig, &text),
         });
-        self.inbound.hub.record(&self.id, seq, &out.line);
+        self.inbound
+            .hub
+            .record(&me.id, me.incarnation, seq, &out.line);
         let queues = Arc::clone(&self.lock());
         let mut now = Instant::now();
         for q in queues.iter() {

@@ -21,14 +21,17 @@
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crossbeam_channel::{bounded, Receiver, Sender, TryRecvError};
 use log::{debug, info, warn};
 
+use crate::identity::{Identity, NetworkKey};
 use crate::lines::{LineError, LineReader};
-use crate::protocol::{ManagerCommand, ManagerMessage, PeerEntry, PeerList, PEER_DOC_LINE_LIMIT};
+use crate::protocol::{
+    listen_proof, ManagerCommand, ManagerMessage, PeerEntry, PeerList, PEER_DOC_LINE_LIMIT,
+};
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,12 +58,13 @@ pub enum LinkEvent {
     Pull(Option<PeerEntry>),
 }
 
-/// Who we are, as the manager should list us.
+/// Who we are, as the manager should list us, and what proves it.
 #[derive(Debug, Clone)]
 pub struct Registration {
-    pub id: String,
+    pub identity: Arc<Identity>,
     pub name: String,
     pub port: u16,
+    pub network: Option<NetworkKey>,
 }
 
 /// The writing side of the manager connection, shared by the link thread (heartbeats) and
@@ -147,6 +151,23 @@ pub fn connect_first<T>(
 
 /// Reads lines until one is a whole `<peers>` list (pushes before it are stale).
 fn read_list(reader: &mut LineReader<TcpStream>) -> io::Result<PeerList> {
+    match read_answer(reader)? {
+        Answer::List(list) => Ok(list),
+        Answer::Challenge(_) => Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "the manager sent a <challenge> where a list was due",
+        )),
+    }
+}
+
+/// What answers a command: the whole list, or a challenge to sign.
+enum Answer {
+    List(PeerList),
+    Challenge([u8; 32]),
+}
+
+/// Reads lines until one is a whole `<peers>` list or a `<challenge>`.
+fn read_answer(reader: &mut LineReader<TcpStream>) -> io::Result<Answer> {
     loop {
         let line = match reader.read_line() {
             Ok(Some(l)) => l,
@@ -166,7 +187,8 @@ fn read_list(reader: &mut LineReader<TcpStream>) -> io::Result<PeerList> {
             Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
         };
         match ManagerMessage::parse(&line) {
-            Ok(ManagerMessage::Peers(list)) => return Ok(list),
+            Ok(ManagerMessage::Peers(list)) => return Ok(Answer::List(list)),
+            Ok(ManagerMessage::Challenge { nonce }) => return Ok(Answer::Challenge(nonce)),
             Ok(ManagerMessage::Error(e)) => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -199,18 +221,36 @@ pub fn ask_assigned_port(stream: &TcpStream) -> io::Result<(LineReader<TcpStream
     }
 }
 
-/// Says `listening PORT ID NAME` and reads the whole list that answers it.
+/// Says `listening PORT ID NAME KEY`, signs the `<challenge>` that answers it (`prove`),
+/// and reads the whole list that answers that.
 pub fn register(
     stream: &TcpStream,
     reader: &mut LineReader<TcpStream>,
     me: &Registration,
 ) -> io::Result<PeerList> {
-    let cmd = ManagerCommand::Listening {
+    let listening = ManagerCommand::Listening {
         port: me.port,
-        id: Some(me.id.clone()),
-        name: Some(me.name.clone()),
+        id: me.identity.id.clone(),
+        name: me.name.clone(),
+        key: me.identity.key.hex(),
+    }
+    .to_line();
+    (&*stream).write_all(format!("{listening}\n").as_bytes())?;
+    let nonce = match read_answer(reader)? {
+        Answer::Challenge(nonce) => nonce,
+        Answer::List(_) => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the manager answered listening without a <challenge> (a manager older than this servant?)",
+            ))
+        }
     };
-    (&*stream).write_all(format!("{}\n", cmd.to_line()).as_bytes())?;
+    let signed = listen_proof(&nonce, &listening);
+    let prove = ManagerCommand::Prove {
+        sig: me.identity.sign(&signed),
+        net: me.network.as_ref().map(|k| k.prove("listen", &signed)),
+    };
+    (&*stream).write_all(format!("{}\n", prove.to_line()).as_bytes())?;
     read_list(reader)
 }
 

@@ -4,26 +4,36 @@
 //! This is the article's `servants1_ConnectionRequest` (check the bans, accept into a free
 //! Winsock control) and `servants1_DataArrival` (append what arrived to the chat box). Each
 //! accepted connection gets its own named thread `recv-ADDR`. A connection that opens with
-//! `HELLO` is another servant: its `MSG` lines carry the writer's id and sequence number,
-//! and `Seen` makes sure each is shown once. Anything else is a person typing: each line is
-//! shown as chat from the connection's address, as in the article.
+//! `HELLO` is another servant, once the handshake has proved its key (`handshake`): each
+//! line it writes carries a tag made with the connection's secret, its `MSG` lines carry
+//! the writer's id, run and sequence number, and `Seen` makes sure each is shown once. A
+//! line that is not authentic (a wrong tag, a signature that does not verify) is dropped
+//! before it can touch that state, so a forged line can never make a genuine one look
+//! like a duplicate. Anything else is a person typing: each line is shown as chat from
+//! the connection's address, as in the article, never under a servant's name.
+//!
+//! Everything shown that came from the network goes through `escape::Shown`.
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crossbeam_channel::Sender;
 use log::{debug, info, warn};
 
+use super::authors::Authors;
 use super::bans::Bans;
 use super::console::Pipe;
 use super::relaying::{serve_pull, Hub};
-use super::sender::PING_EVERY;
-use crate::limits::{self, Caps, Gate, Limiter};
+use super::sender::{HANDSHAKE_TIMEOUT, PING_EVERY};
+use crate::escape::Shown;
+use crate::handshake::{Answered, Link};
+use crate::identity::{Identity, NetworkKey};
+use crate::limits::{self, Caps, Gate, Limiter, LogLimiter};
 use crate::lines::{LineError, LineReader};
-use crate::protocol::{MsgRef, PeerLine, CHAT_LINE_LIMIT};
+use crate::protocol::{split_tag, Hello, MsgRef, PeerLine, CHAT_LINE_LIMIT};
 use crate::transfer::{self, Library};
 
 /// A peer connection that sends nothing (not even a `PING`) for this long is closed.
@@ -31,14 +41,15 @@ const IDLE_LIMIT: Duration = Duration::from_secs(4 * PING_EVERY.as_secs());
 /// A connection must say what it is within this time.
 const FIRST_LINE_LIMIT: Duration = Duration::from_secs(60);
 
-/// The last sequence number shown from each writer, to drop duplicates and notice gaps.
+/// The run and the last sequence number shown from each writer, to drop duplicates and
+/// notice gaps. Only authentic lines reach it (see the module docs).
 #[derive(Default)]
 pub struct Seen {
     /// Written and read by every `recv-` thread, in short blocks.
-    last: Mutex<HashMap<String, u64>>,
+    last: Mutex<HashMap<String, (u64, u64)>>,
 }
 
-/// What `Seen::check` concluded about a message.
+/// What `Seen::deliver` concluded about a message.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Verdict {
     Show,
@@ -46,31 +57,47 @@ pub enum Verdict {
     ShowAfterGap {
         missed: u64,
     },
+    /// The first message of a new run of its writer (it restarted): show it.
+    NewRun,
     Duplicate,
+    /// From an earlier run of its writer than one already heard: a replay, dropped.
+    OldRun,
 }
 
 impl Seen {
-    /// Every writer heard from, with the last sequence number shown.
-    pub fn snapshot(&self) -> Vec<(String, u64)> {
-        self.lock().iter().map(|(k, &v)| (k.clone(), v)).collect()
+    /// Every writer heard from: its id, run, and the last sequence number shown.
+    pub fn snapshot(&self) -> Vec<(String, u64, u64)> {
+        self.lock()
+            .iter()
+            .map(|(k, &(inc, seq))| (k.clone(), inc, seq))
+            .collect()
     }
 
-    pub fn last_from(&self, origin: &str) -> u64 {
-        self.lock().get(origin).copied().unwrap_or(0)
+    /// The last number shown from `origin` in its run `incarnation` (0: none).
+    pub fn last_from(&self, origin: &str, incarnation: u64) -> u64 {
+        match self.lock().get(origin) {
+            Some(&(inc, seq)) if inc == incarnation => seq,
+            _ => 0,
+        }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, u64>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, u64)>> {
         self.last.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Records message `seq` from `origin` and says whether to show it. `show` is called
-    /// under the lock, so two connections carrying the same writer's messages cannot
-    /// reorder them.
-    pub fn deliver(&self, origin: &str, seq: u64, show: impl FnOnce(Verdict)) {
+    /// Records message `seq` of run `inc` from `origin` and says whether to show it.
+    /// `show` is called under the lock, so two connections carrying the same writer's
+    /// messages cannot reorder them.
+    pub fn deliver(&self, origin: &str, inc: u64, seq: u64, show: impl FnOnce(Verdict)) {
         let mut last = self.lock();
         let verdict = match last.get_mut(origin) {
-            Some(l) if seq <= *l => Verdict::Duplicate,
-            Some(l) => {
+            Some((i, _)) if inc < *i => Verdict::OldRun,
+            Some((i, l)) if inc > *i => {
+                (*i, *l) = (inc, seq);
+                Verdict::NewRun
+            }
+            Some((_, l)) if seq <= *l => Verdict::Duplicate,
+            Some((_, l)) => {
                 let gap = seq - *l - 1;
                 *l = seq;
                 match gap {
@@ -80,7 +107,7 @@ impl Seen {
             }
             // First message from this writer: whatever came before was not meant for us.
             None => {
-                last.insert(origin.to_owned(), seq);
+                last.insert(origin.to_owned(), (inc, seq));
                 Verdict::Show
             }
         };
@@ -90,8 +117,15 @@ impl Seen {
 
 /// What every receiving thread shares.
 pub struct Inbound {
-    /// Our `WELCOME` says who we are.
-    pub my_id: String,
+    /// Who we are, in every handshake.
+    pub identity: Arc<Identity>,
+    pub name: String,
+    /// The network's shared secret, when it has one.
+    pub network: Option<NetworkKey>,
+    /// Keys of the servants we know of, to check lines not tagged by their author.
+    pub authors: Authors,
+    /// Refused handshakes, logged once per address a minute.
+    pub refusals: Mutex<LogLimiter<IpAddr>>,
     /// What we relay to servants behind firewalls (empty unless one pulls from us).
     pub hub: Hub,
     /// The files we share, for `FILES`, `MANIFEST` and `GET` requests.
@@ -163,25 +197,43 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
             return;
         }
     };
-    let _ = stream.set_read_timeout(Some(IDLE_LIMIT));
     let why = match PeerLine::parse(&first) {
-        Some(Ok(PeerLine::Hello { id, name })) => {
-            let welcome = PeerLine::Welcome {
-                id: inbound.my_id.clone(),
-                last_seq: inbound.seen.last_from(&id),
+        Some(Ok(PeerLine::Hello(hello))) => {
+            let Some(link) = accept(&stream, &mut reader, peer, &first, &hello, inbound) else {
+                return;
             };
-            if let Err(e) = (&stream).write_all(welcome.to_line().as_bytes()) {
-                return debug!("{peer} ({name}): cannot answer HELLO: {e}");
+            let last = inbound.seen.last_from(&link.peer_id, link.incarnation);
+            if let Err(e) = (&stream).write_all(PeerLine::Ready { last }.to_line().as_bytes()) {
+                return debug!("{peer} ({}): cannot answer: {e}", Shown(&link.name));
             }
-            debug!("{peer}: servant {name} ({id}) connected");
-            servant_lines(&mut reader, peer, &name, inbound)
+            let _ = stream.set_read_timeout(Some(IDLE_LIMIT));
+            debug!(
+                "{peer}: servant {} ({}) connected",
+                Shown(&link.name),
+                link.peer_id
+            );
+            servant_lines(
+                &mut reader,
+                peer,
+                Source::Author(&link),
+                &link.name,
+                inbound,
+            )
         }
         _ if transfer::serve::is_file_request(&first) => {
+            let _ = stream.set_read_timeout(Some(IDLE_LIMIT));
             let banned = || inbound.bans.refuses(peer.ip());
             transfer::serve::serve(&stream, &mut reader, first, peer, &inbound.library, &banned)
         }
-        Some(Ok(PeerLine::Pull { id, name })) => {
-            serve_pull(&stream, &mut reader, peer, &id, &name, inbound)
+        Some(Ok(PeerLine::Pull(hello))) => {
+            let Some(link) = accept(&stream, &mut reader, peer, &first, &hello, inbound) else {
+                return;
+            };
+            if let Err(e) = (&stream).write_all(PeerLine::Ready { last: 0 }.to_line().as_bytes()) {
+                return debug!("{peer} ({}): cannot answer: {e}", Shown(&link.name));
+            }
+            let _ = stream.set_read_timeout(Some(IDLE_LIMIT));
+            serve_pull(&stream, &mut reader, peer, &link, inbound)
         }
         Some(Err(e)) => {
             info!("{peer}: bad first line: {e}; closed");
@@ -189,6 +241,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
         }
         // A person typing: the article showed whatever arrived, from that address.
         _ => {
+            let _ = stream.set_read_timeout(Some(IDLE_LIMIT));
             show_plain(peer, &first, inbound);
             // Bad lines are logged once per connection: a stream of garbage must not fill the log.
             let mut complained = false;
@@ -214,33 +267,159 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
     debug!("{peer}: connection ended: {why}");
 }
 
-/// `servants1_DataArrival` for a person typing: the line, from the connection's address.
-fn show_plain(peer: SocketAddr, line: &str, inbound: &Inbound) {
-    inbound.show(&["<", &peer.to_string(), "> ", line]);
+/// The listener's half of the handshake (see `handshake`): answers `HELLO` or `PULL` with
+/// `WELCOME` and checks the `PROOF`. `None` when the other side cannot prove its key (or
+/// the network key), which is logged once a minute per address.
+fn accept(
+    stream: &TcpStream,
+    reader: &mut LineReader<&TcpStream>,
+    peer: SocketAddr,
+    first: &str,
+    hello: &Hello,
+    inbound: &Inbound,
+) -> Option<Link> {
+    let refuse = |why: String| {
+        let allowed = inbound
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .allow(&peer.ip());
+        match allowed {
+            Some(held) if held > 0 => {
+                warn!(
+                    "{peer}: refused: {why} ({held} more refusals from {} not logged)",
+                    peer.ip()
+                )
+            }
+            Some(_) => warn!("{peer}: refused: {why}"),
+            None => debug!("{peer}: refused: {why}"),
+        }
+    };
+    let net = inbound.network.as_ref();
+    let (answered, welcome) = match Answered::new(&inbound.identity, first, hello, net) {
+        Ok(a) => a,
+        Err(e) => {
+            refuse(format!("{} {e}", Shown(&hello.name)));
+            return None;
+        }
+    };
+    if let Err(e) = { stream }.write_all(welcome.as_bytes()) {
+        debug!("{peer}: cannot answer {}: {e}", Shown(&hello.name));
+        return None;
+    }
+    let _ = stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT));
+    let proof = match reader.read_line() {
+        Ok(Some(line)) => match PeerLine::parse(&line) {
+            Some(Ok(PeerLine::Proof(p))) => p,
+            Some(Err(e)) => {
+                refuse(format!("{}: {e}", Shown(&hello.name)));
+                return None;
+            }
+            _ => {
+                let shown: String = line.chars().take(40).collect();
+                refuse(format!(
+                    "{}: expected PROOF, got {:?}",
+                    Shown(&hello.name),
+                    Shown(&shown)
+                ));
+                return None;
+            }
+        },
+        Ok(None) => {
+            debug!("{peer}: closed before its PROOF");
+            return None;
+        }
+        Err(e) => {
+            refuse(format!("{}: no PROOF: {e}", Shown(&hello.name)));
+            return None;
+        }
+    };
+    match answered.finish(&proof, net) {
+        Ok(link) => {
+            inbound.authors.learn(link.peer);
+            Some(link)
+        }
+        Err(e) => {
+            refuse(format!("{} (id {}) {e}", Shown(&hello.name), hello.id));
+            None
+        }
+    }
 }
 
-/// `servants1_DataArrival` for another servant: reads its `MSG` lines and shows each once.
+/// `servants1_DataArrival` for a person typing: the line, from the connection's address.
+fn show_plain(peer: SocketAddr, line: &str, inbound: &Inbound) {
+    inbound.show(&["<", &peer.to_string(), "> ", &crate::escape::shown(line)]);
+}
+
+/// Where a servant connection's lines come from, which decides how each is checked.
+#[derive(Clone, Copy)]
+pub(super) enum Source<'a> {
+    /// The sending connection of the servant `link` proved: every line carries its tag,
+    /// and that servant's own lines need no more; others' lines are checked by signature.
+    Author(&'a Link),
+    /// A relay connection: every line is checked by its author's signature.
+    Relay,
+}
+
+/// Drops of lines that are not authentic, logged at most once a minute per connection.
+struct Drops {
+    last: Option<Instant>,
+    held: u64,
+}
+
+impl Drops {
+    fn note(&mut self, peer: SocketAddr, name: &str, what: &str) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(60))
+        {
+            self.held += 1;
+            return debug!("{peer} ({}): {what}; dropped", Shown(name));
+        }
+        let more = match std::mem::take(&mut self.held) {
+            0 => String::new(),
+            n => format!("; {n} more dropped since the last such line"),
+        };
+        warn!(
+            "{peer} ({}): {what}; dropped (logged once a minute per connection{more})",
+            Shown(name)
+        );
+        self.last = Some(now);
+    }
+}
+
+/// `servants1_DataArrival` for another servant: reads its lines, checks each, and shows
+/// each message once. `name` is the servant at the other end, for logs.
 pub(super) fn servant_lines(
     reader: &mut LineReader<&TcpStream>,
     peer: SocketAddr,
+    source: Source,
     name: &str,
     inbound: &Inbound,
 ) -> String {
     let mut complained = false;
     let mut bad_bytes_logged = false;
+    let mut drops = Drops {
+        last: None,
+        held: 0,
+    };
     loop {
         inbound.flush_unless_more(reader);
-        let line = match reader.read_line_ref() {
+        let raw = match reader.read_line_ref() {
             Ok(Some(line)) => line,
             Ok(None) => return "closed".into(),
             Err(LineError::Io(e)) => return e.to_string(),
             Err(LineError::Idle) => return format!("silent for {}s", IDLE_LIMIT.as_secs()),
             Err(e) if bad_bytes_logged => {
-                debug!("{peer} ({name}): {e}; line skipped");
+                debug!("{peer} ({}): {e}; line skipped", Shown(name));
                 continue;
             }
             Err(e) => {
-                info!("{peer} ({name}): {e}; line skipped (logged once per connection)");
+                info!(
+                    "{peer} ({}): {e}; line skipped (logged once per connection)",
+                    Shown(name)
+                );
                 bad_bytes_logged = true;
                 continue;
             }
@@ -249,26 +428,29 @@ pub(super) fn servant_lines(
         if inbound.bans.refuses(peer.ip()) {
             return "banned".into();
         }
+        // On an author's connection, the tag first: it costs a hash.
+        let (line, author) = match source {
+            Source::Author(link) => match split_tag(raw) {
+                Some((tag, line)) if link.tags.checks(&tag, line.as_bytes()) => {
+                    (line, Some(link.peer_id.as_str()))
+                }
+                Some(_) => {
+                    drops.note(peer, name, "a line whose tag does not match");
+                    continue;
+                }
+                None => {
+                    drops.note(peer, name, "a line without its tag");
+                    continue;
+                }
+            },
+            Source::Relay => (raw, None),
+        };
         // Every chat line is a MSG: read it in place, without copying its parts.
-        if let Some(Ok(m)) = MsgRef::parse(line) {
-            inbound
-                .seen
-                .deliver(m.origin, m.seq, |verdict| match verdict {
-                    Verdict::Duplicate => debug!(
-                        "{peer}: duplicate of message {} from {}; dropped",
-                        m.seq, m.name
-                    ),
-                    v => {
-                        if let Verdict::ShowAfterGap { missed } = v {
-                            warn!(
-                                "{missed} message(s) from {} before number {} never arrived",
-                                m.name, m.seq
-                            );
-                        }
-                        inbound.show(&["<", m.name, "> ", m.text]);
-                        inbound.hub.record(m.origin, m.seq, line);
-                    }
-                });
+        if let Some(parsed) = MsgRef::parse(line) {
+            match parsed {
+                Ok(m) => receive(m, line, author, peer, name, inbound, &mut drops),
+                Err(e) => drops.note(peer, name, &e.to_string()),
+            }
             continue;
         }
         match PeerLine::parse(line) {
@@ -279,10 +461,13 @@ pub(super) fn servant_lines(
                         Some(Err(e)) => e.to_string(),
                         _ => format!(
                             "unexpected line {:?}",
-                            line.chars().take(40).collect::<String>()
+                            Shown(&line.chars().take(40).collect::<String>())
                         ),
                     };
-                    info!("{peer} ({name}): {what}; such lines are skipped (logged once per connection)");
+                    info!(
+                        "{peer} ({}): {what}; such lines are skipped (logged once per connection)",
+                        Shown(name)
+                    );
                     complained = true;
                 }
             }
@@ -290,16 +475,88 @@ pub(super) fn servant_lines(
     }
 }
 
+/// One `MSG` from a servant connection: checked (the author's own tagged line, or its
+/// author's signature), then shown once and recorded for the servants we relay to.
+fn receive(
+    m: MsgRef,
+    line: &str,
+    author: Option<&str>,
+    peer: SocketAddr,
+    name: &str,
+    inbound: &Inbound,
+    drops: &mut Drops,
+) {
+    if author != Some(m.origin) {
+        let Some(key) = inbound.authors.key_of(m.origin) else {
+            return drops.note(
+                peer,
+                name,
+                &format!(
+                    "a line by {}, whose key this servant does not know",
+                    m.origin
+                ),
+            );
+        };
+        if !key.verifies_parts(&m.signed_parts(), &m.sig) {
+            return drops.note(
+                peer,
+                name,
+                &format!("a line by {} whose signature does not verify", m.origin),
+            );
+        }
+    }
+    inbound
+        .seen
+        .deliver(m.origin, m.incarnation, m.seq, |verdict| match verdict {
+            Verdict::Duplicate => debug!(
+                "{peer}: duplicate of message {} from {}; dropped",
+                m.seq,
+                Shown(m.name)
+            ),
+            Verdict::OldRun => debug!(
+                "{peer}: message {} from an earlier run of {}; dropped",
+                m.seq,
+                Shown(m.name)
+            ),
+            v => {
+                if let Verdict::ShowAfterGap { missed } = v {
+                    warn!(
+                        "{missed} message(s) from {} before number {} never arrived",
+                        Shown(m.name),
+                        m.seq
+                    );
+                }
+                inbound.show(&[
+                    "<",
+                    &crate::escape::shown(m.name),
+                    "> ",
+                    &crate::escape::shown(m.text),
+                ]);
+                inbound.hub.record(m.origin, m.incarnation, m.seq, line);
+            }
+        });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn duplicates_are_dropped_and_gaps_noticed() {
+    fn duplicates_are_dropped_gaps_noticed_and_runs_ordered() {
         let seen = Seen::default();
         let mut verdicts = Vec::new();
-        for (o, s) in [("a", 5), ("a", 6), ("a", 6), ("a", 4), ("b", 1), ("a", 9)] {
-            seen.deliver(o, s, |v| verdicts.push(v));
+        for (o, i, s) in [
+            ("a", 1, 5),
+            ("a", 1, 6),
+            ("a", 1, 6),
+            ("a", 1, 4),
+            ("b", 1, 1),
+            ("a", 1, 9),
+            ("a", 2, 1),
+            ("a", 1, 10),
+            ("a", 2, 2),
+        ] {
+            seen.deliver(o, i, s, |v| verdicts.push(v));
         }
         assert_eq!(
             verdicts,
@@ -309,10 +566,14 @@ mod tests {
                 Verdict::Duplicate,
                 Verdict::Duplicate,
                 Verdict::Show,
-                Verdict::ShowAfterGap { missed: 2 }
+                Verdict::ShowAfterGap { missed: 2 },
+                Verdict::NewRun,
+                Verdict::OldRun,
+                Verdict::Show,
             ]
         );
-        assert_eq!(seen.last_from("a"), 9);
-        assert_eq!(seen.last_from("zz"), 0);
+        assert_eq!(seen.last_from("a", 2), 2);
+        assert_eq!(seen.last_from("a", 1), 0);
+        assert_eq!(seen.last_from("zz", 1), 0);
     }
 }

@@ -18,6 +18,7 @@
 //! same for `/quit`, end of input, SIGINT and SIGTERM: stop reading input, drop every
 //! sender's channel, wait a moment for them to deliver, say `bye` to the manager, exit 0.
 
+pub mod authors;
 pub mod bans;
 pub mod console;
 pub mod dispatch;
@@ -39,9 +40,9 @@ use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use log::{info, warn};
 
 use crate::config::{edit_bans, is_ban_target, BanEdit, ServantConfig};
-use crate::identity::{Identity, IdentityError};
+use crate::identity::{Identity, IdentityError, NetworkKey, PeerKey};
 use crate::lines::LineReader;
-use crate::protocol::{PeerEntry, PeerLine, PeerList};
+use crate::protocol::{PeerEntry, PeerList};
 use crate::transfer::download::{self, Downloads};
 use crate::transfer::Library;
 use bans::Bans;
@@ -139,7 +140,6 @@ struct Core {
     config_path: Option<std::path::PathBuf>,
     id: String,
     name: String,
-    hello: String,
     /// Every peer's queue, for what the user types (see `dispatch`).
     dispatch: Arc<Dispatch>,
     peers: HashMap<String, Peer>,
@@ -281,7 +281,11 @@ pub fn identity(
 /// Runs a servant until `/quit`, end of input or a signal.
 pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> {
     let managers = resolve_managers(&config)?;
-    let identity = identity(&config, &options, false)?;
+    let identity = Arc::new(identity(&config, &options, false)?);
+    let network = match &config.network_key {
+        Some(path) => Some(NetworkKey::load(path).map_err(ServantError::Identity)?),
+        None => None,
+    };
     let id = identity.id.clone();
     let name = config
         .name
@@ -351,7 +355,11 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         warn!("cannot start indexing the shared files: {e}");
     }
     let inbound = Arc::new(Inbound {
-        my_id: id.clone(),
+        identity: Arc::clone(&identity),
+        name: name.clone(),
+        network: network.clone(),
+        authors: Default::default(),
+        refusals: std::sync::Mutex::new(crate::limits::LogLimiter::new(Duration::from_secs(60))),
         bans: Bans::start(config.bans.clone()),
         seen: Seen::default(),
         out: out_tx.clone(),
@@ -370,9 +378,10 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         info!("listening on port {port}; telling the manager {public} (<publicport>)");
     }
     let me = Registration {
-        id: id.clone(),
+        identity: Arc::clone(&identity),
         name: name.clone(),
         port: config.public_port.unwrap_or(port),
+        network,
     };
     let first = match link::register(&stream, &mut reader, &me) {
         Ok(list) => Some((manager, stream, reader, list)),
@@ -431,7 +440,8 @@ fn run_joined(
         stop_printer,
         inbound,
     } = output;
-    let (id, name) = (me.id.clone(), me.name.clone());
+    let (id, name) = (me.identity.id.clone(), me.name.clone());
+    let identity = Arc::clone(&me.identity);
     let list = first
         .as_ref()
         .map(|(_, _, _, l)| l.clone())
@@ -464,11 +474,7 @@ fn run_joined(
             }
         })?;
     }
-    let dispatch = Arc::new(Dispatch::new(
-        id.clone(),
-        name.clone(),
-        Arc::clone(&inbound),
-    ));
+    let dispatch = Arc::new(Dispatch::new(identity, name.clone(), Arc::clone(&inbound)));
     if !options.no_input {
         let tx = events_tx.clone();
         let typist = Arc::clone(&dispatch);
@@ -480,17 +486,11 @@ fn run_joined(
     }
     drop(events_tx);
 
-    let hello = PeerLine::Hello {
-        id: id.clone(),
-        name: name.clone(),
-    }
-    .to_line();
     let mut core = Core {
         config,
         config_path: options.config_path.clone(),
         id,
         name,
-        hello,
         dispatch,
         peers: HashMap::new(),
         listed: HashMap::new(),
@@ -782,7 +782,7 @@ impl Core {
             }
             LinkEvent::Leave(entries) => {
                 for e in entries {
-                    let key = e.key();
+                    let key = e.filing_key();
                     self.listed.remove(&key);
                     if self.config.managers.len() > 1 {
                         // With several managers, leaving this one's list may only mean
@@ -831,10 +831,18 @@ impl Core {
         );
         // The old puller (if any) stops when dropped here, after the new one starts: what
         // both deliver is shown once.
+        let key = self.key_of(&relay);
+        if key.is_none() {
+            warn!(
+                "the manager named {} as our relay without a usable key",
+                relay.label()
+            );
+            return;
+        }
         match Puller::start(
             relay.label(),
             addr,
-            (self.id.clone(), self.name.clone()),
+            key,
             self.joined,
             Arc::clone(&self.inbound),
         ) {
@@ -852,7 +860,7 @@ impl Core {
             .peers
             .iter()
             .filter(|e| !self.is_me(e))
-            .map(|e| (e.key(), e.clone()))
+            .map(|e| (e.filing_key(), e.clone()))
             .collect();
         self.listed = others;
         if let Some(relay) = my_relay.and_then(|r| list.peers.iter().find(|e| e.offset == r)) {
@@ -885,6 +893,40 @@ impl Core {
         }
     }
 
+    /// The key the manager lists for `e`, checked to be the key of `e`'s id, and
+    /// remembered for checking its lines; `None` (and a warning) when it is missing or
+    /// does not prove the id.
+    fn key_of(&self, e: &PeerEntry) -> Option<PeerKey> {
+        let (Some(id), Some(key)) = (&e.id, &e.key) else {
+            warn!(
+                "the manager lists {} without an id and key; not connecting to it",
+                e.label()
+            );
+            return None;
+        };
+        match PeerKey::from_hex(key) {
+            Ok(k) if k.id() == *id => {
+                self.inbound.authors.learn(k);
+                Some(k)
+            }
+            Ok(k) => {
+                warn!(
+                    "the manager lists {} under id {id} with the key of id {}; not connecting to it",
+                    e.label(),
+                    k.id()
+                );
+                None
+            }
+            Err(err) => {
+                warn!(
+                    "the manager lists {} with a {err}; not connecting to it",
+                    e.label()
+                );
+                None
+            }
+        }
+    }
+
     fn is_me(&self, e: &PeerEntry) -> bool {
         e.me || e.id.as_deref() == Some(self.id.as_str())
     }
@@ -895,7 +937,7 @@ impl Core {
         if self.is_me(&entry) {
             return;
         }
-        let key = entry.key();
+        let key = entry.filing_key();
         self.listed.insert(key.clone(), entry.clone());
         if let Some(relay) = entry.relay {
             if let Some(p) = self.stop_sender(&key) {
@@ -935,10 +977,16 @@ impl Core {
                 }
             })
         };
+        let Some(expect) = self.key_of(&entry) else {
+            return;
+        };
         let target = Target {
             addr,
             label: entry.label(),
-            hello: self.hello.clone(),
+            identity: Arc::clone(&self.inbound.identity),
+            name: self.name.clone(),
+            expect: Some(expect),
+            network: self.inbound.network.clone(),
             complain,
         };
         match sender::spawn(target, rx.clone(), Arc::clone(&wire)) {

@@ -7,8 +7,10 @@
 //! - the **relay** side is `Hub`: every message this servant shows or writes is recorded
 //!   in a bounded history and handed to each attached puller's `relay-NAME` writer thread;
 //! - the **pulling** side is `Puller`: the `pull-NAME` thread connects *out* to the relay
-//!   (outbound connections pass the firewall), says `PULL` and the last message it has
-//!   shown from each writer (`SEEN`), and then reads `MSG` lines like any peer connection.
+//!   (outbound connections pass the firewall), opens with `PULL` and the same handshake
+//!   as a sending connection (so each side knows the other's key), says the last message
+//!   it has shown from each writer (`SEEN`), and then reads `MSG` lines, checking each
+//!   line's signature: a relay passes lines on, it cannot alter or invent them.
 //!
 //! Nothing is lost when a relay changes: the new relay first sends, from its history,
 //! everything newer than what the puller says it has seen, and the puller drops what it
@@ -25,8 +27,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use log::{debug, info, warn};
 
-use super::listener::{servant_lines, Inbound};
-use super::sender::PING_EVERY;
+use super::listener::{servant_lines, Inbound, Source};
+use super::sender::{open_link, PING_EVERY};
+use crate::escape::Shown;
+use crate::handshake::{Link, Mode};
+use crate::identity::PeerKey;
 use crate::lines::{LineError, LineReader};
 use crate::protocol::{PeerLine, CHAT_LINE_LIMIT};
 
@@ -46,6 +51,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 struct Recorded {
     /// The writer's id is `line[4..4 + origin_len]` (`MSG ORIGIN ...`).
     origin_len: usize,
+    incarnation: u64,
     seq: u64,
     line: Arc<str>,
     /// When it was recorded here, for `SINCE`.
@@ -92,7 +98,7 @@ impl Hub {
     ///
     /// `line` is the message's `MSG` line as it was sent or received (with or without its
     /// `\n`): relayed as it is, rather than printed again for every message.
-    pub fn record(&self, origin: &str, seq: u64, line: &str) {
+    pub fn record(&self, origin: &str, incarnation: u64, seq: u64, line: &str) {
         if line.get(..4) != Some("MSG ") || line.get(4..4 + origin.len()) != Some(origin) {
             warn!("not relaying message {seq} from {origin}: not a MSG line of its own");
             return;
@@ -102,6 +108,7 @@ impl Hub {
         st.history_bytes += line.len();
         st.history.push_back(Recorded {
             origin_len: origin.len(),
+            incarnation,
             seq,
             line: Arc::clone(&line),
             at: Instant::now(),
@@ -142,7 +149,7 @@ impl Hub {
     fn attach(
         &self,
         id: &str,
-        seen: &HashMap<String, u64>,
+        seen: &HashMap<String, (u64, u64)>,
         since: Option<Instant>,
         tx: Sender<Arc<str>>,
         socket: TcpStream,
@@ -154,7 +161,7 @@ impl Hub {
                 continue;
             }
             let missed = match seen.get(r.origin()) {
-                Some(&s) => r.seq > s,
+                Some(&s) => (r.incarnation, r.seq) > s,
                 None => since.is_some_and(|t| r.at >= t),
             };
             if missed && tx.try_send(Arc::clone(&r.line)).is_ok() {
@@ -188,10 +195,11 @@ pub fn serve_pull(
     stream: &TcpStream,
     reader: &mut LineReader<&TcpStream>,
     peer: SocketAddr,
-    id: &str,
-    name: &str,
+    link: &Link,
     inbound: &Inbound,
 ) -> String {
+    let (id, name) = (link.peer_id.as_str(), Shown(&link.name).to_string());
+    let name = name.as_str();
     let mut seen = HashMap::new();
     let mut since = None;
     loop {
@@ -202,8 +210,12 @@ pub fn serve_pull(
             Err(e) => return e.to_string(),
         };
         match PeerLine::parse(&line) {
-            Some(Ok(PeerLine::Seen { origin, seq })) if seen.len() < MAX_SEEN => {
-                seen.insert(origin, seq);
+            Some(Ok(PeerLine::Seen {
+                origin,
+                incarnation,
+                seq,
+            })) if seen.len() < MAX_SEEN => {
+                seen.insert(origin, (incarnation, seq));
             }
             Some(Ok(PeerLine::Since { ms })) => {
                 since = Instant::now().checked_sub(Duration::from_millis(ms));
@@ -212,7 +224,7 @@ pub fn serve_pull(
             _ => {
                 return format!(
                     "expected SEEN or END after PULL, got {:?}",
-                    line.chars().take(40).collect::<String>()
+                    Shown(&line.chars().take(40).collect::<String>())
                 )
             }
         }
@@ -284,6 +296,8 @@ fn push_line(buf: &mut Vec<u8>, line: &str) {
 pub struct Puller {
     pub relay_label: String,
     pub addr: SocketAddr,
+    /// The key the manager lists for the relay: whoever answers at `addr` must prove it.
+    pub key: Option<PeerKey>,
     stop: Arc<AtomicBool>,
     socket: Arc<Mutex<Option<TcpStream>>>,
 }
@@ -303,34 +317,42 @@ impl Puller {
     pub fn start(
         relay_label: String,
         addr: SocketAddr,
-        me: (String, String),
+        key: Option<PeerKey>,
         joined: Instant,
         inbound: Arc<Inbound>,
     ) -> std::io::Result<Puller> {
         let stop = Arc::new(AtomicBool::new(false));
         let socket = Arc::new(Mutex::new(None));
         let (st, so, label) = (Arc::clone(&stop), Arc::clone(&socket), relay_label.clone());
+        let relay = Relay { label, addr, key };
         thread::Builder::new()
             .name(format!("pull-{relay_label}"))
-            .spawn(move || pull_loop(&label, addr, me, joined, &inbound, &st, &so))?;
+            .spawn(move || pull_loop(&relay, joined, &inbound, &st, &so))?;
         Ok(Puller {
             relay_label,
             addr,
+            key,
             stop,
             socket,
         })
     }
 }
 
-fn pull_loop(
-    label: &str,
+/// The relay a `pull-` thread pulls from.
+struct Relay {
+    label: String,
     addr: SocketAddr,
-    (id, name): (String, String),
+    key: Option<PeerKey>,
+}
+
+fn pull_loop(
+    relay: &Relay,
     joined: Instant,
     inbound: &Inbound,
     stop: &AtomicBool,
     socket: &Mutex<Option<TcpStream>>,
 ) {
+    let (label, addr) = (relay.label.as_str(), relay.addr);
     let mut backoff = BACKOFF_FIRST;
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();
@@ -344,21 +366,39 @@ fn pull_loop(
             if stop.load(Ordering::SeqCst) {
                 return Ok("stopped".into());
             }
-            let mut hello = PeerLine::Pull {
-                id: id.clone(),
-                name: name.clone(),
-            }
-            .to_line();
-            for (origin, seq) in inbound.seen.snapshot() {
-                hello.push_str(&PeerLine::Seen { origin, seq }.to_line());
+            let mut reader = LineReader::new(&stream, CHAT_LINE_LIMIT);
+            open_link(
+                &stream,
+                &mut reader,
+                (&inbound.identity, &inbound.name),
+                Mode::Pull,
+                relay.key.as_ref(),
+                inbound.network.as_ref(),
+            )?;
+            stream.set_read_timeout(Some(PING_EVERY * 4))?;
+            let mut seen = String::new();
+            for (origin, incarnation, seq) in inbound.seen.snapshot() {
+                seen.push_str(
+                    &PeerLine::Seen {
+                        origin,
+                        incarnation,
+                        seq,
+                    }
+                    .to_line(),
+                );
             }
             let ms = joined.elapsed().as_millis() as u64;
-            hello.push_str(&PeerLine::Since { ms }.to_line());
-            hello.push_str(&PeerLine::End.to_line());
-            (&stream).write_all(hello.as_bytes())?;
+            seen.push_str(&PeerLine::Since { ms }.to_line());
+            seen.push_str(&PeerLine::End.to_line());
+            (&stream).write_all(seen.as_bytes())?;
             info!("pulling from relay {label} at {addr}");
-            let mut reader = LineReader::new(&stream, CHAT_LINE_LIMIT);
-            Ok(servant_lines(&mut reader, addr, label, inbound))
+            Ok(servant_lines(
+                &mut reader,
+                addr,
+                Source::Relay,
+                label,
+                inbound,
+            ))
         })();
         if stop.load(Ordering::SeqCst) {
             break;

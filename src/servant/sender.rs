@@ -8,8 +8,11 @@
 //! own bounded channel: a slow or dead peer fills only its own queue.
 //!
 //! The thread keeps the connection open, reconnects with backoff when it breaks, and on
-//! every (re)connection asks the peer what it last showed from us (`HELLO` → `WELCOME
-//! ID LAST`), then resends from its history whatever the peer missed. The peer drops
+//! every (re)connection proves who we are and checks that the peer is the servant the
+//! manager listed (`HELLO`, `WELCOME`, `PROOF`, `READY LAST`: see `handshake`); `READY`
+//! says what the peer last showed from us, and the thread resends from its history
+//! whatever the peer missed. Every line written after the handshake is tagged with the
+//! connection's secret. The peer drops
 //! duplicates by sequence number, so a message is shown once even when a break leaves us
 //! unsure whether it arrived. The thread ends when the core drops the channel's sender
 //! (the peer left, or we are shutting down), after a last attempt to deliver what is queued.
@@ -33,13 +36,17 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, info, warn};
 use socket2::SockRef;
 
+use crate::escape::Shown;
+use crate::handshake::{HandshakeError, Link, Mode, Opening, Tags};
+use crate::identity::{Identity, NetworkKey, PeerKey};
 use crate::lines::{LineError, LineReader};
 use crate::protocol::{PeerLine, CHAT_LINE_LIMIT};
 
 /// Messages kept after sending, to resend what a peer missed across a reconnection.
 const HISTORY: usize = 1024;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long each side of a handshake waits for the other's next line.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The kernel's send buffer for a chat connection. Left to itself Linux grows it to
 /// several MiB for a peer that stops reading; chat lines are at most 8 KiB, so this is
@@ -59,8 +66,15 @@ const QUIET: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Outgoing {
     pub seq: u64,
-    /// The whole `MSG` line, with its `\n`.
+    /// The whole signed `MSG` line, with its `\n`; each connection writes it after its tag.
     pub line: String,
+}
+
+impl Outgoing {
+    /// The line without its `\n`: what a tag is made of.
+    pub fn bare(&self) -> &[u8] {
+        self.line.trim_end_matches('\n').as_bytes()
+    }
 }
 
 /// One peer's connection as the sender thread, the typist and `/peers` share it.
@@ -99,6 +113,8 @@ struct WireState {
     /// the sender thread's socket, kept here rather than shared through an `Arc` so that
     /// the typist's write touches only this state, not another allocation.
     conn: Option<TcpStream>,
+    /// What tags the lines written on the current connection (set with `conn`).
+    tags: Option<Tags>,
     /// Written on the current or an earlier connection, oldest first, to resend what a
     /// peer missed across a reconnection.
     history: VecDeque<Arc<Outgoing>>,
@@ -146,13 +162,13 @@ impl Wire {
     ///
     /// `now` is when the line was typed: one reading of the clock serves every peer.
     pub fn try_write(&self, m: &Arc<Outgoing>, now: Instant) -> bool {
-        let (conn, quiet) = {
+        let (conn, prefix, quiet) = {
             let mut st = self.lock();
             // The sender thread neither reads nor replaces `conn` while the typist has the
             // turn, so the typist borrows it by moving it out, and puts it back below.
-            let conn = match st.conn.take() {
-                Some(conn) if st.turn == Turn::Free && st.queued == 0 => conn,
-                other => {
+            let conn = match (st.conn.take(), &st.tags) {
+                (Some(conn), Some(_)) if st.turn == Turn::Free && st.queued == 0 => conn,
+                (other, _) => {
                     st.conn = other;
                     st.queued += 1;
                     return false;
@@ -162,19 +178,24 @@ impl Wire {
             let quiet = st
                 .last_write
                 .is_none_or(|t| now.saturating_duration_since(t) > QUIET);
-            (conn, quiet)
+            let prefix = st.tags.as_ref().map(|t| t.prefix(m.bare()));
+            (conn, prefix.unwrap_or([b' '; 33]), quiet)
         };
         let sent = if quiet && peer_has_closed(&conn) {
             Err(())
         } else {
+            let parts = [
+                io::IoSlice::new(&prefix),
+                io::IoSlice::new(m.line.as_bytes()),
+            ];
             SockRef::from(&conn)
-                .send_with_flags(m.line.as_bytes(), libc::MSG_DONTWAIT)
+                .send_vectored_with_flags(&parts, libc::MSG_DONTWAIT)
                 .map_err(|_| ())
         };
         let mut st = self.lock();
         st.conn = Some(conn);
         let written = match sent {
-            Ok(n) if n == m.line.len() => {
+            Ok(n) if n == prefix.len() + m.line.len() => {
                 // Into the history, as the sender thread does: see `write_pending`.
                 push_history(&mut st.history, Arc::clone(m));
                 st.last_write = Some(now);
@@ -218,8 +239,12 @@ pub struct Target {
     pub addr: SocketAddr,
     /// The peer's name or address, for logs.
     pub label: String,
-    /// Our own `HELLO` line.
-    pub hello: String,
+    /// Who we are, and our name, for the handshake.
+    pub identity: Arc<Identity>,
+    pub name: String,
+    /// The key the manager lists for the peer: whoever answers at `addr` must prove it.
+    pub expect: Option<PeerKey>,
+    pub network: Option<NetworkKey>,
     /// Reports the peer to the manager as unreachable (the article's complaint); called
     /// after every failed try but the first.
     pub complain: Box<dyn Fn() + Send>,
@@ -243,6 +268,8 @@ struct Sender {
     /// channel with nothing to write.
     wire: Arc<Wire>,
     conn: Option<Arc<TcpStream>>,
+    /// What tags our lines on `conn`.
+    tags: Option<Tags>,
     /// Taken from the channel (or put back for resending), not yet written.
     pending: VecDeque<Arc<Outgoing>>,
     /// The peer's id, from its `WELCOME`.
@@ -257,6 +284,7 @@ impl Sender {
             target,
             wire,
             conn: None,
+            tags: None,
             pending: VecDeque::new(),
             peer_id: None,
             dropped: 0,
@@ -344,11 +372,9 @@ impl Sender {
                             && st.partial.is_none()
                             && st.last_write.is_none_or(|t| t.elapsed() >= PING_EVERY)
                     };
-                    if let (true, Some(conn)) = (idle, &self.conn) {
-                        if (&**conn)
-                            .write_all(PeerLine::Ping.to_line().as_bytes())
-                            .is_err()
-                        {
+                    if let (true, Some(conn), Some(tags)) = (idle, &self.conn, &self.tags) {
+                        let ping = [&tags.prefix(b"PING")[..], b"PING\n"].concat();
+                        if (&**conn).write_all(&ping).is_err() {
                             self.disconnect();
                         } else {
                             self.wire.lock().last_write = Some(Instant::now());
@@ -385,40 +411,27 @@ impl Sender {
         self.handshake(stream).map_err(Failure::Refused)
     }
 
-    /// `HELLO` and `WELCOME` on a fresh connection. A failure here is not unreachability:
-    /// the peer answered the connection (it may have banned us, or be another program).
+    /// The handshake on a fresh connection. A failure here is not unreachability: the
+    /// peer answered the connection (it may have banned us, or be another program, or
+    /// not be the servant listed).
     fn handshake(&mut self, stream: TcpStream) -> io::Result<()> {
         stream.set_nodelay(true)?;
         SockRef::from(&stream).set_send_buffer_size(SEND_BUFFER)?;
         stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-        stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-        (&stream).write_all(self.target.hello.as_bytes())?;
-        let mut reader = LineReader::new(&stream, CHAT_LINE_LIMIT);
-        let line = match reader.read_line() {
-            Ok(Some(line)) => line,
-            Ok(None) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::ConnectionAborted,
-                    "closed before WELCOME (banned there?)",
-                ))
-            }
-            Err(LineError::Idle) => {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "no WELCOME in time",
-                ))
-            }
-            Err(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.to_string())),
+        let t = &self.target;
+        let (link, last_seq) = {
+            let mut reader = LineReader::new(&stream, CHAT_LINE_LIMIT);
+            let (link, last) = open_link(
+                &stream,
+                &mut reader,
+                (&t.identity, &t.name),
+                Mode::Send,
+                t.expect.as_ref(),
+                t.network.as_ref(),
+            )?;
+            (link, last)
         };
-        let (id, last_seq) = match PeerLine::parse(&line) {
-            Some(Ok(PeerLine::Welcome { id, last_seq })) => (id, last_seq),
-            _ => {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("expected WELCOME, got {:?}", truncate(&line)),
-                ))
-            }
-        };
+        let id = link.peer_id.clone();
         // The typist's own descriptor of the same socket (see `WireState::conn`).
         let for_typist = stream.try_clone()?;
         let stream = Arc::new(stream);
@@ -439,6 +452,7 @@ impl Sender {
         st.history.retain(|m| m.seq <= last_seq);
         st.queued += missed.len();
         st.conn = Some(for_typist);
+        st.tags = Some(link.tags.clone());
         st.last_write = Some(Instant::now());
         drop(st);
         if !missed.is_empty() {
@@ -460,6 +474,7 @@ impl Sender {
         }
         self.wire.connected.store(true, Ordering::Relaxed);
         self.conn = Some(stream);
+        self.tags = Some(link.tags);
         Ok(())
     }
 
@@ -487,9 +502,19 @@ impl Sender {
         // After a long outage `pending` may hold more than the history keeps: write it in
         // parts, so nothing leaves the history before it has been written.
         let count = self.pending.len().min(HISTORY);
-        let mut buf =
-            Vec::with_capacity(self.pending.iter().take(count).map(|m| m.line.len()).sum());
+        let tags = self
+            .tags
+            .as_ref()
+            .expect("write_pending only when connected");
+        let mut buf = Vec::with_capacity(
+            self.pending
+                .iter()
+                .take(count)
+                .map(|m| 33 + m.line.len())
+                .sum(),
+        );
         for m in self.pending.iter().take(count) {
+            buf.extend_from_slice(&tags.prefix(m.bare()));
             buf.extend_from_slice(m.line.as_bytes());
         }
         // Into the history first: if the write fails half way, the reconnection's WELCOME
@@ -521,9 +546,11 @@ impl Sender {
         if let Some(conn) = self.conn.take() {
             let _ = conn.shutdown(Shutdown::Both);
         }
+        self.tags = None;
         {
             let mut st = self.wire.lock();
             st.conn = None;
+            st.tags = None;
             // Half a line on a closed connection is nothing to finish on the next one.
             st.partial = None;
         }
@@ -559,5 +586,74 @@ fn peer_has_closed(conn: &TcpStream) -> bool {
 }
 
 fn truncate(s: &str) -> String {
-    s.chars().take(60).collect()
+    Shown(&s.chars().take(60).collect::<String>()).to_string()
+}
+
+fn invalid(e: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
+}
+
+/// The next line of a handshake, parsed.
+fn next_peer_line(reader: &mut LineReader<&TcpStream>, waiting_for: &str) -> io::Result<PeerLine> {
+    let line = match reader.read_line() {
+        Ok(Some(line)) => line,
+        Ok(None) => {
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                format!("closed before {waiting_for} (banned there?)"),
+            ))
+        }
+        Err(LineError::Idle) => {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("no {waiting_for} in time"),
+            ))
+        }
+        Err(e) => return Err(invalid(e)),
+    };
+    match PeerLine::parse(&line) {
+        Some(Ok(l)) => Ok(l),
+        Some(Err(e)) => Err(invalid(e)),
+        None => Err(invalid(format!(
+            "expected {waiting_for}, got {:?}",
+            truncate(&line)
+        ))),
+    }
+}
+
+/// The opener's half of the handshake (see `handshake`) on a fresh connection: `HELLO`
+/// (or `PULL`), the peer's `WELCOME` checked against `expect`, `PROOF`, and `READY LAST`.
+/// Returns the link and LAST.
+pub fn open_link(
+    stream: &TcpStream,
+    reader: &mut LineReader<&TcpStream>,
+    (me, name): (&Identity, &str),
+    mode: Mode,
+    expect: Option<&PeerKey>,
+    network: Option<&NetworkKey>,
+) -> io::Result<(Link, u64)> {
+    let refused = |e: HandshakeError| invalid(format!("refused the handshake: it {e}"));
+    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
+    let (opening, hello) = Opening::new(me, name, mode).map_err(refused)?;
+    { stream }.write_all(hello.as_bytes())?;
+    let welcome = match next_peer_line(reader, "WELCOME")? {
+        PeerLine::Welcome(w) => w,
+        other => {
+            return Err(invalid(format!(
+                "expected WELCOME, got {:?}",
+                truncate(&other.to_line())
+            )))
+        }
+    };
+    let (link, proof) = opening
+        .finish(me, &welcome, expect, network)
+        .map_err(refused)?;
+    { stream }.write_all(proof.as_bytes())?;
+    match next_peer_line(reader, "READY")? {
+        PeerLine::Ready { last } => Ok((link, last)),
+        other => Err(invalid(format!(
+            "expected READY, got {:?}",
+            truncate(&other.to_line())
+        ))),
+    }
 }

@@ -845,3 +845,122 @@ pub fn assert_missing_config_is_one_error_line(role: &str, bin: &str, file: &str
         dump()
     );
 }
+
+// ---------------------------------------------------------------------------------------
+// Raw clients that hold a key: an honest servant written by hand (attacks start from it)
+// ---------------------------------------------------------------------------------------
+
+pub use genp2p::identity::Identity;
+
+/// Registers a raw client with the manager as a servant listening on `port`: `listening`,
+/// the manager's `<challenge>` signed with `me`, `prove`. Returns the `<peers>` line.
+pub fn register_with(c: &mut Raw, me: &Identity, port: u16, name: &str) -> String {
+    let listening = format!("listening {port} {} {name} {}", me.id, me.key.hex());
+    c.send(&listening);
+    let challenge = c.expect_line_where("the <challenge> answering `listening`", |l| {
+        l.starts_with("<challenge ")
+    });
+    c.send(&prove_line(me, &challenge, &listening));
+    c.expect_line_where("the <peers> answering `prove`", |l| {
+        l.starts_with("<peers ")
+    })
+}
+
+/// The `prove` line that answers `challenge` (a `<challenge nonce="..."/>` line) to the
+/// `listening` line sent before it.
+pub fn prove_line(me: &Identity, challenge: &str, listening: &str) -> String {
+    let nonce = match genp2p::protocol::ManagerMessage::parse(challenge) {
+        Ok(genp2p::protocol::ManagerMessage::Challenge { nonce }) => nonce,
+        other => fail(&format!("not a challenge: {challenge:?} ({other:?})")),
+    };
+    let sig = me.sign(&genp2p::protocol::listen_proof(&nonce, listening));
+    format!("prove {}", genp2p::encoding::hex(&sig))
+}
+
+/// A fresh key for a raw client.
+pub fn new_identity() -> Identity {
+    Identity::ephemeral().unwrap_or_else(|e| fail(&format!("no key: {e}")))
+}
+
+/// A hand-written servant's sending connection to a servant: the handshake done, lines
+/// written with their tags.
+pub struct RawPeer {
+    pub raw: Raw,
+    pub me: std::sync::Arc<Identity>,
+    pub name: String,
+    pub link: genp2p::handshake::Link,
+    /// What the servant's `READY` said it has shown from us.
+    pub last: u64,
+}
+
+impl RawPeer {
+    /// Connects to the servant at `port` as `me`, named `name`, and runs the handshake.
+    pub fn connect(port: u16, me: std::sync::Arc<Identity>, name: &str) -> RawPeer {
+        let mut raw = Raw::connect(port);
+        let (link, last) = raw_handshake(&mut raw, &me, name, genp2p::handshake::Mode::Send);
+        RawPeer {
+            raw,
+            me,
+            name: name.to_owned(),
+            link,
+            last,
+        }
+    }
+
+    /// Our signed `MSG` line (without its `\n`) for `text` as number `seq`.
+    pub fn msg(&self, seq: u64, text: &str) -> String {
+        signed_msg(&self.me, self.me.incarnation, seq, &self.name, text)
+    }
+
+    /// Writes `line` with this connection's tag.
+    pub fn send_tagged(&mut self, line: &str) {
+        let tag = genp2p::encoding::hex(&self.link.tags.tag(line.as_bytes()));
+        self.raw.send(&format!("{tag} {line}"));
+    }
+
+    /// Writes message `seq` saying `text`, signed and tagged.
+    pub fn say(&mut self, seq: u64, text: &str) {
+        let line = self.msg(seq, text);
+        self.send_tagged(&line);
+    }
+}
+
+/// A `MSG` line (without its `\n`) signed by `me`.
+pub fn signed_msg(me: &Identity, incarnation: u64, seq: u64, name: &str, text: &str) -> String {
+    use genp2p::protocol::{msg_line, ChatMessage};
+    let sig = me.sign(&ChatMessage::signed_bytes(
+        &me.id,
+        incarnation,
+        seq,
+        name,
+        text,
+    ));
+    let line = msg_line(&me.id, incarnation, seq, name, &sig, text);
+    line.trim_end_matches('\n').to_owned()
+}
+
+/// The opener's handshake over a raw connection; returns the link and READY's number.
+pub fn raw_handshake(
+    raw: &mut Raw,
+    me: &Identity,
+    name: &str,
+    mode: genp2p::handshake::Mode,
+) -> (genp2p::handshake::Link, u64) {
+    use genp2p::protocol::PeerLine;
+    let (opening, hello) = genp2p::handshake::Opening::new(me, name, mode)
+        .unwrap_or_else(|e| fail(&format!("cannot open: {e}")));
+    raw.send_bytes(hello.as_bytes());
+    let welcome = raw.expect_line("WELCOME");
+    let Some(Ok(PeerLine::Welcome(w))) = PeerLine::parse(&welcome) else {
+        fail(&format!("expected WELCOME, got {welcome:?}"))
+    };
+    let (link, proof) = opening
+        .finish(me, &w, None, None)
+        .unwrap_or_else(|e| fail(&format!("the servant's WELCOME: {e}")));
+    raw.send_bytes(proof.as_bytes());
+    let ready = raw.expect_line("READY");
+    let Some(Ok(PeerLine::Ready { last })) = PeerLine::parse(&ready) else {
+        fail(&format!("expected READY, got {ready:?}"))
+    };
+    (link, last)
+}

@@ -1,0 +1,588 @@
+//! Client ↔ connection manager: the commands a client sends, and the `<peers>` document
+//! and pushed changes the manager answers with (docs/PROTOCOL.md, section 2).
+//!
+//! A servant registers with `listening PORT ID NAME KEY` and proves the key by signing the
+//! manager's `<challenge>` (`prove SIG`), so nobody can be listed under, or evict, another
+//! servant's id; the peer document then carries each servant's key, so a servant can
+//! check a peer before it ever connects to it.
+
+use roxmltree::{Document, Node};
+use xml_writer::XmlWriter;
+
+use super::{check_id, check_token, err, hex_field, number, ProtocolError};
+use crate::encoding::hex;
+
+// ---------------------------------------------------------------------------------------
+// Client to connection manager
+// ---------------------------------------------------------------------------------------
+
+/// A line a client sends to the connection manager.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManagerCommand {
+    /// `needs peer list`: the article's command, answered with the whole `<peers>` document.
+    /// `needs peer list since V` is the heartbeat form: answered with `<unchanged>` when the
+    /// list is still at version V.
+    NeedsPeerList { since: Option<u64> },
+    /// `listening PORT ID NAME KEY`: this servant listens on PORT; list it once it has
+    /// proved KEY (answered with a `<challenge>`).
+    Listening {
+        port: u16,
+        id: String,
+        name: String,
+        /// The public key, 64 hex digits; ID must be its fingerprint.
+        key: String,
+    },
+    /// `prove SIG [NET]`: the signature of the last `<challenge>` (see [`listen_proof`]),
+    /// and with a network key, the proof of knowing it.
+    Prove {
+        sig: [u8; 64],
+        net: Option<[u8; 16]>,
+    },
+    /// `bye`: leaving; the manager drops the client at once.
+    Bye,
+    /// `complain ID`: this servant could not reach the listed servant with that id.
+    Complain { id: String },
+}
+
+impl ManagerCommand {
+    pub fn parse(line: &str) -> Result<ManagerCommand, ProtocolError> {
+        let line = line.trim();
+        if line == "needs peer list" {
+            return Ok(ManagerCommand::NeedsPeerList { since: None });
+        }
+        if let Some(rest) = line.strip_prefix("needs peer list since ") {
+            return match crate::encoding::parse_u64(rest.trim()) {
+                Ok(v) => Ok(ManagerCommand::NeedsPeerList { since: Some(v) }),
+                Err(_) => err(format!(
+                    "bad version {:?} in 'needs peer list since'",
+                    crate::escape::Shown(&rest.chars().take(40).collect::<String>())
+                )),
+            };
+        }
+        if line == "bye" {
+            return Ok(ManagerCommand::Bye);
+        }
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("complain") => match (words.next(), words.next()) {
+                (Some(id), None) => {
+                    check_id("complain: id", id)?;
+                    Ok(ManagerCommand::Complain { id: id.to_owned() })
+                }
+                _ => err("complain: expected 'complain ID'"),
+            },
+            Some("listening") => {
+                let port = match words.next().map(|p| number("listening: port", p)) {
+                    Some(Ok(p)) if (1..=65535).contains(&p) => p as u16,
+                    Some(_) => return err("listening: port must be a number from 1 to 65535"),
+                    None => return err("listening: missing port"),
+                };
+                let (Some(id), Some(name), Some(key), None) =
+                    (words.next(), words.next(), words.next(), words.next())
+                else {
+                    return err("listening: expected 'listening PORT ID NAME KEY'");
+                };
+                check_id("listening: id", id)?;
+                check_token("listening: name", name)?;
+                hex_field::<32>("listening: key", key)?;
+                Ok(ManagerCommand::Listening {
+                    port,
+                    id: id.to_owned(),
+                    name: name.to_owned(),
+                    key: key.to_owned(),
+                })
+            }
+            Some("prove") => {
+                let (Some(sig), net, None) = (words.next(), words.next(), words.next()) else {
+                    return err("prove: expected 'prove SIG [NET]'");
+                };
+                Ok(ManagerCommand::Prove {
+                    sig: hex_field("prove: signature", sig)?,
+                    net: net
+                        .map(|n| hex_field("prove: network proof", n))
+                        .transpose()?,
+                })
+            }
+            Some(_) => {
+                let shown: String = line.chars().take(40).collect();
+                err(format!(
+                    "unknown command {:?}",
+                    crate::escape::Shown(&shown)
+                ))
+            }
+            None => err("empty line"),
+        }
+    }
+
+    /// The line for this command, without its line end.
+    pub fn to_line(&self) -> String {
+        match self {
+            ManagerCommand::NeedsPeerList { since: None } => "needs peer list".to_owned(),
+            ManagerCommand::NeedsPeerList { since: Some(v) } => {
+                format!("needs peer list since {v}")
+            }
+            ManagerCommand::Listening {
+                port,
+                id,
+                name,
+                key,
+            } => format!("listening {port} {id} {name} {key}"),
+            ManagerCommand::Prove { sig, net } => match net {
+                Some(n) => format!("prove {} {}", hex(sig), hex(n)),
+                None => format!("prove {}", hex(sig)),
+            },
+            ManagerCommand::Bye => "bye".to_owned(),
+            ManagerCommand::Complain { id } => format!("complain {id}"),
+        }
+    }
+}
+
+/// What a servant signs to prove its key to the manager: the challenge's nonce and the
+/// `listening` line it answers, after a label that no other signed text starts with.
+pub fn listen_proof(nonce: &[u8; 32], listening: &str) -> Vec<u8> {
+    let mut m = b"genp2p-listen-2\n".to_vec();
+    m.extend_from_slice(nonce);
+    m.extend_from_slice(listening.as_bytes());
+    m
+}
+
+// ---------------------------------------------------------------------------------------
+// Connection manager to client: the peer document and its changes
+// ---------------------------------------------------------------------------------------
+
+/// One `<peer>` of the peer document.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerEntry {
+    /// The address the manager saw the servant connect from.
+    pub ip: String,
+    /// The port the servant listens on (or, before it listens, the port it was assigned).
+    pub port: u16,
+    /// The servant's slot in the manager, the article's offset (Winsock control index).
+    pub offset: u32,
+    /// TRUE only in the copy sent to this servant itself.
+    pub me: bool,
+    /// The servant's chosen name, if it gave one.
+    pub name: Option<String>,
+    /// The servant's id (its key's fingerprint); the key a servant files peers by.
+    pub id: Option<String>,
+    /// The servant's public key, 64 hex digits (every listed servant has proved it).
+    pub key: Option<String>,
+    /// Set when this servant cannot be reached (behind a firewall): the offset of the peer
+    /// that relays to it. Others must not connect to it; it pulls from its relay.
+    pub relay: Option<u32>,
+}
+
+impl PeerEntry {
+    /// The key a servant files this peer under: its id, or its address for a client that
+    /// gave none.
+    pub fn filing_key(&self) -> String {
+        match &self.id {
+            Some(id) => id.clone(),
+            None => format!("{}:{}", self.ip, self.port),
+        }
+    }
+
+    /// How this peer is shown: its name, or its address.
+    pub fn label(&self) -> String {
+        match &self.name {
+            Some(n) => n.clone(),
+            None => format!("{}:{}", self.ip, self.port),
+        }
+    }
+}
+
+/// A whole `<peers>` document.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerList {
+    /// Increases by one with every change to the listed peers.
+    pub version: u64,
+    /// Random per run of the manager: a new epoch means a restarted manager.
+    pub epoch: String,
+    /// Milliseconds of silence after which the manager drops a listed servant.
+    pub timeout_ms: u64,
+    pub peers: Vec<PeerEntry>,
+}
+
+impl PeerList {
+    /// The asker's own entry.
+    pub fn me(&self) -> Option<&PeerEntry> {
+        self.peers.iter().find(|p| p.me)
+    }
+}
+
+/// A line the connection manager sends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ManagerMessage {
+    /// `<peers>`: the whole list.
+    Peers(PeerList),
+    /// `<unchanged version="V"/>`: the list is still at version V.
+    Unchanged { version: u64 },
+    /// `<join version="V">`: these peers were added (or changed) at version V.
+    Join { version: u64, peers: Vec<PeerEntry> },
+    /// `<leave version="V">`: these peers left at version V.
+    Leave { version: u64, peers: Vec<PeerEntry> },
+    /// `<error>`: the last line was not understood.
+    Error(String),
+    /// `<pull>`: the manager found this servant unreachable; pull every message from the
+    /// peer inside (its relay). An empty `<pull></pull>` means: stop pulling.
+    Pull(Option<PeerEntry>),
+    /// `<challenge nonce="HEX">`: the answer to `listening`: sign this to be listed.
+    Challenge { nonce: [u8; 32] },
+}
+
+fn write_peer<W: std::io::Write>(w: &mut XmlWriter<W>, p: &PeerEntry) -> std::io::Result<()> {
+    w.begin_elem("peer")?;
+    w.elem_text("ip", &p.ip)?;
+    w.elem_text("port", &p.port.to_string())?;
+    w.elem_text("offset", &p.offset.to_string())?;
+    w.elem_text("me", if p.me { "TRUE" } else { "FALSE" })?;
+    if let Some(name) = &p.name {
+        w.elem_text("name", name)?;
+    }
+    if let Some(id) = &p.id {
+        w.elem_text("id", id)?;
+    }
+    if let Some(key) = &p.key {
+        w.elem_text("key", key)?;
+    }
+    if let Some(relay) = p.relay {
+        w.elem_text("relay", &relay.to_string())?;
+    }
+    w.end_elem()
+}
+
+fn new_writer(buf: &mut Vec<u8>) -> XmlWriter<'static, &mut Vec<u8>> {
+    let mut w = XmlWriter::new(buf);
+    w.pretty = false;
+    w
+}
+
+/// Writes one `<peer>` element (the manager caches these per servant).
+pub fn peer_xml(p: &PeerEntry) -> String {
+    let mut buf = Vec::with_capacity(160);
+    let mut w = new_writer(&mut buf);
+    write_peer(&mut w, p).expect("writing to a Vec cannot fail");
+    drop(w);
+    String::from_utf8(buf).expect("xml_writer writes UTF-8")
+}
+
+/// The opening tag of a `<peers>` document; the caller appends `<peer>` elements and
+/// `</peers>`. Split out so the manager can assemble a list from cached `<peer>` parts.
+pub fn peers_open_tag(version: u64, epoch: &str, timeout_ms: u64) -> String {
+    format!("<peers version=\"{version}\" epoch=\"{epoch}\" timeout=\"{timeout_ms}\">")
+}
+
+impl ManagerMessage {
+    /// The message as one line of XML, without its line end.
+    pub fn to_line(&self) -> String {
+        let mut buf = Vec::with_capacity(256);
+        let mut w = new_writer(&mut buf);
+        let res: std::io::Result<()> = (|| {
+            match self {
+                ManagerMessage::Peers(list) => {
+                    w.begin_elem("peers")?;
+                    w.attr("version", &list.version.to_string())?;
+                    w.attr_esc("epoch", &list.epoch)?;
+                    w.attr("timeout", &list.timeout_ms.to_string())?;
+                    for p in &list.peers {
+                        write_peer(&mut w, p)?;
+                    }
+                    if list.peers.is_empty() {
+                        w.text("")?;
+                    }
+                    w.end_elem()?;
+                }
+                ManagerMessage::Unchanged { version } => {
+                    w.begin_elem("unchanged")?;
+                    w.attr("version", &version.to_string())?;
+                    w.text("")?;
+                    w.end_elem()?;
+                }
+                ManagerMessage::Join { version, peers }
+                | ManagerMessage::Leave { version, peers } => {
+                    let tag = if matches!(self, ManagerMessage::Join { .. }) {
+                        "join"
+                    } else {
+                        "leave"
+                    };
+                    w.begin_elem(tag)?;
+                    w.attr("version", &version.to_string())?;
+                    for p in peers {
+                        write_peer(&mut w, p)?;
+                    }
+                    w.end_elem()?;
+                }
+                ManagerMessage::Error(text) => w.elem_text("error", text)?,
+                ManagerMessage::Challenge { nonce } => {
+                    w.begin_elem("challenge")?;
+                    w.attr("nonce", &hex(nonce))?;
+                    w.text("")?;
+                    w.end_elem()?;
+                }
+                ManagerMessage::Pull(relay) => {
+                    w.begin_elem("pull")?;
+                    match relay {
+                        Some(p) => write_peer(&mut w, p)?,
+                        None => w.text("")?,
+                    }
+                    w.end_elem()?;
+                }
+            }
+            Ok(())
+        })();
+        res.expect("writing to a Vec cannot fail");
+        drop(w);
+        String::from_utf8(buf).expect("xml_writer writes UTF-8")
+    }
+
+    pub fn parse(line: &str) -> Result<ManagerMessage, ProtocolError> {
+        let doc = match Document::parse(line) {
+            Ok(d) => d,
+            Err(e) => return err(format!("not an XML document: {e}")),
+        };
+        let root = doc.root_element();
+        let version = || -> Result<u64, ProtocolError> {
+            match root.attribute("version") {
+                Some(v) => canonical(v).ok_or_else(|| {
+                    ProtocolError(format!("<{}>: bad version {v:?}", root.tag_name().name()))
+                }),
+                None => Ok(0),
+            }
+        };
+        match root.tag_name().name() {
+            "peers" => {
+                let timeout_ms = match root.attribute("timeout") {
+                    Some(t) => canonical(t)
+                        .ok_or_else(|| ProtocolError(format!("<peers>: bad timeout {t:?}")))?,
+                    None => 0,
+                };
+                Ok(ManagerMessage::Peers(PeerList {
+                    version: version()?,
+                    epoch: root.attribute("epoch").unwrap_or("").to_owned(),
+                    timeout_ms,
+                    peers: parse_peers(root)?,
+                }))
+            }
+            "unchanged" => Ok(ManagerMessage::Unchanged {
+                version: version()?,
+            }),
+            "join" => Ok(ManagerMessage::Join {
+                version: version()?,
+                peers: parse_peers(root)?,
+            }),
+            "leave" => Ok(ManagerMessage::Leave {
+                version: version()?,
+                peers: parse_peers(root)?,
+            }),
+            "error" => Ok(ManagerMessage::Error(root.text().unwrap_or("").to_owned())),
+            "pull" => Ok(ManagerMessage::Pull(parse_peers(root)?.into_iter().next())),
+            "challenge" => Ok(ManagerMessage::Challenge {
+                nonce: hex_field("<challenge>: nonce", root.attribute("nonce").unwrap_or(""))?,
+            }),
+            other => err(format!("unknown document <{other}>")),
+        }
+    }
+}
+
+/// A number in a document, in its one spelling (see `encoding`) and within `T`'s range.
+fn canonical<T: TryFrom<u64>>(s: &str) -> Option<T> {
+    crate::encoding::parse_u64(s)
+        .ok()
+        .and_then(|v| T::try_from(v).ok())
+}
+
+fn child_text<'a>(peer: Node<'a, 'a>, name: &str) -> Option<&'a str> {
+    peer.children()
+        .find(|c| c.is_element() && c.tag_name().name() == name)
+        .map(|c| c.text().unwrap_or("").trim())
+}
+
+fn parse_peers(root: Node) -> Result<Vec<PeerEntry>, ProtocolError> {
+    let mut out = Vec::new();
+    for (i, peer) in root
+        .children()
+        .filter(|c| c.is_element() && c.tag_name().name() == "peer")
+        .enumerate()
+    {
+        let n = i + 1;
+        let need = |name: &str| {
+            child_text(peer, name)
+                .ok_or_else(|| ProtocolError(format!("<peer> number {n}: missing <{name}>")))
+        };
+        let ip = need("ip")?.to_owned();
+        let port = need("port")?;
+        let port = canonical::<u16>(port)
+            .ok_or_else(|| ProtocolError(format!("<peer> number {n}: bad <port> {port:?}")))?;
+        let offset = need("offset")?;
+        let offset = canonical::<u32>(offset)
+            .ok_or_else(|| ProtocolError(format!("<peer> number {n}: bad <offset> {offset:?}")))?;
+        let me = child_text(peer, "me").is_some_and(|m| m.eq_ignore_ascii_case("TRUE"));
+        let field = |what: &str| child_text(peer, what).filter(|s| !s.is_empty());
+        let bad = |e: ProtocolError| ProtocolError(format!("<peer> number {n}: {e}"));
+        let name = field("name").map(str::to_owned);
+        if let Some(name) = &name {
+            check_token("<name>", name).map_err(bad)?;
+        }
+        let id = field("id").map(str::to_owned);
+        if let Some(id) = &id {
+            check_id("<id>", id).map_err(bad)?;
+        }
+        let key = field("key").map(str::to_owned);
+        if let Some(key) = &key {
+            hex_field::<32>("<key>", key).map_err(bad)?;
+        }
+        let relay =
+            match child_text(peer, "relay") {
+                None | Some("") => None,
+                Some(r) => Some(canonical::<u32>(r).ok_or_else(|| {
+                    ProtocolError(format!("<peer> number {n}: bad <relay> {r:?}"))
+                })?),
+            };
+        out.push(PeerEntry {
+            ip,
+            port,
+            offset,
+            me,
+            name,
+            id,
+            key,
+            relay,
+        });
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(offset: u32, me: bool) -> PeerEntry {
+        PeerEntry {
+            ip: "10.0.0.4".into(),
+            port: 2224 + offset as u16,
+            offset,
+            me,
+            name: Some(format!("n{offset}")),
+            id: Some(format!("{offset:020x}")),
+            key: Some(format!("{offset:064x}")),
+            relay: None,
+        }
+    }
+
+    #[test]
+    fn peer_document_keeps_the_articles_shape() {
+        let list = PeerList {
+            version: 7,
+            epoch: "e1".into(),
+            timeout_ms: 6000,
+            peers: vec![entry(1, false), entry(2, true)],
+        };
+        let line = ManagerMessage::Peers(list.clone()).to_line();
+        assert!(!line.contains('\n'));
+        assert!(line.starts_with(
+            "<peers version=\"7\" epoch=\"e1\" timeout=\"6000\"><peer><ip>10.0.0.4</ip><port>2225</port><offset>1</offset><me>FALSE</me>"
+        ));
+        let doc = Document::parse(&line).unwrap();
+        let me_port = doc
+            .descendants()
+            .filter(|n| n.has_tag_name("peer"))
+            .find(|p| child_text(*p, "me") == Some("TRUE"))
+            .and_then(|p| child_text(p, "port"));
+        assert_eq!(me_port, Some("2226"));
+        assert_eq!(
+            ManagerMessage::parse(&line),
+            Ok(ManagerMessage::Peers(list))
+        );
+    }
+
+    #[test]
+    fn deltas_round_trip() {
+        for m in [
+            ManagerMessage::Join {
+                version: 3,
+                peers: vec![entry(4, false)],
+            },
+            ManagerMessage::Leave {
+                version: 4,
+                peers: vec![entry(4, false)],
+            },
+            ManagerMessage::Unchanged { version: 9 },
+            ManagerMessage::Error("unknown command \"x<y\"".into()),
+            ManagerMessage::Peers(PeerList::default()),
+            ManagerMessage::Pull(Some(PeerEntry {
+                relay: Some(3),
+                ..entry(5, false)
+            })),
+            ManagerMessage::Pull(None),
+            ManagerMessage::Challenge { nonce: [9; 32] },
+        ] {
+            assert_eq!(ManagerMessage::parse(&m.to_line()), Ok(m));
+        }
+    }
+
+    #[test]
+    fn commands_parse_and_print() {
+        let id = "3fa9c0d2e81b7a5c44d1";
+        let key = "ab".repeat(32);
+        let sig = [7u8; 64];
+        for (line, cmd) in [
+            (
+                "needs peer list".to_owned(),
+                ManagerCommand::NeedsPeerList { since: None },
+            ),
+            (
+                "needs peer list since 12".to_owned(),
+                ManagerCommand::NeedsPeerList { since: Some(12) },
+            ),
+            ("bye".to_owned(), ManagerCommand::Bye),
+            (
+                format!("listening 2230 {id} alice {key}"),
+                ManagerCommand::Listening {
+                    port: 2230,
+                    id: id.into(),
+                    name: "alice".into(),
+                    key: key.clone(),
+                },
+            ),
+            (
+                format!("prove {}", "07".repeat(64)),
+                ManagerCommand::Prove { sig, net: None },
+            ),
+            (
+                format!("prove {} {}", "07".repeat(64), "01".repeat(16)),
+                ManagerCommand::Prove {
+                    sig,
+                    net: Some([1; 16]),
+                },
+            ),
+            (
+                format!("complain {id}"),
+                ManagerCommand::Complain { id: id.into() },
+            ),
+        ] {
+            assert_eq!(ManagerCommand::parse(&line), Ok(cmd.clone()));
+            assert_eq!(cmd.to_line(), line);
+        }
+        assert_eq!(
+            ManagerCommand::parse("needs peer list\r  "),
+            Ok(ManagerCommand::NeedsPeerList { since: None })
+        );
+        for bad in [
+            "listening 0".to_owned(),
+            "listening 9".to_owned(),
+            format!("listening 70000 {id} a {key}"),
+            format!("listening 080 {id} a {key}"),
+            format!("listening 5 {id} a"),
+            format!("listening 5 {id} a {key} extra"),
+            format!("listening 5 {id} <b> {key}"),
+            format!("listening 5 ID{} a {key}", &id[2..]),
+            format!("listening 5 {id} a {}", key.to_uppercase()),
+            "needs peer list since 007".to_owned(),
+            "complain ab12".to_owned(),
+            "prove 12".to_owned(),
+            "gimme".to_owned(),
+        ] {
+            assert!(ManagerCommand::parse(&bad).is_err(), "{bad:?}");
+        }
+    }
+}

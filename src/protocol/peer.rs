@@ -1,0 +1,499 @@
+//! Servant ↔ servant: the handshake that proves both ends' keys, the signed chat line,
+//! and the relay's catch-up lines (docs/PROTOCOL.md, section 4).
+//!
+//! ```text
+//! HELLO 2 ID NAME INC KEY EPH        the opener: who it is, this run, an ephemeral key
+//! WELCOME ID KEY EPH SIG [NET]       the listener: who it is, signed over both
+//! PROOF SIG [NET]                    the opener, signed over both
+//! READY LAST                         the listener: the last number it showed from ID
+//! TAG MSG ORIGIN INC SEQ NAME SIG TEXT
+//! ```
+//!
+//! `MSG` carries its author's signature over everything a reader is shown or counts
+//! (id, run, number, name, text), so any servant can check it whichever way it came. On
+//! the sending connection of its own author a line is also prefixed by a tag made with
+//! the connection's secret (see `handshake`), which is what the receiver checks there:
+//! a keyed hash is a thousand times cheaper than a signature check.
+//!
+//! Numbers are in their one decimal spelling, keys, signatures and tags in lowercase hex
+//! (see `encoding`); fields are separated by one space, and TEXT is the rest of the line.
+
+use super::{check_id, check_token, err, hex_field, number, ProtocolError, TEXT_LIMIT};
+use crate::encoding::{hex, push_hex};
+
+/// The protocol version spoken in `HELLO` and `PULL`.
+pub const PEER_PROTOCOL_VERSION: u32 = 2;
+
+/// What a chat line's signature covers starts with this, so that no other signed text
+/// (a handshake, a registration) can be taken for a chat line.
+pub const MSG_SIGNED_PREFIX: &[u8] = b"genp2p-msg-2 ";
+
+/// Hex digits of a link tag, and the tag with its space.
+pub const TAG_HEX: usize = 32;
+
+/// The opening line of a connection: `HELLO` (a sending connection) or `PULL` (a relay
+/// connection); the fields are the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hello {
+    pub id: String,
+    pub name: String,
+    /// The opener's run (see `identity`).
+    pub incarnation: u64,
+    /// The opener's public key (its fingerprint must be `id`).
+    pub key: [u8; 32],
+    /// A fresh X25519 public key for this connection only.
+    pub eph: [u8; 32],
+}
+
+/// `WELCOME ID KEY EPH SIG [NET]`: the listener's half of the handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Welcome {
+    pub id: String,
+    pub key: [u8; 32],
+    pub eph: [u8; 32],
+    pub sig: [u8; 64],
+    /// Proof of the network key, when the network has one.
+    pub net: Option<[u8; 16]>,
+}
+
+/// `PROOF SIG [NET]`: the opener's signature over the handshake.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proof {
+    pub sig: [u8; 64],
+    pub net: Option<[u8; 16]>,
+}
+
+/// A line on a connection between servants (or from a telnet user to a servant).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerLine {
+    Hello(Hello),
+    Pull(Hello),
+    Welcome(Welcome),
+    Proof(Proof),
+    /// `READY LAST`: the handshake is done; the listener has shown messages up to LAST
+    /// (0: none) from the opener's current run, so the opener resends only the rest.
+    Ready {
+        last: u64,
+    },
+    /// `MSG ORIGIN INC SEQ NAME SIG TEXT`: a chat message.
+    Msg(ChatMessage),
+    /// `PING`: keeps an idle connection known to be alive.
+    Ping,
+    /// `SEEN ORIGIN INC SEQ`: after `PULL`, one per writer: the last message shown from it.
+    Seen {
+        origin: String,
+        incarnation: u64,
+        seq: u64,
+    },
+    /// `SINCE MS`: after `PULL`: for writers not named in a `SEEN` line, send only what
+    /// arrived in the last MS milliseconds.
+    Since {
+        ms: u64,
+    },
+    /// `END`: the end of the `SEEN` and `SINCE` lines.
+    End,
+}
+
+/// A chat message as it travels between servants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChatMessage {
+    pub origin: String,
+    pub incarnation: u64,
+    pub seq: u64,
+    pub name: String,
+    pub sig: [u8; 64],
+    pub text: String,
+}
+
+impl ChatMessage {
+    /// What the author signs: the prefix, then `ORIGIN INC SEQ NAME TEXT`.
+    pub fn signed_bytes(
+        origin: &str,
+        incarnation: u64,
+        seq: u64,
+        name: &str,
+        text: &str,
+    ) -> Vec<u8> {
+        let mut m = Vec::with_capacity(MSG_SIGNED_PREFIX.len() + 64 + name.len() + text.len());
+        m.extend_from_slice(MSG_SIGNED_PREFIX);
+        m.extend_from_slice(msg_head(origin, incarnation, seq, name).as_bytes());
+        m.extend_from_slice(text.as_bytes());
+        m
+    }
+}
+
+/// `ORIGIN INC SEQ NAME ` (with its last space): the signed part of a line before TEXT.
+fn msg_head(origin: &str, incarnation: u64, seq: u64, name: &str) -> String {
+    let (inc, seq) = (incarnation.to_string(), seq.to_string());
+    [origin, " ", &inc, " ", &seq, " ", name, " "].concat()
+}
+
+/// The `MSG` line (with its `\n`) for a message and its signature.
+pub fn msg_line(
+    origin: &str,
+    incarnation: u64,
+    seq: u64,
+    name: &str,
+    sig: &[u8; 64],
+    text: &str,
+) -> String {
+    let head = msg_head(origin, incarnation, seq, name);
+    let mut line = String::with_capacity(4 + head.len() + 129 + text.len() + 1);
+    line.push_str("MSG ");
+    line.push_str(&head);
+    push_hex(&mut line, sig);
+    line.push(' ');
+    line.push_str(text);
+    line.push('\n');
+    line
+}
+
+/// A `MSG` line's parts, borrowed from the line: what a receiver needs for each message,
+/// without copying it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MsgRef<'a> {
+    pub origin: &'a str,
+    pub incarnation: u64,
+    pub seq: u64,
+    pub name: &'a str,
+    pub sig: [u8; 64],
+    pub text: &'a str,
+    /// `ORIGIN INC SEQ NAME ` as it stands in the line (signed with `text`).
+    head: &'a str,
+}
+
+impl<'a> MsgRef<'a> {
+    /// `Some` when `line` is a `MSG` line (valid or not), `None` for any other line.
+    pub fn parse(line: &'a str) -> Option<Result<MsgRef<'a>, ProtocolError>> {
+        line.strip_prefix("MSG ").map(parse_msg)
+    }
+
+    /// The three parts of what the author signed (see [`ChatMessage::signed_bytes`]).
+    pub fn signed_parts(&self) -> [&'a [u8]; 3] {
+        [
+            MSG_SIGNED_PREFIX,
+            self.head.as_bytes(),
+            self.text.as_bytes(),
+        ]
+    }
+
+    pub fn to_owned(self) -> ChatMessage {
+        ChatMessage {
+            origin: self.origin.to_owned(),
+            incarnation: self.incarnation,
+            seq: self.seq,
+            name: self.name.to_owned(),
+            sig: self.sig,
+            text: self.text.to_owned(),
+        }
+    }
+}
+
+/// Splits a tagged line `TAG LINE` into its tag and the line; `None` when it does not
+/// start with 32 lowercase hex digits and a space.
+pub fn split_tag(line: &str) -> Option<([u8; 16], &str)> {
+    let tag = line.get(..TAG_HEX)?;
+    let rest = line[TAG_HEX..].strip_prefix(' ')?;
+    Some((crate::encoding::parse_hex(tag).ok()?, rest))
+}
+
+impl PeerLine {
+    /// Parses a line from a peer; `None` when it is not a protocol line at all (plain text
+    /// typed by a person, which a servant shows as chat from the connection's address).
+    pub fn parse(line: &str) -> Option<Result<PeerLine, ProtocolError>> {
+        let (word, rest) = line.split_once(' ').unwrap_or((line, ""));
+        Some(match word {
+            "HELLO" => parse_hello("HELLO", rest).map(PeerLine::Hello),
+            "PULL" => parse_hello("PULL", rest).map(PeerLine::Pull),
+            "WELCOME" => parse_welcome(rest),
+            "PROOF" => parse_proof(rest),
+            "READY" => number("READY: LAST", rest).map(|last| PeerLine::Ready { last }),
+            "MSG" => parse_msg(rest).map(|m| PeerLine::Msg(m.to_owned())),
+            "PING" if rest.is_empty() => Ok(PeerLine::Ping),
+            "END" if rest.is_empty() => Ok(PeerLine::End),
+            "SEEN" => parse_seen(rest),
+            "SINCE" => number("SINCE", rest).map(|ms| PeerLine::Since { ms }),
+            _ => return None,
+        })
+    }
+
+    /// The line, with its `\n`.
+    pub fn to_line(&self) -> String {
+        let hello = |word: &str, h: &Hello| {
+            format!(
+                "{word} {PEER_PROTOCOL_VERSION} {} {} {} {} {}\n",
+                h.id,
+                h.name,
+                h.incarnation,
+                hex(&h.key),
+                hex(&h.eph)
+            )
+        };
+        let net = |n: &Option<[u8; 16]>| n.map_or(String::new(), |n| format!(" {}", hex(&n)));
+        match self {
+            PeerLine::Hello(h) => hello("HELLO", h),
+            PeerLine::Pull(h) => hello("PULL", h),
+            PeerLine::Welcome(w) => format!(
+                "WELCOME {} {} {} {}{}\n",
+                w.id,
+                hex(&w.key),
+                hex(&w.eph),
+                hex(&w.sig),
+                net(&w.net)
+            ),
+            PeerLine::Proof(p) => format!("PROOF {}{}\n", hex(&p.sig), net(&p.net)),
+            PeerLine::Ready { last } => format!("READY {last}\n"),
+            PeerLine::Msg(m) => msg_line(&m.origin, m.incarnation, m.seq, &m.name, &m.sig, &m.text),
+            PeerLine::Ping => "PING\n".to_owned(),
+            PeerLine::Seen {
+                origin,
+                incarnation,
+                seq,
+            } => format!("SEEN {origin} {incarnation} {seq}\n"),
+            PeerLine::Since { ms } => format!("SINCE {ms}\n"),
+            PeerLine::End => "END\n".to_owned(),
+        }
+    }
+}
+
+/// Exactly `n` fields separated by single spaces; `usage` names them in the error.
+fn fields<'a, const N: usize>(rest: &'a str, usage: &str) -> Result<[&'a str; N], ProtocolError> {
+    let mut out = [""; N];
+    let mut words = rest.split(' ');
+    for slot in out.iter_mut() {
+        match words.next() {
+            Some(w) => *slot = w,
+            None => return err(format!("expected '{usage}'")),
+        }
+    }
+    if words.next().is_some() {
+        return err(format!("expected '{usage}'"));
+    }
+    Ok(out)
+}
+
+fn parse_hello(word: &str, rest: &str) -> Result<Hello, ProtocolError> {
+    let usage = format!("{word} {PEER_PROTOCOL_VERSION} ID NAME INC KEY EPH");
+    if let Some((version, _)) = rest.split_once(' ') {
+        if version != PEER_PROTOCOL_VERSION.to_string() {
+            let shown: String = version.chars().take(12).collect();
+            return err(format!(
+                "{word}: protocol version {:?} is not spoken here (this servant speaks {PEER_PROTOCOL_VERSION})",
+                crate::escape::Shown(&shown)
+            ));
+        }
+    }
+    let [_, id, name, inc, key, eph] =
+        fields::<6>(rest, &usage).map_err(|e| ProtocolError(format!("{word}: {e}")))?;
+    let what = |f: &str| format!("{word}: {f}");
+    check_id(&what("id"), id)?;
+    check_token(&what("name"), name)?;
+    Ok(Hello {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        incarnation: number(&what("incarnation"), inc)?,
+        key: hex_field(&what("key"), key)?,
+        eph: hex_field(&what("ephemeral key"), eph)?,
+    })
+}
+
+/// The optional last field: a network key's proof.
+fn net_field(what: &str, n: Option<&str>) -> Result<Option<[u8; 16]>, ProtocolError> {
+    n.map(|n| hex_field(what, n)).transpose()
+}
+
+fn parse_welcome(rest: &str) -> Result<PeerLine, ProtocolError> {
+    let w: Vec<&str> = rest.splitn(6, ' ').collect();
+    if !(4..=5).contains(&w.len()) {
+        return err("WELCOME: expected 'WELCOME ID KEY EPH SIG [NET]'");
+    }
+    check_id("WELCOME: id", w[0])?;
+    Ok(PeerLine::Welcome(Welcome {
+        id: w[0].to_owned(),
+        key: hex_field("WELCOME: key", w[1])?,
+        eph: hex_field("WELCOME: ephemeral key", w[2])?,
+        sig: hex_field("WELCOME: signature", w[3])?,
+        net: net_field("WELCOME: network proof", w.get(4).copied())?,
+    }))
+}
+
+fn parse_proof(rest: &str) -> Result<PeerLine, ProtocolError> {
+    let w: Vec<&str> = rest.splitn(3, ' ').collect();
+    if !(1..=2).contains(&w.len()) {
+        return err("PROOF: expected 'PROOF SIG [NET]'");
+    }
+    Ok(PeerLine::Proof(Proof {
+        sig: hex_field("PROOF: signature", w[0])?,
+        net: net_field("PROOF: network proof", w.get(1).copied())?,
+    }))
+}
+
+fn parse_seen(rest: &str) -> Result<PeerLine, ProtocolError> {
+    let [origin, inc, seq] = fields::<3>(rest, "SEEN ORIGIN INC SEQ")
+        .map_err(|e| ProtocolError(format!("SEEN: {e}")))?;
+    check_id("SEEN: origin", origin)?;
+    Ok(PeerLine::Seen {
+        origin: origin.to_owned(),
+        incarnation: number("SEEN: incarnation", inc)?,
+        seq: number("SEEN: sequence number", seq)?,
+    })
+}
+
+fn parse_msg(rest: &str) -> Result<MsgRef<'_>, ProtocolError> {
+    let mut w = rest.splitn(6, ' ');
+    let (Some(origin), Some(inc), Some(seq_field), Some(name), Some(sig)) =
+        (w.next(), w.next(), w.next(), w.next(), w.next())
+    else {
+        return err("MSG: expected 'MSG ORIGIN INC SEQ NAME SIG TEXT'");
+    };
+    let Some(text) = w.next() else {
+        return err("MSG: no space after the signature (TEXT, even empty, follows one)");
+    };
+    check_id("MSG: origin", origin)?;
+    check_token("MSG: name", name)?;
+    let incarnation = number("MSG: incarnation", inc)?;
+    let seq = match number("MSG: sequence number", seq_field)? {
+        0 => return err("MSG: sequence number 0 (numbers start at 1)"),
+        s => s,
+    };
+    let sig = hex_field("MSG: signature", sig)?;
+    if text.len() > TEXT_LIMIT {
+        return err(format!("MSG: text longer than {TEXT_LIMIT} bytes"));
+    }
+    // `ORIGIN INC SEQ NAME `: four fields and their spaces.
+    let head_len = origin.len() + inc.len() + seq_field.len() + name.len() + 4;
+    Ok(MsgRef {
+        origin,
+        incarnation,
+        seq,
+        name,
+        sig,
+        text,
+        head: &rest[..head_len],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "3fa9c0d2e81b7a5c44d1";
+
+    #[test]
+    fn chat_lines_round_trip_and_text_is_kept_exactly() {
+        let m = ChatMessage {
+            origin: ID.into(),
+            incarnation: 1765043412345,
+            seq: 42,
+            name: "bob".into(),
+            sig: [0xa5; 64],
+            text: "  two  spaces, <tags> & ünïcödé  ".into(),
+        };
+        let line = PeerLine::Msg(m.clone()).to_line();
+        let bare = line.trim_end_matches('\n');
+        assert_eq!(PeerLine::parse(bare), Some(Ok(PeerLine::Msg(m.clone()))));
+        let r = MsgRef::parse(bare).unwrap().unwrap();
+        let signed: Vec<u8> = r.signed_parts().concat();
+        assert_eq!(
+            signed,
+            ChatMessage::signed_bytes(&m.origin, m.incarnation, m.seq, &m.name, &m.text)
+        );
+        assert_eq!(
+            String::from_utf8(signed).unwrap(),
+            format!("genp2p-msg-2 {ID} 1765043412345 42 bob   two  spaces, <tags> & ünïcödé  ")
+        );
+        // An empty text still has its space; without it the line is refused.
+        let empty = msg_line(ID, 1, 1, "a", &[1; 64], "");
+        assert!(empty.ends_with(" \n"));
+        assert!(MsgRef::parse(empty.trim_end()).unwrap().is_err());
+        assert!(MsgRef::parse(&empty[..empty.len() - 1]).unwrap().is_ok());
+        assert_eq!(PeerLine::parse("hello there"), None);
+        let sig = "01".repeat(64);
+        for bad in [
+            format!("MSG {ID} 1 0 b {sig} zero"),
+            format!("MSG {ID} 1 007 b {sig} leading zero"),
+            format!("MSG {ID} 1 +7 b {sig} plus"),
+            format!("MSG {ID} 1 18446744073709551616 b {sig} too big"),
+            format!("MSG {ID} 01 7 b {sig} incarnation"),
+            format!("MSG {} 1 7 b {sig} upper", ID.to_uppercase()),
+            format!("MSG {ID} 1 7 b {} short signature", &sig[2..]),
+            format!("MSG {ID} 1 7 b\u{202e} {sig} bidi name"),
+        ] {
+            assert!(matches!(PeerLine::parse(&bad), Some(Err(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn handshake_lines_round_trip() {
+        let h = Hello {
+            id: ID.into(),
+            name: "carol".into(),
+            incarnation: 9,
+            key: [1; 32],
+            eph: [2; 32],
+        };
+        for l in [
+            PeerLine::Hello(h.clone()),
+            PeerLine::Pull(h),
+            PeerLine::Welcome(Welcome {
+                id: ID.into(),
+                key: [3; 32],
+                eph: [4; 32],
+                sig: [5; 64],
+                net: None,
+            }),
+            PeerLine::Welcome(Welcome {
+                id: ID.into(),
+                key: [3; 32],
+                eph: [4; 32],
+                sig: [5; 64],
+                net: Some([6; 16]),
+            }),
+            PeerLine::Proof(Proof {
+                sig: [7; 64],
+                net: Some([8; 16]),
+            }),
+            PeerLine::Proof(Proof {
+                sig: [7; 64],
+                net: None,
+            }),
+            PeerLine::Ready { last: 17 },
+            PeerLine::Seen {
+                origin: ID.into(),
+                incarnation: 3,
+                seq: 0,
+            },
+            PeerLine::Since { ms: 100 },
+            PeerLine::End,
+            PeerLine::Ping,
+        ] {
+            let line = l.to_line();
+            assert_eq!(
+                PeerLine::parse(line.trim_end_matches('\n')),
+                Some(Ok(l)),
+                "{line}"
+            );
+        }
+        let old = PeerLine::parse(&format!("HELLO 1 {ID} carol"))
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            old.0.contains("protocol version \"1\" is not spoken here"),
+            "{old}"
+        );
+        assert!(PeerLine::parse("READY 01").unwrap().is_err());
+        assert!(PeerLine::parse("SINCE +5").unwrap().is_err());
+    }
+
+    #[test]
+    fn tags_split_off() {
+        let t = "0123456789abcdef0123456789abcdef";
+        let line = format!("{t} PING");
+        let (tag, rest) = split_tag(&line).unwrap();
+        assert_eq!(hex(&tag), t);
+        assert_eq!(rest, "PING");
+        assert_eq!(split_tag("PING"), None);
+        assert_eq!(split_tag(&format!("{}PING", t)), None);
+        assert_eq!(split_tag(&format!("{} PING", t.to_uppercase())), None);
+    }
+}
