@@ -19,6 +19,8 @@ pub struct Args {
     pub no_input: bool,
     /// Servant only: print the servant's id and public key, and exit.
     pub identity: bool,
+    /// Servant only: write a fresh network key to this file, and exit.
+    pub new_network_key: Option<PathBuf>,
 }
 
 /// What the command line asked for.
@@ -46,6 +48,14 @@ pub fn parse_args(program: &str, usage: &str, servant: bool) -> Result<Command, 
             }
             Long("no-input") if servant => args.no_input = true,
             Long("identity") if servant => args.identity = true,
+            Long("new-network-key") if servant => {
+                args.new_network_key = Some(
+                    parser
+                        .value()
+                        .map_err(|e| format!("{program}: {e}"))?
+                        .into(),
+                )
+            }
             Short('h') | Long("help") => return Ok(Command::Print(usage.to_owned())),
             Short('V') | Long("version") => {
                 return Ok(Command::Print(format!(

@@ -30,7 +30,8 @@ fn peers_help_unknown_and_slash_slash() {
         });
     }
     alice.proc.wait_stdout("itself in /peers", |l| {
-        l.trim_start().starts_with("alice") && l.ends_with("(this servant)")
+        l.trim_start().starts_with("alice")
+            && l.ends_with(&format!("(this servant) id {}", alice.id))
     });
 
     alice.proc.send("/help");

@@ -10,6 +10,7 @@ use log::error;
 const USAGE: &str = "\
 Usage: servant --config FILE [--no-input]
        servant --config FILE --identity
+       servant --new-network-key FILE
 
 Joins the network of the connection manager named in FILE (the article's config.xml:
 <config><connectionmgr>HOST</connectionmgr><port>N</port>...</config>, see conf/config.xml)
@@ -21,6 +22,9 @@ Options:
       --no-input      do not read standard input; run until SIGINT or SIGTERM
       --identity      print this servant's id and public key (creating its key file,
                       FILE with .key for .xml, if there is none yet) and exit
+      --new-network-key FILE
+                      write a fresh network key to FILE (mode 0600) for <networkkey>
+                      in the configs of every servant and manager of a closed network
   -h, --help          this text
   -V, --version       the version
 ";
@@ -38,6 +42,18 @@ fn main() -> ExitCode {
         }
     };
     cli::init_logging();
+    if let Some(file) = args.new_network_key {
+        return match genp2p::identity::NetworkKey::create(&file) {
+            Ok(()) => {
+                println!("wrote a new network key to {}", file.display());
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                error!("{e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let path = args.config.unwrap_or_else(|| "conf/config.xml".into());
     let config = match ServantConfig::load(&path) {
         Ok(c) => c,

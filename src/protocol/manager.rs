@@ -410,6 +410,13 @@ fn parse_peers(root: Node) -> Result<Vec<PeerEntry>, ProtocolError> {
                 .ok_or_else(|| ProtocolError(format!("<peer> number {n}: missing <{name}>")))
         };
         let ip = need("ip")?.to_owned();
+        if ip.parse::<std::net::IpAddr>().is_err() {
+            let shown: String = ip.chars().take(40).collect();
+            return err(format!(
+                "<peer> number {n}: <ip> {:?} is not an IP address",
+                crate::escape::Shown(&shown)
+            ));
+        }
         let port = need("port")?;
         let port = canonical::<u16>(port)
             .ok_or_else(|| ProtocolError(format!("<peer> number {n}: bad <port> {port:?}")))?;

@@ -31,6 +31,8 @@ pub enum Input {
     Files,
     Get(String),
     Downloads,
+    /// `/trust NAME`: accept the new key of a peer whose key changed.
+    Trust(String),
     Unknown(String),
 }
 
@@ -45,6 +47,7 @@ Type a line and press Enter to send it to every servant on the network.
   /files   what every peer shares
   /get NAME     download a file from every peer that has it (resumes if interrupted)
   /downloads    progress of downloads
+  /trust NAME   accept NAME's new key after a key-changed warning
   //text   send a line that starts with /";
 
 impl Input {
@@ -61,6 +64,7 @@ impl Input {
             "/downloads" => Input::Downloads,
             cmd if cmd.starts_with("/get ") => Input::Get(cmd[5..].trim().to_owned()),
             cmd if cmd.starts_with("/ban ") => Input::Ban(cmd[5..].trim().to_owned()),
+            cmd if cmd.starts_with("/trust ") => Input::Trust(cmd[7..].trim().to_owned()),
             cmd if cmd.starts_with("/unban ") => Input::Unban(cmd[7..].trim().to_owned()),
             cmd if cmd.starts_with('/') => Input::Unknown(cmd.to_owned()),
             _ => Input::Say(line.to_owned()),
@@ -211,23 +215,9 @@ pub fn print_lines(rx: Receiver<String>, stop: Receiver<()>, pipe: Option<std::s
             if terminal && status.is_some() {
                 out.write_all(b"\r\x1b[2K")?;
             }
-            if terminal {
-                // Text arrives exactly as typed; on a terminal, control characters are shown
-                // as symbols so a peer cannot move the cursor or change colours.
-                let safe: String = line
-                    .chars()
-                    .map(|c| {
-                        if c.is_control() && c != '\t' {
-                            '\u{fffd}'
-                        } else {
-                            c
-                        }
-                    })
-                    .collect();
-                out.write_all(safe.as_bytes())?;
-            } else {
-                out.write_all(line.as_bytes())?;
-            }
+            // What came from the network was escaped where it came in (`escape`); the
+            // servant's own lines (`/help`) are written as they are.
+            out.write_all(line.as_bytes())?;
             out.write_all(b"\n")?;
             if let (true, Some(bar)) = (terminal, &status) {
                 out.write_all(bar.as_bytes())?;

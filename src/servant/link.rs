@@ -192,7 +192,7 @@ fn read_answer(reader: &mut LineReader<TcpStream>) -> io::Result<Answer> {
             Ok(ManagerMessage::Error(e)) => {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
-                    format!("the manager says: {e}"),
+                    format!("the manager says: {}", crate::escape::Shown(&e)),
                 ))
             }
             Ok(_) => continue,
@@ -487,7 +487,7 @@ fn follow(
                         | ManagerMessage::Leave { version: v, .. },
                     ) if v <= version => None,
                     Ok(ManagerMessage::Error(e)) => {
-                        warn!("the connection manager says: {e}");
+                        warn!("the connection manager says: {}", crate::escape::Shown(&e));
                         None
                     }
                     Ok(ManagerMessage::Pull(relay)) => Some(LinkEvent::Pull(relay)),

@@ -26,6 +26,7 @@ use log::{debug, info, warn};
 use super::authors::Authors;
 use super::bans::Bans;
 use super::console::Pipe;
+use super::known::{changed_warning, KnownPeers, Standing};
 use super::relaying::{serve_pull, Hub};
 use super::sender::{HANDSHAKE_TIMEOUT, PING_EVERY};
 use crate::escape::Shown;
@@ -124,6 +125,8 @@ pub struct Inbound {
     pub network: Option<NetworkKey>,
     /// Keys of the servants we know of, to check lines not tagged by their author.
     pub authors: Authors,
+    /// The key pinned for each name (trust on first use).
+    pub known: KnownPeers,
     /// Refused handshakes, logged once per address a minute.
     pub refusals: Mutex<LogLimiter<IpAddr>>,
     /// What we relay to servants behind firewalls (empty unless one pulls from us).
@@ -431,9 +434,7 @@ pub(super) fn servant_lines(
         // On an author's connection, the tag first: it costs a hash.
         let (line, author) = match source {
             Source::Author(link) => match split_tag(raw) {
-                Some((tag, line)) if link.tags.checks(&tag, line.as_bytes()) => {
-                    (line, Some(link.peer_id.as_str()))
-                }
+                Some((tag, line)) if link.tags.checks(&tag, line.as_bytes()) => (line, Some(link)),
                 Some(_) => {
                     drops.note(peer, name, "a line whose tag does not match");
                     continue;
@@ -480,31 +481,47 @@ pub(super) fn servant_lines(
 fn receive(
     m: MsgRef,
     line: &str,
-    author: Option<&str>,
+    link: Option<&Link>,
     peer: SocketAddr,
     name: &str,
     inbound: &Inbound,
     drops: &mut Drops,
 ) {
-    if author != Some(m.origin) {
-        let Some(key) = inbound.authors.key_of(m.origin) else {
-            return drops.note(
-                peer,
-                name,
-                &format!(
-                    "a line by {}, whose key this servant does not know",
-                    m.origin
-                ),
-            );
-        };
-        if !key.verifies_parts(&m.signed_parts(), &m.sig) {
-            return drops.note(
-                peer,
-                name,
-                &format!("a line by {} whose signature does not verify", m.origin),
-            );
+    let key = match link {
+        Some(link) if link.peer_id == m.origin => link.peer,
+        _ => {
+            let Some(key) = inbound.authors.key_of(m.origin) else {
+                return drops.note(
+                    peer,
+                    name,
+                    &format!(
+                        "a line by {}, whose key this servant does not know",
+                        m.origin
+                    ),
+                );
+            };
+            if !key.verifies_parts(&m.signed_parts(), &m.sig) {
+                return drops.note(
+                    peer,
+                    name,
+                    &format!("a line by {} whose signature does not verify", m.origin),
+                );
+            }
+            key
         }
-    }
+    };
+    // A name seen before with another key is shown as such (see `known`).
+    let marker = match inbound.known.check(m.name, &key) {
+        Standing::Pinned => "",
+        Standing::Changed { pinned, first } => {
+            if first {
+                let warning = changed_warning(m.name, &pinned, &key);
+                warn!("{warning}");
+                inbound.show(&[&warning]);
+            }
+            " (key changed)"
+        }
+    };
     inbound
         .seen
         .deliver(m.origin, m.incarnation, m.seq, |verdict| match verdict {
@@ -529,6 +546,7 @@ fn receive(
                 inbound.show(&[
                     "<",
                     &crate::escape::shown(m.name),
+                    marker,
                     "> ",
                     &crate::escape::shown(m.text),
                 ]);

@@ -22,6 +22,7 @@ pub mod authors;
 pub mod bans;
 pub mod console;
 pub mod dispatch;
+pub mod known;
 pub mod link;
 pub mod listener;
 pub mod relaying;
@@ -40,6 +41,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use log::{info, warn};
 
 use crate::config::{edit_bans, is_ban_target, BanEdit, ServantConfig};
+use crate::escape::Shown;
 use crate::identity::{Identity, IdentityError, NetworkKey, PeerKey};
 use crate::lines::LineReader;
 use crate::protocol::{PeerEntry, PeerList};
@@ -72,6 +74,8 @@ pub enum ServantError {
     },
     /// The servant's key file cannot be used.
     Identity(IdentityError),
+    /// The known-peers file cannot be used.
+    Known(known::KnownError),
 }
 
 impl fmt::Display for ServantError {
@@ -83,6 +87,7 @@ impl fmt::Display for ServantError {
             ServantError::Listen { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
             ServantError::Start { what, source } => write!(f, "cannot start {what}: {source}"),
             ServantError::Identity(e) => e.fmt(f),
+            ServantError::Known(e) => e.fmt(f),
         }
     }
 }
@@ -94,6 +99,7 @@ impl std::error::Error for ServantError {
             | ServantError::Listen { source, .. }
             | ServantError::Start { source, .. } => Some(source),
             ServantError::Identity(e) => Some(e),
+            ServantError::Known(e) => Some(e),
         }
     }
 }
@@ -286,6 +292,12 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         Some(path) => Some(NetworkKey::load(path).map_err(ServantError::Identity)?),
         None => None,
     };
+    let known_path = match (&options.config_path, &config.known_peers) {
+        (Some(path), _) => Some(config.known_path(path)),
+        (None, known) => known.clone(),
+    };
+    let (known, known_dirty) =
+        known::KnownPeers::load(known_path.as_deref()).map_err(ServantError::Known)?;
     let id = identity.id.clone();
     let name = config
         .name
@@ -359,6 +371,7 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         name: name.clone(),
         network: network.clone(),
         authors: Default::default(),
+        known,
         refusals: std::sync::Mutex::new(crate::limits::LogLimiter::new(Duration::from_secs(60))),
         bans: Bans::start(config.bans.clone()),
         seen: Seen::default(),
@@ -367,6 +380,10 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         hub: Hub::default(),
         library: Arc::clone(&library),
     });
+    if let Some(dirty) = known_dirty {
+        let inb = Arc::clone(&inbound);
+        spawn("known-peers", move || inb.known.save_loop(&dirty))?;
+    }
     let inb = Arc::clone(&inbound);
     let caps = crate::limits::Caps {
         total: config.max_connections,
@@ -511,6 +528,7 @@ fn run_joined(
     let why = core.run(&events);
     info!("leaving: {why}");
     core.shutdown();
+    core.inbound.known.save();
     writer.bye();
     drop(core);
     drop(stop_printer);
@@ -545,6 +563,11 @@ impl Core {
                     for l in lines {
                         self.print(l);
                     }
+                }
+                Ok(Event::Input(Input::Trust(name))) => {
+                    let answer = self.inbound.known.trust(&name);
+                    info!("{answer}");
+                    self.print(answer);
                 }
                 Ok(Event::Input(Input::Bans)) => {
                     let bans = self.inbound.bans.targets();
@@ -723,14 +746,20 @@ impl Core {
                 },
                 (None, None) => continue,
             };
+            let key = entry.key.as_deref().and_then(|k| PeerKey::from_hex(k).ok());
+            let standing = match (&entry.name, &key) {
+                (Some(name), Some(key)) => self.inbound.known.standing(name, key),
+                _ => "no key",
+            };
             lines.push(format!(
-                "  {:<20} {:<24} slot {:<4} {state}",
+                "  {:<20} {:<24} slot {:<4} {} {standing:<11} {state}",
                 entry.label(),
-                format!("{}:{}", entry.ip, entry.port),
+                format!("{}:{}", Shown(&entry.ip), entry.port),
                 entry.offset,
+                entry.id.as_deref().unwrap_or("-"),
             ));
         }
-        let mut me = format!("  {:<20} (this servant)", self.name);
+        let mut me = format!("  {:<20} (this servant) id {}", self.name, self.id);
         if let Some(p) = &self.puller {
             me.push_str(&format!(
                 "; behind a firewall, pulling from {} at {}",
@@ -907,6 +936,17 @@ impl Core {
         match PeerKey::from_hex(key) {
             Ok(k) if k.id() == *id => {
                 self.inbound.authors.learn(k);
+                if let Some(name) = &e.name {
+                    if let known::Standing::Changed {
+                        pinned,
+                        first: true,
+                    } = self.inbound.known.check(name, &k)
+                    {
+                        let warning = known::changed_warning(name, &pinned, &k);
+                        warn!("{warning}");
+                        self.print(warning);
+                    }
+                }
                 Some(k)
             }
             Ok(k) => {

@@ -39,13 +39,15 @@ pub const NAME_LIMIT: usize = 255;
 
 /// A name that may be shared and asked for: one path component, no hidden files (our
 /// partial downloads start with a dot), nothing that could climb out of a folder or break
-/// a line.
+/// a line, and no bidirectional controls (a name is shown in `/files`).
 pub fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= NAME_LIMIT
         && !name.starts_with('.')
         && !name.contains(['/', '\\', '\0'])
-        && !name.chars().any(char::is_control)
+        && !name
+            .chars()
+            .any(|c| c.is_control() || crate::escape::needs_escape(c))
         && name.trim() == name
 }
 

@@ -1,0 +1,370 @@
+//! Known peers: the key first seen with each name, pinned in a file beside the
+//! configuration (trust on first use, as ssh's `known_hosts`).
+//!
+//! A signature proves which key wrote a line, not which person: anyone may make a key
+//! and call it `bob`. So the first key seen with a name is pinned (`alice.known`, or the
+//! file `<knownpeers>` names), and from then on a `bob` with another key is shown as
+//! such: one warning line naming him, with both fingerprints, and every line of his
+//! marked `(key changed)`, until the user accepts the new key with `/trust bob`.
+//!
+//! ```text
+//! # genp2p known peers: the key first seen with each name (trust on first use).
+//! # NAME KEY FIRST-SEEN; /trust NAME in the servant replaces a line.
+//! bob 3b6a27bcceb6a42d62a3a8d02a6f0d73653215771de243a63ac048a18b59da29 2026-12-06T20:01:02Z
+//! ```
+//!
+//! Pins are learnt from the manager's peer document (before any connection) and from
+//! the lines shown. The file is written by the `known-peers` thread, at most twice a
+//! second, atomically, so a network of a thousand joining at once costs a few writes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use log::warn;
+
+use crate::escape::Shown;
+use crate::files::{write_atomically, Access};
+use crate::identity::PeerKey;
+use crate::protocol::check_token;
+
+/// Why the known-peers file cannot be used.
+#[derive(Debug)]
+pub enum KnownError {
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    Malformed {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
+}
+
+impl fmt::Display for KnownError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KnownError::Read { path, source } => {
+                write!(
+                    f,
+                    "{}: cannot read the known peers: {source}",
+                    path.display()
+                )
+            }
+            KnownError::Malformed {
+                path,
+                line,
+                message,
+            } => write!(f, "{}:{line}: {message}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for KnownError {}
+
+/// A pinned key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pin {
+    pub key: PeerKey,
+    /// When it was first seen (RFC 3339, UTC).
+    pub first_seen: String,
+}
+
+/// What a name with a key is, measured against the pins.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Standing {
+    /// The pinned key (pinned just now, if the name was new).
+    Pinned,
+    /// Another key than the pinned one. `first`: the first time this key is seen with
+    /// the name in this run (the moment to warn).
+    Changed { pinned: Pin, first: bool },
+}
+
+#[derive(Default)]
+struct State {
+    pins: BTreeMap<String, Pin>,
+    /// Names seen with another key than their pin: the last such key.
+    changed: HashMap<String, PeerKey>,
+}
+
+/// The pins. Read and written by the core and every `recv-` thread, one short block at a
+/// time; saved by the `known-peers` thread.
+pub struct KnownPeers {
+    path: Option<PathBuf>,
+    state: Mutex<State>,
+    /// Wakes the saver; `None` when there is no file.
+    dirty: Option<Sender<()>>,
+}
+
+/// Saves are at most this often.
+const SAVE_EVERY: Duration = Duration::from_millis(500);
+
+impl KnownPeers {
+    /// The pins in `path` (none when the file does not exist yet); `None`: not kept.
+    pub fn load(path: Option<&Path>) -> Result<(KnownPeers, Option<Receiver<()>>), KnownError> {
+        let mut state = State::default();
+        let (mut dirty, mut saver) = (None, None);
+        if let Some(path) = path {
+            match std::fs::read_to_string(path) {
+                Ok(text) => state.pins = parse(path, &text)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(KnownError::Read {
+                        path: path.to_owned(),
+                        source,
+                    })
+                }
+            }
+            let (tx, rx) = bounded(1);
+            (dirty, saver) = (Some(tx), Some(rx));
+        }
+        Ok((
+            KnownPeers {
+                path: path.map(Path::to_owned),
+                state: Mutex::new(state),
+                dirty,
+            },
+            saver,
+        ))
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn touch(&self) {
+        if let Some(tx) = &self.dirty {
+            let _ = tx.try_send(());
+        }
+    }
+
+    /// Weighs `name` with `key`: pins it if the name is new.
+    pub fn check(&self, name: &str, key: &PeerKey) -> Standing {
+        let mut st = self.lock();
+        match st.pins.get(name) {
+            Some(pin) if pin.key == *key => Standing::Pinned,
+            Some(pin) => {
+                let pinned = pin.clone();
+                let first = st.changed.insert(name.to_owned(), *key) != Some(*key);
+                Standing::Changed { pinned, first }
+            }
+            None => {
+                st.pins.insert(
+                    name.to_owned(),
+                    Pin {
+                        key: *key,
+                        first_seen: now_rfc3339(),
+                    },
+                );
+                drop(st);
+                self.touch();
+                Standing::Pinned
+            }
+        }
+    }
+
+    /// How `name` with `key` stands, without pinning anything (for `/peers`).
+    pub fn standing(&self, name: &str, key: &PeerKey) -> &'static str {
+        match self.lock().pins.get(name) {
+            Some(pin) if pin.key == *key => "pinned",
+            Some(_) => "KEY CHANGED",
+            None => "not pinned",
+        }
+    }
+
+    /// `/trust NAME`: pins the key last seen with `name` in place of the old one. The
+    /// answer is a line for the user.
+    pub fn trust(&self, name: &str) -> String {
+        let mut st = self.lock();
+        let Some(new) = st.changed.remove(name) else {
+            return match st.pins.get(name) {
+                Some(pin) => format!(
+                    "{} is seen with its pinned key ({}); nothing to trust",
+                    Shown(name),
+                    pin.key.id()
+                ),
+                None => format!("no peer named {} has been seen", Shown(name)),
+            };
+        };
+        let old = st.pins.insert(
+            name.to_owned(),
+            Pin {
+                key: new,
+                first_seen: now_rfc3339(),
+            },
+        );
+        drop(st);
+        self.touch();
+        format!(
+            "trusted the new key of {} ({}){}",
+            Shown(name),
+            new.id(),
+            old.map_or(String::new(), |o| format!(
+                " in place of {} (first seen {})",
+                o.key.id(),
+                o.first_seen
+            ))
+        )
+    }
+
+    /// Writes the file now, if there is one.
+    pub fn save(&self) {
+        let Some(path) = &self.path else { return };
+        let mut text = String::from(
+            "# genp2p known peers: the key first seen with each name (trust on first use).\n# NAME KEY FIRST-SEEN; /trust NAME in the servant replaces a line.\n",
+        );
+        for (name, pin) in &self.lock().pins {
+            text.push_str(&format!("{name} {} {}\n", pin.key.hex(), pin.first_seen));
+        }
+        if let Err(e) = write_atomically(path, text.as_bytes(), Access::AsBefore) {
+            warn!("{}: cannot save the known peers: {e}", path.display());
+        }
+    }
+
+    /// The `known-peers` thread: saves a moment after each change, until `dirty` is gone.
+    pub fn save_loop(&self, dirty: &Receiver<()>) {
+        while dirty.recv().is_ok() {
+            std::thread::sleep(SAVE_EVERY);
+            let _ = dirty.try_recv();
+            self.save();
+        }
+    }
+}
+
+/// The warning shown when `name` appears with another key than its pin.
+pub fn changed_warning(name: &str, pinned: &Pin, now: &PeerKey) -> String {
+    let name = Shown(name);
+    format!(
+        "*** the key of {name} has changed: pinned {} (first seen {}), now {}. This may be another servant using the name. Lines from {name} are marked (key changed) until you type /trust {name}",
+        pinned.key.id(),
+        pinned.first_seen,
+        now.id()
+    )
+}
+
+fn parse(path: &Path, text: &str) -> Result<BTreeMap<String, Pin>, KnownError> {
+    let mut pins = BTreeMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let bad = |message: String| KnownError::Malformed {
+            path: path.to_owned(),
+            line: i + 1,
+            message,
+        };
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let [name, key, first_seen] = w[..] else {
+            return Err(bad("expected 'NAME KEY FIRST-SEEN'".into()));
+        };
+        check_token("the name", name).map_err(|e| bad(e.to_string()))?;
+        let key = PeerKey::from_hex(key).map_err(bad)?;
+        if pins.contains_key(name) {
+            return Err(bad(format!("{name} is pinned twice")));
+        }
+        pins.insert(
+            name.to_owned(),
+            Pin {
+                key,
+                first_seen: first_seen.to_owned(),
+            },
+        );
+    }
+    Ok(pins)
+}
+
+/// Now, as `2026-12-06T20:01:02Z`.
+pub fn now_rfc3339() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
+    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rest / 3600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::identity::Identity;
+
+    #[test]
+    fn first_use_pins_a_change_is_flagged_once_and_trust_replaces() {
+        let (k, _) = KnownPeers::load(None).unwrap();
+        let (a, b) = (
+            Identity::ephemeral().unwrap().key,
+            Identity::ephemeral().unwrap().key,
+        );
+        assert_eq!(k.check("bob", &a), Standing::Pinned);
+        assert_eq!(k.check("bob", &a), Standing::Pinned);
+        assert!(matches!(
+            k.check("bob", &b),
+            Standing::Changed { first: true, .. }
+        ));
+        assert!(matches!(
+            k.check("bob", &b),
+            Standing::Changed { first: false, .. }
+        ));
+        assert_eq!(k.standing("bob", &b), "KEY CHANGED");
+        assert!(k.trust("bob").starts_with("trusted the new key of bob"));
+        assert_eq!(k.check("bob", &b), Standing::Pinned);
+        assert!(matches!(
+            k.check("bob", &a),
+            Standing::Changed { first: true, .. }
+        ));
+        assert_eq!(k.trust("carol"), "no peer named carol has been seen");
+    }
+
+    #[test]
+    fn the_file_round_trips_and_bad_lines_name_their_place() {
+        let key = Identity::ephemeral().unwrap().key;
+        let text = format!("# c\n\nbob {} 2026-12-06T20:01:02Z\n", key.hex());
+        let pins = parse(Path::new("a.known"), &text).unwrap();
+        assert_eq!(pins["bob"].key, key);
+        for (bad, want) in [
+            (
+                "bob".to_owned(),
+                "a.known:1: expected 'NAME KEY FIRST-SEEN'",
+            ),
+            (
+                format!("b<b {} x", key.hex()),
+                "a.known:1: the name \"b<b\" contains '<'",
+            ),
+            (
+                "bob 12 x".to_owned(),
+                "a.known:1: bad key: 2 hex digits where 64 were expected",
+            ),
+            (
+                format!("bob {k} x\nbob {k} y", k = key.hex()),
+                "a.known:2: bob is pinned twice",
+            ),
+        ] {
+            assert_eq!(
+                parse(Path::new("a.known"), &bad).unwrap_err().to_string(),
+                want
+            );
+        }
+        let date = now_rfc3339();
+        assert_eq!(date.len(), 20, "{date}");
+        assert!(date.starts_with("20") && date.ends_with('Z'), "{date}");
+    }
+}
