@@ -249,3 +249,62 @@ pub fn lines(input: &[u8]) {
     }
     assert_eq!(got, model(data, limit));
 }
+
+// ---------------------------------------------------------------------------------------
+// handshake: what a stranger may send to either side of the servant handshake, and any
+// chat line it may write afterwards
+// ---------------------------------------------------------------------------------------
+
+/// The first line as a `HELLO`/`PULL` to the listener's side, the second as its `PROOF`;
+/// every line as a `WELCOME` to an opener; every line as a `MSG` to be checked. Without
+/// the keys, the input can never complete a handshake or pass a signature check, and no
+/// line, however made, may show a character that needs escaping.
+pub fn handshake(data: &[u8]) {
+    use genp2p::escape::{needs_escape, Shown};
+    use genp2p::handshake::{Answered, Mode, Opening};
+    use genp2p::identity::Identity;
+    use genp2p::protocol::{split_tag, MsgRef};
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (Ok(me), Ok(stranger)) = (Identity::ephemeral(), Identity::ephemeral()) else {
+        return;
+    };
+    let lines: Vec<&str> = text.split('\n').take(64).collect();
+    if let Some(Some(Ok(PeerLine::Hello(h) | PeerLine::Pull(h)))) =
+        lines.first().map(|l| PeerLine::parse(l))
+    {
+        if let Ok((answered, welcome)) = Answered::new(&me, lines[0], &h, None) {
+            assert!(welcome.ends_with('\n') && !welcome[..welcome.len() - 1].contains('\n'));
+            if let Some(Some(Ok(PeerLine::Proof(p)))) = lines.get(1).map(|l| PeerLine::parse(l)) {
+                assert!(
+                    answered.finish(&p, None).is_err(),
+                    "a made-up PROOF was accepted"
+                );
+            }
+        }
+    }
+    for line in &lines {
+        if let Some(Ok(PeerLine::Welcome(w))) = PeerLine::parse(line) {
+            if let Ok((opening, _)) = Opening::new(&me, "me", Mode::Send) {
+                assert!(
+                    opening.finish(&me, &w, None, None).is_err(),
+                    "a made-up WELCOME was accepted"
+                );
+            }
+        }
+        let line = split_tag(line).map_or(*line, |(_, rest)| rest);
+        if let Some(Ok(m)) = MsgRef::parse(line) {
+            assert!(!stranger.key.verifies_parts(&m.signed_parts(), &m.sig));
+            for part in [m.name, m.text] {
+                let shown = Shown(part).to_string();
+                assert!(
+                    !shown.chars().any(needs_escape),
+                    "{part:?} shown as {shown:?}"
+                );
+            }
+        }
+        let shown = Shown(line).to_string();
+        assert!(!shown.chars().any(needs_escape));
+    }
+}

@@ -3,7 +3,7 @@
 //! The fuzz targets (fuzz/, run with `make fuzz`) and this test share their checks
 //! (fuzz/checks.rs), so a stored input meets exactly the code that found it. A finding is
 //! kept as `tests/files/fuzz/TARGET/NAME`, where TARGET is the fuzz target (`config`,
-//! `peer_list` or `lines`); to add one, copy the file from fuzz/artifacts/TARGET/ there
+//! `peer_list`, `lines` or `handshake`); to add one, copy the file from fuzz/artifacts/TARGET/ there
 //! and fix the bug. The committed seeds (fuzz/seeds/TARGET/) are replayed too, so the
 //! checks themselves stay honest without cargo-fuzz.
 
@@ -58,6 +58,11 @@ fn peer_list_inputs() {
 #[test]
 fn lines_inputs() {
     assert!(replay("lines", checks::lines) > 0);
+}
+
+#[test]
+fn handshake_inputs() {
+    assert!(replay("handshake", checks::handshake) > 0);
 }
 
 /// tests/files/fuzz/lines/listening-name-fffe: `listening 2230 ab12 <U+FFFE>` was

@@ -551,8 +551,63 @@ fn element(name: &str, value: impl ToString) -> String {
 // The properties
 // ---------------------------------------------------------------------------------------
 
+/// One key for every case: making one costs more than the property it serves.
+fn signer() -> &'static genp2p::identity::Identity {
+    static KEY: std::sync::OnceLock<genp2p::identity::Identity> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| genp2p::identity::Identity::ephemeral().expect("a key"))
+}
+
 proptest! {
     #![proptest_config(config())]
+
+    /// A signed line parses back to what was signed and verifies; any one byte changed
+    /// in it makes it unparsable or unverifiable (or, for a byte of the signature's own
+    /// hex, a signature that fails).
+    #[test]
+    fn signed_lines_verify_and_any_change_is_caught(
+        incarnation in any::<u64>(),
+        seq in 1..=u64::MAX,
+        name in token(),
+        text in chat_text(),
+        flip in any::<usize>(),
+        to in any::<u8>(),
+    ) {
+        use genp2p::protocol::{msg_line, MsgRef};
+        let me = signer();
+        let sig = me.sign(&ChatMessage::signed_bytes(&me.id, incarnation, seq, &name, &text));
+        let line = msg_line(&me.id, incarnation, seq, &name, &sig, &text);
+        let bare = line.trim_end_matches('\n');
+        let m = MsgRef::parse(bare).expect("a MSG line").expect("valid");
+        prop_assert_eq!((m.origin, m.incarnation, m.seq, m.name, m.text), (me.id.as_str(), incarnation, seq, name.as_str(), text.as_str()));
+        prop_assert!(me.key.verifies_parts(&m.signed_parts(), &m.sig));
+        let mut bytes = bare.as_bytes().to_vec();
+        let at = 4 + flip % (bytes.len() - 4);
+        if bytes[at] != to {
+            bytes[at] = to;
+            if let Ok(changed) = std::str::from_utf8(&bytes) {
+                if let Some(Ok(m)) = MsgRef::parse(changed) {
+                    prop_assert!(
+                        m.origin != me.id || !me.key.verifies_parts(&m.signed_parts(), &m.sig),
+                        "byte {} changed and still verifies: {:?}", at, changed
+                    );
+                }
+            }
+        }
+    }
+
+    /// Shown text holds nothing that needs escaping, and text that held nothing of the
+    /// kind is shown as it is.
+    #[test]
+    fn shown_text_is_safe_and_plain_text_unchanged(s in text(0..60, |_| true)) {
+        use genp2p::escape::{needs_escape, shown};
+        let out = shown(&s);
+        prop_assert!(!out.chars().any(needs_escape), "{:?} shown as {:?}", s, out);
+        if !s.chars().any(needs_escape) {
+            prop_assert_eq!(out.as_ref(), s.as_str());
+        } else {
+            prop_assert!(out.len() > s.len());
+        }
+    }
 
     #[test]
     fn manager_messages_round_trip(message in manager_message()) {
