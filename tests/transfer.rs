@@ -685,6 +685,31 @@ fn requests_outside_the_shared_files_are_refused_and_the_connection_stays_usable
             dump()
         );
     }
+    // Numbers have one spelling; too large is out of range, not badly written.
+    for (req, want) in [
+        (format!("GET {id} 003"), "ERR bad piece number \"003\""),
+        (format!("GET {id} +3"), "ERR bad piece number \"+3\""),
+        (
+            format!("GET {id} 100000000000000000000000"),
+            "ERR piece \"100000000000000000000000\" out of range (the file has 4)",
+        ),
+        (
+            format!("GET {id} 4"),
+            "ERR piece 4 out of range (the file has 4)",
+        ),
+        (
+            format!("MANIFEST {}", id.to_uppercase()),
+            "ERR no such file",
+        ),
+    ] {
+        c.send(&req);
+        let got = c.expect_line(&format!("the answer to {req:?}"));
+        assert!(
+            got.starts_with(want),
+            "{req:?} was answered {got:?}\n{}",
+            dump()
+        );
+    }
 
     // And the connection still serves: the manifest, and the short last piece.
     c.send(&format!("MANIFEST {id}"));

@@ -104,7 +104,7 @@ pub fn list_files(peer: &Peer) -> io::Result<Vec<Offer>> {
         if let (Some("FILE"), Some(id), Some(size), Some(state), Some(name)) =
             (w.next(), w.next(), w.next(), w.next(), w.next())
         {
-            if let (Ok(size), true) = (size.parse(), valid_name(name)) {
+            if let (Ok(size), true) = (crate::encoding::parse_u64(size), valid_name(name)) {
                 out.push(Offer {
                     peer: peer.clone(),
                     id: id.to_owned(),

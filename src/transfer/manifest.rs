@@ -3,7 +3,6 @@
 //! "the same file" is without trusting each other: a manifest whose content does not hash
 //! to the id asked for is refused, and every piece is checked against it before use.
 
-use std::fmt::Write as _;
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
@@ -27,22 +26,12 @@ pub struct Manifest {
 }
 
 pub fn hex(h: &Hash) -> String {
-    let mut s = String::with_capacity(64);
-    for b in h {
-        let _ = write!(s, "{b:02x}");
-    }
-    s
+    crate::encoding::hex(h)
 }
 
+/// A hash in its one spelling: 64 lowercase hex digits.
 pub fn parse_hex(s: &str) -> Option<Hash> {
-    if s.len() != 64 || !s.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
+    crate::encoding::parse_hex(s).ok()
 }
 
 pub fn hash_piece(data: &[u8]) -> Hash {
@@ -124,12 +113,14 @@ impl Manifest {
         else {
             return Err("MANIFEST: expected 'MANIFEST ID SIZE PIECESIZE HASH NAME'".into());
         };
-        let size: u64 = size
-            .parse()
-            .map_err(|_| format!("MANIFEST: bad size {size:?}"))?;
-        let piece_size: u64 = piece_size
-            .parse()
-            .map_err(|_| format!("MANIFEST: bad piece size {piece_size:?}"))?;
+        let size = crate::encoding::parse_u64(size)
+            .map_err(|e| format!("MANIFEST: bad size {:?}: {e}", crate::escape::Shown(size)))?;
+        let piece_size = crate::encoding::parse_u64(piece_size).map_err(|e| {
+            format!(
+                "MANIFEST: bad piece size {:?}: {e}",
+                crate::escape::Shown(piece_size)
+            )
+        })?;
         if piece_size == 0 || piece_size > MAX_PIECE_SIZE {
             return Err(format!("MANIFEST: piece size {piece_size} out of range"));
         }

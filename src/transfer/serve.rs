@@ -140,10 +140,20 @@ fn answer(
             let e = lib
                 .get(id)
                 .ok_or_else(|| format!("no such file {}", shown(id)))?;
-            let i: usize = index
-                .parse()
-                .map_err(|_| format!("bad piece number {}", shown(index)))?;
-            if i >= e.manifest.piece_count() {
+            let count = e.manifest.piece_count();
+            // One spelling for numbers: `007` and `+7` are not 7 (see `encoding`).
+            let i = match crate::encoding::parse_u64(index) {
+                Ok(i) if i < count as u64 => i as usize,
+                Ok(i) => return Err(format!("piece {i} out of range (the file has {count})")),
+                Err(crate::encoding::FieldError::OutOfRange) => {
+                    return Err(format!(
+                        "piece {} out of range (the file has {count})",
+                        shown(index)
+                    ))
+                }
+                Err(_) => return Err(format!("bad piece number {}", shown(index))),
+            };
+            if i >= count {
                 return Err(format!(
                     "piece {i} out of range (the file has {})",
                     e.manifest.piece_count()
@@ -186,5 +196,8 @@ fn open_shared(e: &Entry) -> Result<File, String> {
 }
 
 fn shown(s: &str) -> String {
-    format!("{:?}", s.chars().take(70).collect::<String>())
+    format!(
+        "{:?}",
+        crate::escape::Shown(&s.chars().take(70).collect::<String>())
+    )
 }
