@@ -106,6 +106,12 @@ pub struct ChatMessage {
 }
 
 impl ChatMessage {
+    /// What the author signs, in parts: the prefix, `ORIGIN INC SEQ NAME `, `TEXT`
+    /// (`head` is the middle part, from [`msg_head`]).
+    pub fn signed_parts<'a>(head: &'a str, text: &'a str) -> [&'a [u8]; 3] {
+        [MSG_SIGNED_PREFIX, head.as_bytes(), text.as_bytes()]
+    }
+
     /// What the author signs: the prefix, then `ORIGIN INC SEQ NAME TEXT`.
     pub fn signed_bytes(
         origin: &str,
@@ -123,7 +129,7 @@ impl ChatMessage {
 }
 
 /// `ORIGIN INC SEQ NAME ` (with its last space): the signed part of a line before TEXT.
-fn msg_head(origin: &str, incarnation: u64, seq: u64, name: &str) -> String {
+pub fn msg_head(origin: &str, incarnation: u64, seq: u64, name: &str) -> String {
     let (inc, seq) = (incarnation.to_string(), seq.to_string());
     [origin, " ", &inc, " ", &seq, " ", name, " "].concat()
 }
