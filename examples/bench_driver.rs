@@ -623,6 +623,83 @@ fn genp2p_system(ctx: &Ctx, n: usize, manager: (SocketAddr, u32), stub: bool) ->
     })
 }
 
+/// The libp2p baseline (bench/libp2p-chat, a cargo project of its own; `make bench`
+/// builds it): gossipsub over TCP with noise and yamux, every message signed by its
+/// author. The sender listens; each receiver dials it, so a message reaches every
+/// receiver in one hop (flood publishing), as genp2p's full mesh does. `None` when the
+/// baseline is not built.
+fn libp2p_system(ctx: &Ctx, n: usize) -> Res<Option<System>> {
+    let exe = PathBuf::from("bench/libp2p-chat/target/release/libp2p-chat");
+    if !exe.exists() {
+        return Ok(None);
+    }
+    let (etx, erx) = mpsc::channel();
+    let (ptx, prx) = mpsc::channel();
+    let sender_log = ctx.out.join("logs").join(format!("libp2p-n{n}-send.log"));
+    let mut cmd = Command::new(&exe);
+    cmd.stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(ctx.log(&format!("libp2p-n{n}-send.log")));
+    let mut sender = start(cmd).map_err(|e| format!("cannot start libp2p-chat: {e}"))?;
+    let input = sender.child.stdin.take().unwrap();
+    reader(
+        usize::MAX,
+        sender.child.stdout.take().unwrap(),
+        Arc::new(RxShared::default()),
+        mpsc::channel().0,
+        Some(ptx.clone()),
+    );
+    let (_, port) = prx
+        .recv_timeout(Duration::from_secs(20))
+        .map_err(|_| "the libp2p sender did not start")?;
+    let mut pids = vec![sender.pid()];
+    let mut procs = vec![sender];
+    let (mut stdins, mut rx) = (Vec::new(), Vec::new());
+    for i in 0..n {
+        let mut cmd = Command::new(&exe);
+        cmd.args(["--dial", &port.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(ctx.log(&format!("libp2p-n{n}-recv-{i}.log")));
+        let mut p = start(cmd).map_err(|e| format!("cannot start libp2p-chat {i}: {e}"))?;
+        stdins.push(p.child.stdin.take().unwrap());
+        let shared = Arc::new(RxShared::default());
+        shared.warm_last.store(-1, Ordering::SeqCst);
+        reader(
+            i,
+            p.child.stdout.take().unwrap(),
+            Arc::clone(&shared),
+            etx.clone(),
+            Some(ptx.clone()),
+        );
+        rx.push(shared);
+        pids.push(p.pid());
+        procs.push(p);
+    }
+    for _ in 0..n {
+        prx.recv_timeout(Duration::from_secs(20))
+            .map_err(|_| "libp2p receivers did not start")?;
+    }
+    // Formed when the sender knows every receiver subscribed.
+    wait_for_line(
+        &sender_log,
+        &format!("SUBSCRIBED {n}"),
+        Duration::from_secs(30 + n as u64),
+    )
+    .ok_or_else(|| format!("the libp2p sender never saw {n} subscribers"))?;
+    Ok(Some(System {
+        name: "libp2p",
+        input,
+        rx,
+        events: erx,
+        pids,
+        next: 0,
+        warm_next: 0,
+        _procs: procs,
+        _stdins: stdins,
+    }))
+}
+
 fn floor_system(ctx: &Ctx, n: usize) -> Res<System> {
     let (etx, erx) = mpsc::channel();
     let (ptx, prx) = mpsc::channel();
@@ -693,6 +770,7 @@ fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
     let join_ns = arg_list(args, "--join-ns", "10,50");
     let join_runs: usize = arg(args, "--join-runs", 5);
     let stub_ns = arg_list(args, "--stub-ns", "");
+    let libp2p_ns = arg_list(args, "--libp2p-ns", "");
     let configs: Vec<(usize, bool)> = ns
         .iter()
         .map(|&n| (n, false))
@@ -724,9 +802,29 @@ fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
         let t_start = Instant::now();
         let mut g = genp2p_system(ctx, n, (maddr, mgr.pid()), stub)?;
         let mut f = floor_system(ctx, n)?;
+        // The libp2p baseline runs beside real servants only (stub receivers stand in for
+        // servants, not for libp2p nodes).
+        let mut l = if stub || !libp2p_ns.contains(&n) {
+            None
+        } else {
+            libp2p_system(ctx, n)?
+        };
         let limit = Duration::from_secs(30 + n as u64 / 2);
         let g_ready = g.warm(limit)?;
         let f_ready = f.warm(limit)?;
+        if let Some(l) = &mut l {
+            let ready = l.warm(limit)?;
+            ctx.emit(
+                Json::new()
+                    .str("test", "footprint-libp2p")
+                    .int("n", n as i64)
+                    .num("ready_s", ready)
+                    .int("sender_rss_kb", rss_kb(l.pids[0]) as i64)
+                    .int("sender_threads", threads(l.pids[0]) as i64)
+                    .int("receiver_rss_kb", rss_kb(l.pids[1]) as i64)
+                    .int("receiver_threads", threads(l.pids[1]) as i64),
+            );
+        }
         ctx.emit(
             Json::new()
                 .str("test", "setup")
@@ -766,15 +864,20 @@ fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
             [ctx_switches(sp), ctx_switches(rp), cpu_ns(sp), receivers]
         };
         for r in 0..runs {
-            let before = [counters(&g), counters(&f)];
-            let mut lasts = [Vec::with_capacity(samples), Vec::with_capacity(samples)];
-            let mut firsts = [Vec::with_capacity(samples), Vec::with_capacity(samples)];
-            let mut missing = [0usize; 2];
+            let mut systems: Vec<&mut System> = vec![&mut g, &mut f];
+            if let Some(l) = &mut l {
+                systems.push(l);
+            }
+            let k = systems.len();
+            let before: Vec<[u64; 4]> = systems.iter().map(|s| counters(s)).collect();
+            let mut lasts = vec![Vec::with_capacity(samples); k];
+            let mut firsts = vec![Vec::with_capacity(samples); k];
+            let mut missing = vec![0usize; k];
             for i in 0..samples {
-                let order = if (r + i) % 2 == 0 { [0, 1] } else { [1, 0] };
-                for which in order {
-                    let sys = if which == 0 { &mut g } else { &mut f };
-                    match sys.sample()? {
+                // Each takes its turn first in turn.
+                for j in 0..k {
+                    let which = (r + i + j) % k;
+                    match systems[which].sample()? {
                         Ok((last, first)) => {
                             lasts[which].push(last);
                             firsts[which].push(first);
@@ -783,7 +886,7 @@ fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
                     }
                 }
             }
-            for (which, sys) in [&g, &f].into_iter().enumerate() {
+            for (which, sys) in systems.iter().enumerate() {
                 let after = counters(sys);
                 let d = |j: usize| {
                     after[j].saturating_sub(before[which][j]) as f64 / samples.max(1) as f64
@@ -811,11 +914,14 @@ fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
         }
         if burst_ns.contains(&n) {
             for r in 0..burst_runs {
-                let order: [&mut System; 2] = if r % 2 == 0 {
-                    [&mut g, &mut f]
+                let mut order: Vec<&mut System> = if r % 2 == 0 {
+                    vec![&mut g, &mut f]
                 } else {
-                    [&mut f, &mut g]
+                    vec![&mut f, &mut g]
                 };
+                if let Some(l) = l.as_mut() {
+                    order.push(l);
+                }
                 for sys in order {
                     let j = sys.burst(r, burst_msgs, ctx.tck)?;
                     ctx.emit(j.str("receivers", receivers));
@@ -866,6 +972,7 @@ fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
         }
         drop(g);
         drop(f);
+        drop(l);
         drop(mgr);
         thread::sleep(Duration::from_millis(500));
     }

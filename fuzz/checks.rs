@@ -295,7 +295,12 @@ pub fn handshake(data: &[u8]) {
         }
         let line = split_tag(line).map_or(*line, |(_, rest)| rest);
         if let Some(Ok(m)) = MsgRef::parse(line) {
-            assert!(!stranger.key.verifies_parts(&m.signed_parts(), &m.sig));
+            if let Ok((sig, _)) = m.auth() {
+                assert!(!stranger.key.verifies_parts(&m.signed_parts(), &sig));
+            }
+            let authors = genp2p::servant::authors::Authors::default();
+            authors.learn(stranger.key);
+            assert!(authors.verify(&m).is_err() || m.origin != stranger.id);
             for part in [m.name, m.text] {
                 let shown = Shown(part).to_string();
                 assert!(

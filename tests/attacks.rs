@@ -668,13 +668,18 @@ fn a_relay_that_alters_a_line_gets_it_dropped_and_the_rest_arrive() {
             .first()
             .and_then(|s| s.try_clone().ok())
     });
-    for t in ["first", "second", "third"] {
-        alice.proc.send(t);
-    }
+    // Typed at once, the three are signed together (one signature, a path each).
+    alice.proc.send_bytes(b"first\nsecond\nthird\n");
     let lines: Vec<String> = ["first", "second", "third"]
         .iter()
         .map(|t| eve.wait_line("alice's line", |l| l.ends_with(&format!(" {t}"))))
         .collect();
+    let batched = |l: &String| {
+        MsgRef::parse(l)
+            .and_then(Result::ok)
+            .is_some_and(|m| m.auth().is_ok_and(|(_, b)| b.is_some()))
+    };
+    assert!(lines.iter().all(batched), "{lines:?}");
     // eve passes them on, the second rewritten, and a line she invents as alice.
     let mut w = puller;
     let invented =

@@ -331,15 +331,21 @@ fn peer_line() -> impl Strategy<Value = PeerLine> {
             1..=u64::MAX,
             token(),
             bytes64(),
+            prop::option::of((0..64u64, prop::collection::vec(any::<[u8; 16]>(), 6))),
             chat_text()
         )
-            .prop_map(|(origin, incarnation, seq, name, sig, text)| {
+            .prop_map(|(origin, incarnation, seq, name, sig, batch, text)| {
                 PeerLine::Msg(ChatMessage {
                     origin,
                     incarnation,
                     seq,
                     name,
                     sig,
+                    // A path as deep as the index needs (at least one hash).
+                    batch: batch.map(|(index, path)| genp2p::protocol::Batch {
+                        index,
+                        path: path[..(64 - index.leading_zeros() as usize).max(1)].to_vec(),
+                    }),
                     text,
                 })
             }),
@@ -551,6 +557,42 @@ fn element(name: &str, value: impl ToString) -> String {
 // The properties
 // ---------------------------------------------------------------------------------------
 
+proptest! {
+    // Signatures are slow in a debug build: fewer cases.
+    #![proptest_config(ProptestConfig { cases: 32, ..config() })]
+
+    /// Lines signed together each verify on their own, and a changed one does not.
+    #[test]
+    fn lines_signed_together_each_verify_alone(
+        texts in prop::collection::vec(chat_text(), 2..20),
+        victim in any::<usize>(),
+    ) {
+        use genp2p::batch;
+        use genp2p::protocol::{msg_head, msg_line, MsgRef};
+        let me = signer();
+        let heads: Vec<String> = (0..texts.len()).map(|i| msg_head(&me.id, 7, 1 + i as u64, "n")).collect();
+        let leaves: Vec<batch::Node> = texts.iter().zip(&heads)
+            .map(|(t, h)| batch::leaf(&ChatMessage::signed_parts(h, t))).collect();
+        let (depth, root, paths) = batch::build(&leaves);
+        let sig = me.sign(&batch::signed_root(depth, &root));
+        let authors = genp2p::servant::authors::Authors::default();
+        authors.learn(me.key);
+        let lines: Vec<String> = texts.iter().enumerate().map(|(i, t)| {
+            msg_line(&me.id, 7, 1 + i as u64, "n", &sig, Some((i as u64, &paths[i])), t)
+                .trim_end_matches('\n').to_owned()
+        }).collect();
+        for l in &lines {
+            let m = MsgRef::parse(l).expect("MSG").expect("valid");
+            prop_assert_eq!(authors.verify(&m), Ok(me.key));
+        }
+        let v = victim % lines.len();
+        let changed = format!("{}!", lines[v]);
+        let m = MsgRef::parse(&changed).expect("MSG").expect("valid");
+        prop_assert!(authors.verify(&m).is_err(), "a changed line verified: {}", changed);
+    }
+
+}
+
 /// One key for every case: making one costs more than the property it serves.
 fn signer() -> &'static genp2p::identity::Identity {
     static KEY: std::sync::OnceLock<genp2p::identity::Identity> = std::sync::OnceLock::new();
@@ -575,11 +617,11 @@ proptest! {
         use genp2p::protocol::{msg_line, MsgRef};
         let me = signer();
         let sig = me.sign(&ChatMessage::signed_bytes(&me.id, incarnation, seq, &name, &text));
-        let line = msg_line(&me.id, incarnation, seq, &name, &sig, &text);
+        let line = msg_line(&me.id, incarnation, seq, &name, &sig, None, &text);
         let bare = line.trim_end_matches('\n');
         let m = MsgRef::parse(bare).expect("a MSG line").expect("valid");
         prop_assert_eq!((m.origin, m.incarnation, m.seq, m.name, m.text), (me.id.as_str(), incarnation, seq, name.as_str(), text.as_str()));
-        prop_assert!(me.key.verifies_parts(&m.signed_parts(), &m.sig));
+        prop_assert!(me.key.verifies_parts(&m.signed_parts(), &m.auth().expect("a signature").0));
         let mut bytes = bare.as_bytes().to_vec();
         let at = 4 + flip % (bytes.len() - 4);
         if bytes[at] != to {
@@ -587,7 +629,7 @@ proptest! {
             if let Ok(changed) = std::str::from_utf8(&bytes) {
                 if let Some(Ok(m)) = MsgRef::parse(changed) {
                     prop_assert!(
-                        m.origin != me.id || !me.key.verifies_parts(&m.signed_parts(), &m.sig),
+                        m.origin != me.id || m.auth().is_err() || !me.key.verifies_parts(&m.signed_parts(), &m.auth().expect("checked").0),
                         "byte {} changed and still verifies: {:?}", at, changed
                     );
                 }

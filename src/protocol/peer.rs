@@ -19,6 +19,7 @@
 //! (see `encoding`); fields are separated by one space, and TEXT is the rest of the line.
 
 use super::{check_id, check_token, err, hex_field, number, ProtocolError, TEXT_LIMIT};
+use crate::batch::{Node, MAX_DEPTH};
 use crate::encoding::{hex, push_hex};
 
 /// The protocol version spoken in `HELLO` and `PULL`.
@@ -101,8 +102,32 @@ pub struct ChatMessage {
     pub incarnation: u64,
     pub seq: u64,
     pub name: String,
+    /// The author's signature: of this line, or of the root of `batch`'s tree.
     pub sig: [u8; 64],
+    pub batch: Option<Batch>,
     pub text: String,
+}
+
+/// Where a line signed with others sits in their tree (see `batch`): `SIG/INDEX/PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Batch {
+    pub index: u64,
+    /// Sibling hashes from the leaf up: 1 to `MAX_DEPTH` of them.
+    pub path: Vec<Node>,
+}
+
+/// `Batch`, borrowed from a line without allocating: the path in a fixed array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchRef {
+    pub index: u64,
+    depth: u8,
+    nodes: [Node; MAX_DEPTH],
+}
+
+impl BatchRef {
+    pub fn path(&self) -> &[Node] {
+        &self.nodes[..self.depth as usize]
+    }
 }
 
 impl ChatMessage {
@@ -134,20 +159,30 @@ pub fn msg_head(origin: &str, incarnation: u64, seq: u64, name: &str) -> String 
     [origin, " ", &inc, " ", &seq, " ", name, " "].concat()
 }
 
-/// The `MSG` line (with its `\n`) for a message and its signature.
+/// The `MSG` line (with its `\n`) for a message and its signature (of the line alone,
+/// or of the root of its batch).
 pub fn msg_line(
     origin: &str,
     incarnation: u64,
     seq: u64,
     name: &str,
     sig: &[u8; 64],
+    batch: Option<(u64, &[Node])>,
     text: &str,
 ) -> String {
     let head = msg_head(origin, incarnation, seq, name);
-    let mut line = String::with_capacity(4 + head.len() + 129 + text.len() + 1);
+    let mut line = String::with_capacity(4 + head.len() + 129 + 200 + text.len() + 1);
     line.push_str("MSG ");
     line.push_str(&head);
     push_hex(&mut line, sig);
+    if let Some((index, path)) = batch {
+        line.push('/');
+        line.push_str(&index.to_string());
+        line.push('/');
+        for n in path {
+            push_hex(&mut line, n);
+        }
+    }
     line.push(' ');
     line.push_str(text);
     line.push('\n');
@@ -162,7 +197,9 @@ pub struct MsgRef<'a> {
     pub incarnation: u64,
     pub seq: u64,
     pub name: &'a str,
-    pub sig: [u8; 64],
+    /// The `SIG` field as it stands: read only when the signature is checked (see
+    /// [`MsgRef::auth`]), since on its author's own connection a line's tag suffices.
+    pub auth_field: &'a str,
     pub text: &'a str,
     /// `ORIGIN INC SEQ NAME ` as it stands in the line (signed with `text`).
     head: &'a str,
@@ -174,6 +211,11 @@ impl<'a> MsgRef<'a> {
         line.strip_prefix("MSG ").map(parse_msg)
     }
 
+    /// The signature, and where the line sits in its batch if it was signed with others.
+    pub fn auth(&self) -> Result<([u8; 64], Option<BatchRef>), ProtocolError> {
+        parse_auth(self.auth_field)
+    }
+
     /// The three parts of what the author signed (see [`ChatMessage::signed_bytes`]).
     pub fn signed_parts(&self) -> [&'a [u8]; 3] {
         [
@@ -183,15 +225,21 @@ impl<'a> MsgRef<'a> {
         ]
     }
 
-    pub fn to_owned(self) -> ChatMessage {
-        ChatMessage {
+    /// The message, its `SIG` field read.
+    pub fn to_owned(self) -> Result<ChatMessage, ProtocolError> {
+        let (sig, batch) = self.auth()?;
+        Ok(ChatMessage {
             origin: self.origin.to_owned(),
             incarnation: self.incarnation,
             seq: self.seq,
             name: self.name.to_owned(),
-            sig: self.sig,
+            sig,
+            batch: batch.map(|b| Batch {
+                index: b.index,
+                path: b.path().to_vec(),
+            }),
             text: self.text.to_owned(),
-        }
+        })
     }
 }
 
@@ -214,7 +262,9 @@ impl PeerLine {
             "WELCOME" => parse_welcome(rest),
             "PROOF" => parse_proof(rest),
             "READY" => number("READY: LAST", rest).map(|last| PeerLine::Ready { last }),
-            "MSG" => parse_msg(rest).map(|m| PeerLine::Msg(m.to_owned())),
+            "MSG" => parse_msg(rest)
+                .and_then(MsgRef::to_owned)
+                .map(PeerLine::Msg),
             "PING" if rest.is_empty() => Ok(PeerLine::Ping),
             "END" if rest.is_empty() => Ok(PeerLine::End),
             "SEEN" => parse_seen(rest),
@@ -249,7 +299,15 @@ impl PeerLine {
             ),
             PeerLine::Proof(p) => format!("PROOF {}{}\n", hex(&p.sig), net(&p.net)),
             PeerLine::Ready { last } => format!("READY {last}\n"),
-            PeerLine::Msg(m) => msg_line(&m.origin, m.incarnation, m.seq, &m.name, &m.sig, &m.text),
+            PeerLine::Msg(m) => msg_line(
+                &m.origin,
+                m.incarnation,
+                m.seq,
+                &m.name,
+                &m.sig,
+                m.batch.as_ref().map(|b| (b.index, b.path.as_slice())),
+                &m.text,
+            ),
             PeerLine::Ping => "PING\n".to_owned(),
             PeerLine::Seen {
                 origin,
@@ -347,7 +405,7 @@ fn parse_seen(rest: &str) -> Result<PeerLine, ProtocolError> {
 
 fn parse_msg(rest: &str) -> Result<MsgRef<'_>, ProtocolError> {
     let mut w = rest.splitn(6, ' ');
-    let (Some(origin), Some(inc), Some(seq_field), Some(name), Some(sig)) =
+    let (Some(origin), Some(inc), Some(seq_field), Some(name), Some(auth_field)) =
         (w.next(), w.next(), w.next(), w.next(), w.next())
     else {
         return err("MSG: expected 'MSG ORIGIN INC SEQ NAME SIG TEXT'");
@@ -362,7 +420,9 @@ fn parse_msg(rest: &str) -> Result<MsgRef<'_>, ProtocolError> {
         0 => return err("MSG: sequence number 0 (numbers start at 1)"),
         s => s,
     };
-    let sig = hex_field("MSG: signature", sig)?;
+    if auth_field.is_empty() {
+        return err("MSG: empty signature");
+    }
     if text.len() > TEXT_LIMIT {
         return err(format!("MSG: text longer than {TEXT_LIMIT} bytes"));
     }
@@ -373,10 +433,46 @@ fn parse_msg(rest: &str) -> Result<MsgRef<'_>, ProtocolError> {
         incarnation,
         seq,
         name,
-        sig,
+        auth_field,
         text,
         head: &rest[..head_len],
     })
+}
+
+/// `SIG` (128 hex digits) or `SIG/INDEX/PATH` (a line signed with others: its leaf
+/// index, and 1 to `MAX_DEPTH` sibling hashes of 32 hex digits each).
+fn parse_auth(field: &str) -> Result<([u8; 64], Option<BatchRef>), ProtocolError> {
+    let Some((sig, rest)) = field.split_once('/') else {
+        return Ok((hex_field("MSG: signature", field)?, None));
+    };
+    let sig = hex_field("MSG: signature", sig)?;
+    let Some((index, path)) = rest.split_once('/') else {
+        return err("MSG: a batch signature is 'SIG/INDEX/PATH'");
+    };
+    let index = number("MSG: batch index", index)?;
+    let depth = path.len() / 32;
+    if path.len() % 32 != 0 || !(1..=MAX_DEPTH).contains(&depth) {
+        return err(format!(
+            "MSG: a batch path is 1 to {MAX_DEPTH} hashes of 32 hex digits"
+        ));
+    }
+    if index >> depth != 0 {
+        return err(format!(
+            "MSG: batch index {index} does not fit a tree of depth {depth}"
+        ));
+    }
+    let mut nodes = [[0u8; 16]; MAX_DEPTH];
+    for (i, n) in nodes.iter_mut().take(depth).enumerate() {
+        *n = hex_field("MSG: batch path", &path[32 * i..32 * (i + 1)])?;
+    }
+    Ok((
+        sig,
+        Some(BatchRef {
+            index,
+            depth: depth as u8,
+            nodes,
+        }),
+    ))
 }
 
 #[cfg(test)]
@@ -393,8 +489,21 @@ mod tests {
             seq: 42,
             name: "bob".into(),
             sig: [0xa5; 64],
+            batch: None,
             text: "  two  spaces, <tags> & ünïcödé  ".into(),
         };
+        let batched = ChatMessage {
+            batch: Some(Batch {
+                index: 5,
+                path: vec![[1; 16], [2; 16], [3; 16]],
+            }),
+            ..m.clone()
+        };
+        let line = PeerLine::Msg(batched.clone()).to_line();
+        assert_eq!(
+            PeerLine::parse(line.trim_end_matches('\n')),
+            Some(Ok(PeerLine::Msg(batched)))
+        );
         let line = PeerLine::Msg(m.clone()).to_line();
         let bare = line.trim_end_matches('\n');
         assert_eq!(PeerLine::parse(bare), Some(Ok(PeerLine::Msg(m.clone()))));
@@ -409,7 +518,7 @@ mod tests {
             format!("genp2p-msg-2 {ID} 1765043412345 42 bob   two  spaces, <tags> & ünïcödé  ")
         );
         // An empty text still has its space; without it the line is refused.
-        let empty = msg_line(ID, 1, 1, "a", &[1; 64], "");
+        let empty = msg_line(ID, 1, 1, "a", &[1; 64], None, "");
         assert!(empty.ends_with(" \n"));
         assert!(MsgRef::parse(empty.trim_end()).unwrap().is_err());
         assert!(MsgRef::parse(&empty[..empty.len() - 1]).unwrap().is_ok());
@@ -424,6 +533,17 @@ mod tests {
             format!("MSG {} 1 7 b {sig} upper", ID.to_uppercase()),
             format!("MSG {ID} 1 7 b {} short signature", &sig[2..]),
             format!("MSG {ID} 1 7 b\u{202e} {sig} bidi name"),
+            format!(
+                "MSG {ID} 1 7 b {sig}/8/{} index past the tree",
+                "00".repeat(48)
+            ),
+            format!("MSG {ID} 1 7 b {sig}/0/ empty path"),
+            format!(
+                "MSG {ID} 1 7 b {sig}/0/{} path not whole hashes",
+                "00".repeat(17)
+            ),
+            format!("MSG {ID} 1 7 b {sig}/0/{} too deep", "00".repeat(16 * 7)),
+            format!("MSG {ID} 1 7 b {sig}/01/{} index", "00".repeat(16)),
         ] {
             assert!(matches!(PeerLine::parse(&bad), Some(Err(_))), "{bad}");
         }

@@ -76,20 +76,34 @@ impl Input {
 ///
 /// Lines to send go to `say` on this thread (the typist, `dispatch`), with whether more input
 /// is already buffered; commands go to `tx`.
-pub fn read_input<T>(tx: Sender<T>, wrap: fn(Input) -> T, on_end: T, say: impl Fn(String, bool)) {
+pub fn read_input<T>(
+    tx: Sender<T>,
+    wrap: fn(Input) -> T,
+    on_end: T,
+    say: impl Fn(Vec<String>, bool),
+) {
     let stdin = io::stdin();
     let mut reader = LineReader::new(stdin.lock(), TEXT_LIMIT);
     let mut number = 0u64;
+    // Lines to send that were read together (a paste, a script): sent, and signed, as one
+    // run once no further line is already waiting, or a command comes.
+    let mut run: Vec<String> = Vec::new();
     loop {
         number += 1;
+        if !run.is_empty() && (!reader.has_line() || run.len() >= SAY_RUN) {
+            say(std::mem::take(&mut run), reader.has_line());
+        }
         match reader.read_line() {
             Ok(Some(line)) => {
                 if line.is_empty() {
                     continue;
                 }
                 match Input::parse(&line) {
-                    Input::Say(text) => say(text, reader.has_line()),
+                    Input::Say(text) => run.push(text),
                     other => {
+                        if !run.is_empty() {
+                            say(std::mem::take(&mut run), true);
+                        }
                         if tx.send(wrap(other)).is_err() {
                             return;
                         }
@@ -109,8 +123,14 @@ pub fn read_input<T>(tx: Sender<T>, wrap: fn(Input) -> T, on_end: T, say: impl F
             Err(e) => warn!("standard input, line {number}: {e}; not sent"),
         }
     }
+    if !run.is_empty() {
+        say(run, false);
+    }
     let _ = tx.send(on_end);
 }
+
+/// Lines read together that are sent as one run at most (as many as one signature covers).
+const SAY_RUN: usize = crate::batch::MAX_LEAVES;
 
 /// Marks a line as a status (progress) line: drawn in place on a terminal, printed as a
 /// plain line otherwise. Chat lines never start with it (they start with `<`).

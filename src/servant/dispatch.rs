@@ -19,6 +19,7 @@ use log::{debug, warn};
 
 use super::listener::Inbound;
 use super::sender::{Outgoing, Wire};
+use crate::batch;
 use crate::identity::{Identity, Presigned};
 use crate::protocol::{msg_head, msg_line, ChatMessage, TEXT_LIMIT};
 
@@ -98,32 +99,108 @@ impl Dispatch {
         *self.lock() = Arc::default();
     }
 
-    /// Sends one typed line to every peer. Waits (up to 2 s) for room in the queue of a
-    /// peer we are connected to, so nothing typed is lost to it; the queue of a peer we
-    /// cannot reach loses its oldest message instead, so a dead peer holds up no one.
-    /// `more_waiting`: further input is already buffered, so queue this line (each sender
-    /// then writes the run of lines at once) rather than write it straight away.
+    /// Sends one typed line to every peer (see `say_all`).
     pub fn say(&self, text: String, more_waiting: bool) {
-        if text.len() > TEXT_LIMIT {
-            warn!("line longer than {TEXT_LIMIT} bytes; not sent");
-            return;
+        self.say_all(vec![text], more_waiting);
+    }
+
+    /// Sends lines typed together to every peer, in order. Waits (up to 2 s) for room in
+    /// the queue of a peer we are connected to, so nothing typed is lost to it; the queue
+    /// of a peer we cannot reach loses its oldest message instead, so a dead peer holds up
+    /// no one. `more_waiting`: further input is already buffered, so queue these lines
+    /// (each sender then writes the run of lines at once) rather than write the last one
+    /// straight away.
+    ///
+    /// One line is signed on its own; several are signed together, one signature for up
+    /// to `batch::MAX_LEAVES` of them (see `batch`), since a signature costs more than
+    /// everything else a line costs the typist.
+    pub fn say_all(&self, texts: Vec<String>, more_waiting: bool) {
+        let texts: Vec<String> = texts
+            .into_iter()
+            .filter(|t| {
+                let fits = t.len() <= TEXT_LIMIT;
+                if !fits {
+                    warn!("line longer than {TEXT_LIMIT} bytes; not sent");
+                }
+                fits
+            })
+            .collect();
+        let count = texts.len();
+        for (i, out) in self.sign(texts).into_iter().enumerate() {
+            self.send(out, more_waiting || i + 1 < count);
         }
-        let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
+        // The next line's signature, begun now that these are on their way: at once when
+        // more input is waiting, otherwise a moment later, once the receivers this line
+        // woke have had the processors (on a small host they share them with us).
+        if !more_waiting {
+            std::thread::sleep(PRESIGN_AFTER);
+        }
+        *self.spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.identity.presign());
+    }
+
+    /// Numbers and signs `texts`: the `MSG` line of each.
+    fn sign(&self, texts: Vec<String>) -> Vec<Arc<Outgoing>> {
         let me = &self.identity;
-        // Signed once here, for every peer and every relay: the one signature per line,
-        // its costly half made after the line before was sent.
-        let head = msg_head(&me.id, me.incarnation, seq, &self.name);
+        let first = self
+            .next_seq
+            .fetch_add(texts.len() as u64, Ordering::Relaxed);
+        let heads: Vec<String> = (0..texts.len() as u64)
+            .map(|i| msg_head(&me.id, me.incarnation, first + i, &self.name))
+            .collect();
         let spare = self.spare.lock().unwrap_or_else(|p| p.into_inner()).take();
-        let sig = spare
-            .unwrap_or_else(|| me.presign())
-            .sign(&ChatMessage::signed_parts(&head, &text));
-        let out = Arc::new(Outgoing {
-            seq,
-            line: msg_line(&me.id, me.incarnation, seq, &self.name, &sig, &text),
-        });
+        let signer = spare.unwrap_or_else(|| me.presign());
+        let line = |i: usize, sig: &[u8; 64], batch: Option<(u64, &[batch::Node])>| {
+            let seq = first + i as u64;
+            Arc::new(Outgoing {
+                seq,
+                line: msg_line(
+                    &me.id,
+                    me.incarnation,
+                    seq,
+                    &self.name,
+                    sig,
+                    batch,
+                    &texts[i],
+                ),
+            })
+        };
+        match texts.len() {
+            0 => Vec::new(),
+            1 => {
+                let sig = signer.sign(&ChatMessage::signed_parts(&heads[0], &texts[0]));
+                vec![line(0, &sig, None)]
+            }
+            _ => {
+                let mut out = Vec::with_capacity(texts.len());
+                let mut signer = Some(signer);
+                for chunk in (0..texts.len())
+                    .collect::<Vec<_>>()
+                    .chunks(batch::MAX_LEAVES)
+                {
+                    let leaves: Vec<batch::Node> = chunk
+                        .iter()
+                        .map(|&i| batch::leaf(&ChatMessage::signed_parts(&heads[i], &texts[i])))
+                        .collect();
+                    let (depth, root, paths) = batch::build(&leaves);
+                    let sig = signer
+                        .take()
+                        .unwrap_or_else(|| me.presign())
+                        .sign(&[&batch::signed_root(depth, &root)]);
+                    for (k, &i) in chunk.iter().enumerate() {
+                        out.push(line(i, &sig, Some((k as u64, &paths[k]))));
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// One signed line to every peer (and the servants we relay to).
+    fn send(&self, out: Arc<Outgoing>, more_waiting: bool) {
+        let me = &self.identity;
         self.inbound
             .hub
-            .record(&me.id, me.incarnation, seq, &out.line);
+            .record(&me.id, me.incarnation, out.seq, &out.line);
         let queues = Arc::clone(&self.lock());
         let mut now = Instant::now();
         for q in queues.iter() {
@@ -136,13 +213,6 @@ impl Dispatch {
             // Handing over may have waited for room in a full queue.
             now = Instant::now();
         }
-        // The next line's signature, begun now that this one is on its way: at once when
-        // more input is waiting, otherwise a moment later, once the receivers this line
-        // woke have had the processors (on a small host they share them with us).
-        if !more_waiting {
-            std::thread::sleep(PRESIGN_AFTER);
-        }
-        *self.spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(me.presign());
     }
 }
 

@@ -489,26 +489,12 @@ fn receive(
 ) {
     let key = match link {
         Some(link) if link.peer_id == m.origin => link.peer,
-        _ => {
-            let Some(key) = inbound.authors.key_of(m.origin) else {
-                return drops.note(
-                    peer,
-                    name,
-                    &format!(
-                        "a line by {}, whose key this servant does not know",
-                        m.origin
-                    ),
-                );
-            };
-            if !key.verifies_parts(&m.signed_parts(), &m.sig) {
-                return drops.note(
-                    peer,
-                    name,
-                    &format!("a line by {} whose signature does not verify", m.origin),
-                );
+        _ => match inbound.authors.verify(&m) {
+            Ok(key) => key,
+            Err(why) => {
+                return drops.note(peer, name, &format!("a line by {} {why}", m.origin));
             }
-            key
-        }
+        },
     };
     // A name seen before with another key is shown as such (see `known`).
     let marker = match inbound.known.check(m.name, &key) {

@@ -496,8 +496,8 @@ fn run_joined(
         let tx = events_tx.clone();
         let typist = Arc::clone(&dispatch);
         spawn("stdin", move || {
-            console::read_input(tx, Event::Input, Event::InputEnded, |text, more| {
-                typist.say(text, more)
+            console::read_input(tx, Event::Input, Event::InputEnded, |texts, more| {
+                typist.say_all(texts, more)
             })
         })?;
     }
@@ -979,6 +979,9 @@ impl Core {
         }
         let key = entry.filing_key();
         self.listed.insert(key.clone(), entry.clone());
+        // Its key is learnt (and its name pinned) even when it is relayed: its lines
+        // reach us through relays, and are checked with it.
+        let expect = self.key_of(&entry);
         if let Some(relay) = entry.relay {
             if let Some(p) = self.stop_sender(&key) {
                 info!(
@@ -1017,7 +1020,7 @@ impl Core {
                 }
             })
         };
-        let Some(expect) = self.key_of(&entry) else {
+        let Some(expect) = expect else {
             return;
         };
         let target = Target {

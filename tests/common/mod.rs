@@ -935,7 +935,7 @@ pub fn signed_msg(me: &Identity, incarnation: u64, seq: u64, name: &str, text: &
         name,
         text,
     ));
-    let line = msg_line(&me.id, incarnation, seq, name, &sig, text);
+    let line = msg_line(&me.id, incarnation, seq, name, &sig, None, text);
     line.trim_end_matches('\n').to_owned()
 }
 
