@@ -41,6 +41,17 @@ export PATH="$PATH:/usr/sbin:/sbin"
 
 echo "bench: building the bench tools (cargo build --release --examples)"
 cargo build --release --quiet --bins --examples || { echo "bench: build failed"; exit 1; }
+# The libp2p baseline: a cargo project of its own (bench/libp2p-chat), never a dependency
+# of genp2p. Its first build fetches and compiles about 216 crates (a few minutes); if it
+# cannot be built, its rows are left out.
+LIBP2P_NS=""
+echo "bench: building the libp2p baseline (bench/libp2p-chat)"
+if cargo build --release --quiet --manifest-path bench/libp2p-chat/Cargo.toml; then
+    LIBP2P_NS="10,50"
+    [ "$QUICK" = 1 ] && LIBP2P_NS="10"
+else
+    echo "bench: the libp2p baseline did not build; its rows are skipped"
+fi
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -48,6 +59,8 @@ cat /proc/loadavg > "$OUT/loadavg.start"
 
 D=target/release/examples/bench_driver
 FAILED=0
+echo "bench: the cost of signing, checking and tagging one line"
+target/release/examples/bench_crypto >> "$OUT/results.jsonl" || FAILED=1
 step() {
     local name=$1 t0
     shift
@@ -63,9 +76,9 @@ step() {
 if [ "$QUICK" = 1 ]; then
     LIMIT=240
     step "footprint: binary sizes" sizes
-    step "fan-out and burst (N = 10, 50 servants; 200 stub receivers)" fanout --limit-secs $LIMIT \
+    step "fan-out and burst (N = 10, 50 servants; 200 stub receivers; libp2p at N = $LIBP2P_NS)" fanout --limit-secs $LIMIT \
         --ns 10,50 --stub-ns 200 --runs 3 --samples 50 \
-        --burst-ns 10 --burst-runs 3 --burst-msgs 5000 --join-ns 10 --join-runs 3
+        --burst-ns 10 --burst-runs 3 --burst-msgs 5000 --join-ns 10 --join-runs 3 --libp2p-ns "$LIBP2P_NS"
     step "manager round trips (genp2p, echo floor, opentracker)" manager --limit-secs $LIMIT --runs 3 --secs 1
     step "join storm and churn (N = 100, 1000)" storm --limit-secs $LIMIT --ns 100,1000 --runs 2
     step "capacity" capacity --limit-secs $LIMIT --max 1000 --listed-secs 3
@@ -74,9 +87,9 @@ if [ "$QUICK" = 1 ]; then
 else
     LIMIT=900
     step "footprint: binary sizes" sizes
-    step "fan-out and burst (N = 10, 50 servants; 50, 200 stub receivers)" fanout --limit-secs $LIMIT \
+    step "fan-out and burst (N = 10, 50 servants; 50, 200 stub receivers; libp2p at N = $LIBP2P_NS)" fanout --limit-secs $LIMIT \
         --ns 10,50 --stub-ns 50,200 --runs 5 --samples 300 \
-        --burst-ns 10,50 --burst-runs 3 --burst-msgs 5000 --join-ns 10,50 --join-runs 5
+        --burst-ns 10,50 --burst-runs 3 --burst-msgs 5000 --join-ns 10,50 --join-runs 5 --libp2p-ns "$LIBP2P_NS"
     step "manager round trips (genp2p, echo floor, opentracker)" manager --limit-secs $LIMIT --runs 5 --secs 3
     step "join storm and churn (N = 100, 1000)" storm --limit-secs $LIMIT --ns 100,1000 --runs 3
     step "capacity (cap 4000; listed servants for 60 s; beyond the limits)" capacity --limit-secs $LIMIT \
