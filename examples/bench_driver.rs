@@ -337,6 +337,8 @@ struct System {
     pids: Vec<u32>,
     next: u64,
     warm_next: i64,
+    /// Samples in a row that did not reach every receiver: past 10, the system is broken.
+    misses_in_a_row: u32,
     _procs: Vec<Proc>,
     _stdins: Vec<ChildStdin>,
 }
@@ -431,8 +433,21 @@ impl System {
         // A little idle time between samples, varied so nothing locks into a rhythm.
         thread::sleep(Duration::from_micros(1000 + (k % 7) * 300));
         if count < n {
+            let missed: Vec<usize> = (0..n).filter(|&i| got[i].is_none()).collect();
+            eprintln!(
+                "  {}: sample f{k} reached {count} of {n} receivers in 3 s; missing {missed:?}",
+                self.name
+            );
+            self.misses_in_a_row += 1;
+            if self.misses_in_a_row >= 10 {
+                return Err(format!(
+                    "{}: 10 samples in a row missed receivers (last: {missed:?})",
+                    self.name
+                ));
+            }
             return Ok(Err(n - count));
         }
+        self.misses_in_a_row = 0;
         let ts: Vec<Instant> = got.into_iter().flatten().collect();
         let since = |t: &Instant| (*t - t0).as_secs_f64() * 1e6;
         Ok(Ok((
@@ -618,6 +633,7 @@ fn genp2p_system(ctx: &Ctx, n: usize, manager: (SocketAddr, u32), stub: bool) ->
         pids,
         next: 0,
         warm_next: 0,
+        misses_in_a_row: 0,
         _procs: procs,
         _stdins: stdins,
     })
@@ -695,6 +711,7 @@ fn libp2p_system(ctx: &Ctx, n: usize) -> Res<Option<System>> {
         pids,
         next: 0,
         warm_next: 0,
+        misses_in_a_row: 0,
         _procs: procs,
         _stdins: stdins,
     }))
@@ -755,6 +772,7 @@ fn floor_system(ctx: &Ctx, n: usize) -> Res<System> {
         pids,
         next: 0,
         warm_next: 0,
+        misses_in_a_row: 0,
         _procs: procs,
         _stdins: stdins,
     })
@@ -858,6 +876,7 @@ fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
         // both see the same machine: its speed drifts over seconds here, which is as large
         // as the difference being measured when each system runs for a second on its own.
         // The receivers' pids follow the sender's (the manager's, if any, comes last).
+        let mut libp2p_broken: Vec<bool> = Vec::new();
         let counters = |sys: &System| -> [u64; 4] {
             let (sp, rp) = (sys.pids[0], sys.pids[1]);
             let receivers: u64 = sys.pids[1..=sys.rx.len()].iter().map(|&p| cpu_ns(p)).sum();
@@ -873,20 +892,40 @@ fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
             let mut lasts = vec![Vec::with_capacity(samples); k];
             let mut firsts = vec![Vec::with_capacity(samples); k];
             let mut missing = vec![0usize; k];
+            let broken = &mut libp2p_broken;
+            broken.resize(k, false);
             for i in 0..samples {
                 // Each takes its turn first in turn.
                 for j in 0..k {
                     let which = (r + i + j) % k;
-                    match systems[which].sample()? {
-                        Ok((last, first)) => {
+                    if broken[which] {
+                        continue;
+                    }
+                    match systems[which].sample() {
+                        Ok(Ok((last, first))) => {
                             lasts[which].push(last);
                             firsts[which].push(first);
                         }
-                        Err(m) => missing[which] += m,
+                        Ok(Err(m)) => missing[which] += m,
+                        // A baseline that stops delivering leaves the rotation with an
+                        // error row; genp2p or the floor doing so ends the benchmark.
+                        Err(e) if systems[which].name == "libp2p" => {
+                            ctx.emit(
+                                Json::new()
+                                    .str("test", "error")
+                                    .str("what", &e)
+                                    .int("n", n as i64),
+                            );
+                            broken[which] = true;
+                        }
+                        Err(e) => return Err(e),
                     }
                 }
             }
             for (which, sys) in systems.iter().enumerate() {
+                if broken[which] {
+                    continue;
+                }
                 let after = counters(sys);
                 let d = |j: usize| {
                     after[j].saturating_sub(before[which][j]) as f64 / samples.max(1) as f64
@@ -919,7 +958,10 @@ fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
                 } else {
                     vec![&mut f, &mut g]
                 };
-                if let Some(l) = l.as_mut() {
+                if let Some(l) = l
+                    .as_mut()
+                    .filter(|_| !libp2p_broken.get(2).copied().unwrap_or(false))
+                {
                     order.push(l);
                 }
                 for sys in order {
