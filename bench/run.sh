@@ -22,6 +22,9 @@ NEED=""
 command -v socat >/dev/null || NEED="$NEED socat"
 command -v aria2c >/dev/null || NEED="$NEED aria2"
 command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || NEED="$NEED nginx-light"
+# The manager's baselines (section 3): opentracker, driven by wrk.
+command -v opentracker >/dev/null || [ -x /usr/sbin/opentracker ] || NEED="$NEED opentracker"
+command -v wrk >/dev/null || NEED="$NEED wrk"
 if [ -n "$NEED" ]; then
     SUDO=""
     [ "$(id -u)" = 0 ] || SUDO="sudo -n"
