@@ -29,7 +29,7 @@ use crate::config::ManagerConfig;
 use crate::identity::{random_bytes, NetworkKey, PeerKey};
 use crate::limits::{accept_loop, Caps, Gate, Limiter};
 use crate::lines::{LineError, LineReader};
-use crate::outbox::Outbox;
+use crate::outbox::{Answer, Outbox};
 use crate::protocol::{
     listen_proof, ManagerCommand, ManagerMessage, PeerEntry, MANAGER_LINE_LIMIT,
 };
@@ -418,17 +418,28 @@ fn serve_lines(
         let answer = match ManagerCommand::parse(&line) {
             Ok(ManagerCommand::NeedsPeerList { since }) => {
                 bad_lines = 0;
-                let reg = shared.registry();
-                let answer = match since {
-                    Some(v) if v == reg.version() => {
-                        ManagerMessage::Unchanged { version: v }.to_line()
-                    }
-                    _ => reg.peer_document(ticket),
+                let answer = {
+                    let reg = shared.registry();
+                    let answer = match since {
+                        Some(v) if v == reg.version() => {
+                            ManagerMessage::Unchanged { version: v }.to_line()
+                        }
+                        _ => reg.peer_document(ticket),
+                    };
+                    // Queued (or claimed for writing here) before the lock is released,
+                    // so no change made after this snapshot can reach the client ahead.
+                    outbox.push_answer(Arc::from(answer))
                 };
-                // Queued before the lock is released, so no change made after this
-                // snapshot can reach the client ahead of it.
-                if !reply(answer) {
-                    return "not reading its answers".into();
+                match answer {
+                    Ok(Answer::Queued) => {}
+                    Ok(Answer::Direct(line)) => {
+                        let written = write_lines(stream, &[line]);
+                        outbox.direct_done(written.is_ok());
+                        if let Err(e) = written {
+                            return format!("connection failed: {e}");
+                        }
+                    }
+                    Err(_) => return "not reading its answers".into(),
                 }
                 continue;
             }

@@ -9,6 +9,12 @@
 //! a moment have gathered (`nudge`), and the writer sends them in one write. Answers to
 //! the client's own requests (`push`) wake the writer at once.
 //!
+//! An answer to a client whose writer is idle with nothing queued is written by the
+//! client's own reading thread instead (`push_answer`, `direct_done`): handing it to the
+//! writer cost a wake-up and a thread switch per request, most of a round trip's CPU.
+//! While that write is under way the writer holds back, so whatever is queued meanwhile
+//! follows the answer, as it would have.
+//!
 //! An outbox is bounded in bytes, not lines: an answer may be a whole list of thousands
 //! of servants. A client that lets its outbox fill is not reading; the registry drops it,
 //! and it reconnects and asks for the list, which is cheaper than buffering without bound.
@@ -47,6 +53,17 @@ struct State {
     nudge_due: bool,
     /// A line that must go out now (an answer) is queued.
     urgent: bool,
+    /// The reading thread is writing an answer itself: the writer waits.
+    direct: bool,
+}
+
+/// What became of an answer (`push_answer`).
+#[derive(Debug)]
+pub enum Answer {
+    /// Write it yourself now, then call `direct_done`.
+    Direct(Arc<str>),
+    /// Queued for the writer.
+    Queued,
 }
 
 impl Outbox {
@@ -69,6 +86,37 @@ impl Outbox {
         st.urgent = true;
         self.wake(&mut st);
         Ok(())
+    }
+
+    /// An answer to the client's own request: handed back to be written by the caller when
+    /// the writer is idle and nothing is queued (then `direct_done` must follow), queued
+    /// otherwise. Never blocks.
+    pub fn push_answer(&self, line: Arc<str>) -> Result<Answer, Refused> {
+        {
+            let mut st = self.lock();
+            if st.closed {
+                return Err(Refused::Closed);
+            }
+            if st.lines.is_empty() && st.waiting && !st.direct {
+                st.direct = true;
+                return Ok(Answer::Direct(line));
+            }
+        }
+        self.push(line).map(|()| Answer::Queued)
+    }
+
+    /// The answer handed back by `push_answer` is written (`ok`) or could not be (the
+    /// outbox closes); the writer takes over what was queued meanwhile.
+    pub fn direct_done(&self, ok: bool) {
+        let mut st = self.lock();
+        st.direct = false;
+        if !ok {
+            st.closed = true;
+        }
+        if !st.lines.is_empty() || st.closed {
+            st.urgent = true;
+            self.wake(&mut st);
+        }
     }
 
     /// Queues a change without waking the writer. True when the writer needs a `nudge`
@@ -120,8 +168,8 @@ impl Outbox {
     /// closed and empty.
     pub fn take(&self, into: &mut Vec<Arc<str>>) -> bool {
         let mut st = self.lock();
-        while st.lines.is_empty() || (st.nudge_due && !st.urgent && !st.closed) {
-            if st.closed {
+        while st.direct || st.lines.is_empty() || (st.nudge_due && !st.urgent && !st.closed) {
+            if st.closed && !st.direct && st.lines.is_empty() {
                 return false;
             }
             st.waiting = true;
@@ -202,6 +250,47 @@ mod tests {
         o.push_change(Arc::from("<join 3>")).unwrap();
         o.push(Arc::from("<peers>")).unwrap();
         assert_eq!(rx.recv().unwrap(), 2, "an answer wakes the writer at once");
+        o.close();
+        writer.join().unwrap();
+    }
+
+    #[test]
+    fn an_answer_to_an_idle_writer_is_written_by_the_asker_and_what_follows_waits() {
+        let o = Arc::new(Outbox::new(1 << 20));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let writer = {
+            let o = Arc::clone(&o);
+            thread::spawn(move || {
+                let mut got = Vec::new();
+                while o.take(&mut got) {
+                    tx.send(got.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                        .unwrap();
+                    got.clear();
+                }
+            })
+        };
+        // Wait for the writer to sleep.
+        while !o.lock().waiting {
+            thread::yield_now();
+        }
+        let Ok(Answer::Direct(line)) = o.push_answer(Arc::from("<peers>")) else {
+            panic!("an idle writer: the asker writes");
+        };
+        assert_eq!(&*line, "<peers>");
+        // A push meanwhile waits for the direct write to be done.
+        o.push(Arc::from("<join>")).unwrap();
+        assert!(rx
+            .recv_timeout(std::time::Duration::from_millis(100))
+            .is_err());
+        o.direct_done(true);
+        assert_eq!(rx.recv().unwrap(), vec!["<join>"]);
+        // A busy outbox queues the answer.
+        o.push_change(Arc::from("<leave>")).unwrap();
+        assert!(matches!(
+            o.push_answer(Arc::from("<peers>")),
+            Ok(Answer::Queued)
+        ));
+        assert_eq!(rx.recv().unwrap(), vec!["<leave>", "<peers>"]);
         o.close();
         writer.join().unwrap();
     }
