@@ -433,10 +433,8 @@ fn serve_lines(
                 match answer {
                     Ok(Answer::Queued) => {}
                     Ok(Answer::Direct(line)) => {
-                        let written = write_lines(stream, &[line]);
-                        outbox.direct_done(written.is_ok());
-                        if let Err(e) = written {
-                            return format!("connection failed: {e}");
+                        if let Err(why) = write_answer(stream, line, outbox) {
+                            return why;
                         }
                     }
                     Err(_) => return "not reading its answers".into(),
@@ -604,6 +602,49 @@ fn push_loop(stream: TcpStream, outbox: &Outbox) {
         lines.clear();
         if lines.capacity() > 4096 {
             lines.shrink_to(4096);
+        }
+    }
+}
+
+/// How long the rest of an answer begun by the reading thread may take to write: a client
+/// whose socket stays full that long is not reading.
+const DIRECT_REST: Duration = Duration::from_secs(2);
+
+/// Writes an answer claimed with `push_answer` from the client's reading thread, without
+/// waiting: when the socket takes none of it, the writer gets it back (and the outbox
+/// bounds what waits, as for any answer); when it takes only part, the rest is written
+/// here within `DIRECT_REST`, or the client is taken not to be reading.
+fn write_answer(stream: &TcpStream, line: Arc<str>, outbox: &Outbox) -> Result<(), String> {
+    let parts = [IoSlice::new(line.as_bytes()), IoSlice::new(b"\n")];
+    let total = line.len() + 1;
+    match socket2::SockRef::from(stream).send_vectored_with_flags(&parts, libc::MSG_DONTWAIT) {
+        Ok(n) if n == total => {
+            outbox.direct_done(true);
+            Ok(())
+        }
+        Ok(0) => {
+            outbox.direct_give_back(line);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            outbox.direct_give_back(line);
+            Ok(())
+        }
+        Ok(n) => {
+            let mut rest = Vec::with_capacity(total - n);
+            rest.extend_from_slice(&line.as_bytes()[n.min(line.len())..]);
+            if n <= line.len() {
+                rest.push(b'\n');
+            }
+            let _ = stream.set_write_timeout(Some(DIRECT_REST));
+            let written = { stream }.write_all(&rest);
+            let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+            outbox.direct_done(written.is_ok());
+            written.map_err(|_| "not reading its answers".into())
+        }
+        Err(e) => {
+            outbox.direct_done(false);
+            Err(format!("connection failed: {e}"))
         }
     }
 }

@@ -105,6 +105,17 @@ impl Outbox {
         self.push(line).map(|()| Answer::Queued)
     }
 
+    /// The answer handed back by `push_answer` could not be written at once after all (the
+    /// socket is full): the writer writes it, ahead of what was queued meanwhile.
+    pub fn direct_give_back(&self, line: Arc<str>) {
+        let mut st = self.lock();
+        st.direct = false;
+        st.bytes += line.len() + LINE_OVERHEAD;
+        st.lines.push_front(line);
+        st.urgent = true;
+        self.wake(&mut st);
+    }
+
     /// The answer handed back by `push_answer` is written (`ok`) or could not be (the
     /// outbox closes); the writer takes over what was queued meanwhile.
     pub fn direct_done(&self, ok: bool) {
