@@ -1034,11 +1034,6 @@ impl Core {
         };
         match sender::spawn(target, rx.clone(), Arc::clone(&wire)) {
             Ok(thread) => {
-                info!(
-                    "peer joined: {} at {addr} (slot {})",
-                    entry.label(),
-                    entry.offset
-                );
                 self.dispatch.add(PeerQueue {
                     key: key.clone(),
                     label: entry.label(),
@@ -1047,6 +1042,13 @@ impl Core {
                     wire: Arc::clone(&wire),
                     dropped: Default::default(),
                 });
+                // Said once its queue takes what is typed: from this line on, the peer
+                // hears every line (scripts and tests wait for it).
+                info!(
+                    "peer joined: {} at {addr} (slot {})",
+                    entry.label(),
+                    entry.offset
+                );
                 self.peers.insert(
                     key,
                     Peer {
