@@ -91,7 +91,7 @@ impl<R: Read> LineReader<R> {
     /// True when a whole line is already buffered: the next `read_line` will not wait for
     /// the network. Receivers flush their output when this is false.
     pub fn has_line(&self) -> bool {
-        self.buf[self.scanned..self.filled].contains(&b'\n')
+        memchr::memchr(b'\n', &self.buf[self.scanned..self.filled]).is_some()
     }
 
     /// The next line without its line end; `Ok(None)` at the end of the stream. A partial
@@ -104,10 +104,7 @@ impl<R: Read> LineReader<R> {
     /// for the paths that read one line after another (a chat connection).
     pub fn read_line_ref(&mut self) -> Result<Option<&str>, LineError> {
         loop {
-            if let Some(pos) = self.buf[self.scanned..self.filled]
-                .iter()
-                .position(|&b| b == b'\n')
-            {
+            if let Some(pos) = memchr::memchr(b'\n', &self.buf[self.scanned..self.filled]) {
                 let end = self.scanned + pos;
                 let was_skipping = self.skipping;
                 self.skipping = false;

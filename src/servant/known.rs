@@ -96,6 +96,9 @@ struct State {
 pub struct KnownPeers {
     path: Option<PathBuf>,
     state: Mutex<State>,
+    /// Counts `/trust`s: a receiver that found a name pinned may trust that until this
+    /// changes (see `still_pinned`).
+    trusts: std::sync::atomic::AtomicU64,
     /// Wakes the saver; `None` when there is no file.
     dirty: Option<Sender<()>>,
 }
@@ -126,6 +129,7 @@ impl KnownPeers {
             KnownPeers {
                 path: path.map(Path::to_owned),
                 state: Mutex::new(state),
+                trusts: Default::default(),
                 dirty,
             },
             saver,
@@ -167,6 +171,12 @@ impl KnownPeers {
         }
     }
 
+    /// How many `/trust`s there have been: a `Standing::Pinned` found for a name and key
+    /// holds for as long as this does not change (a pin changes only by `/trust`).
+    pub fn trusts(&self) -> u64 {
+        self.trusts.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// How `name` with `key` stands, without pinning anything (for `/peers`).
     pub fn standing(&self, name: &str, key: &PeerKey) -> &'static str {
         match self.lock().pins.get(name) {
@@ -198,6 +208,8 @@ impl KnownPeers {
             },
         );
         drop(st);
+        self.trusts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         self.touch();
         format!(
             "trusted the new key of {} ({}){}",

@@ -31,7 +31,7 @@ use super::relaying::{serve_pull, Hub};
 use super::sender::{HANDSHAKE_TIMEOUT, PING_EVERY};
 use crate::escape::Shown;
 use crate::handshake::{Answered, Link};
-use crate::identity::{Identity, NetworkKey};
+use crate::identity::{Identity, NetworkKey, PeerKey};
 use crate::limits::{self, Caps, Gate, Limiter, LogLimiter};
 use crate::lines::{LineError, LineReader};
 use crate::protocol::{split_tag, Hello, MsgRef, PeerLine, CHAT_LINE_LIMIT};
@@ -364,10 +364,13 @@ pub(super) enum Source<'a> {
     Relay,
 }
 
-/// Drops of lines that are not authentic, logged at most once a minute per connection.
+/// Drops of lines that are not authentic, logged at most once a minute per connection;
+/// and the last author found pinned on it, with `KnownPeers::trusts` then (a connection
+/// carries one author's lines, so its pin is looked up once).
 struct Drops {
     last: Option<Instant>,
     held: u64,
+    pinned: Option<(String, PeerKey, u64)>,
 }
 
 impl Drops {
@@ -406,6 +409,7 @@ pub(super) fn servant_lines(
     let mut drops = Drops {
         last: None,
         held: 0,
+        pinned: None,
     };
     loop {
         inbound.flush_unless_more(reader);
@@ -497,7 +501,20 @@ fn receive(
         },
     };
     // A name seen before with another key is shown as such (see `known`).
-    let marker = match inbound.known.check(m.name, &key) {
+    let trusts = inbound.known.trusts();
+    let known = drops
+        .pinned
+        .as_ref()
+        .is_some_and(|(n, k, t)| n == m.name && *k == key && *t == trusts);
+    let standing = if known {
+        Standing::Pinned
+    } else {
+        inbound.known.check(m.name, &key)
+    };
+    if standing == Standing::Pinned && !known {
+        drops.pinned = Some((m.name.to_owned(), key, trusts));
+    }
+    let marker = match standing {
         Standing::Pinned => "",
         Standing::Changed { pinned, first } => {
             if first {
