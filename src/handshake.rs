@@ -38,6 +38,8 @@ const TRANSCRIPT: &str = "genp2p 2 link transcript";
 const SESSION: &str = "genp2p 2 link tags";
 const SIGNED_WELCOME: &[u8] = b"genp2p-welcome-2 ";
 const SIGNED_PROOF: &[u8] = b"genp2p-proof-2 ";
+/// What a block's tag covers starts with this, so a block is never taken for a line.
+const BLOCK_TAGGED: &[u8] = b"BLOCK\n";
 
 /// What kind of connection the opener asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,6 +114,21 @@ impl Tags {
             out[2 * i + 1] = DIGITS[(b & 15) as usize];
         }
         out
+    }
+
+    /// The tag of a block of lines: `lines` is their bytes, each with its `\n`.
+    pub fn block(&self, lines: &[u8]) -> [u8; 16] {
+        let mut h = blake3::Hasher::new_keyed(&self.0);
+        h.update(BLOCK_TAGGED);
+        h.update(lines);
+        let mut out = [0u8; 16];
+        out.copy_from_slice(&h.finalize().as_bytes()[..16]);
+        out
+    }
+
+    /// Whether `tag` is the tag of the block `lines` (constant time).
+    pub fn checks_block(&self, tag: &[u8; 16], lines: &[u8]) -> bool {
+        constant_time_eq::constant_time_eq_16(tag, &self.block(lines))
     }
 
     /// Whether `tag` is `line`'s tag (constant time).

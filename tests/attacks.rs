@@ -145,9 +145,25 @@ fn serve(
     if w.write_all(b"READY 0\n").is_err() {
         return;
     }
-    for line in lines {
-        let Ok(line) = line else { return };
+    while let Some(Ok(line)) = lines.next() {
         match mode {
+            // Several lines under one tag: `BLOCK TAG COUNT`, then the lines.
+            Mode::Send if line.starts_with("BLOCK ") => {
+                let w: Vec<&str> = line.split(' ').collect();
+                let (Some(tag), Some(Ok(count))) = (w.get(1), w.get(2).map(|c| c.parse::<usize>())) else {
+                    return;
+                };
+                let mut block = String::new();
+                for _ in 0..count {
+                    let Some(Ok(l)) = lines.next() else { return };
+                    block.push_str(&l);
+                    block.push('\n');
+                }
+                if genp2p::encoding::hex(&link.tags.block(block.as_bytes())) == *tag {
+                    let mut got = received.lock().unwrap_or_else(|p| p.into_inner());
+                    got.extend(block.lines().map(str::to_owned));
+                }
+            }
             Mode::Send => {
                 if let Some((tag, rest)) = split_tag(&line) {
                     if link.tags.checks(&tag, rest.as_bytes()) {
@@ -753,4 +769,28 @@ fn with_a_network_key_only_servants_that_prove_it_are_listed_and_accepted() {
     assert_eq!(raw.read_line(WAIT), Got::Closed, "{}", dump());
     s[1].proc
         .wait_log("proves no network key, and this network has one");
+}
+
+#[test]
+fn a_block_of_lines_is_taken_whole_or_not_at_all() {
+    let dir = TestDir::new("attack-block");
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let bob = start_servant(&dir, "bob", m.port, "");
+    let mut raw = RawPeer::connect(bob.port, Arc::new(new_identity()), "writer");
+    raw.send_block(&[raw.msg(1, "one"), raw.msg(2, "two")]);
+    bob.wait_heard("writer", "two");
+    // A block whose second line was changed after its tag was made: none of it is shown.
+    let (three, four) = (raw.msg(3, "three"), raw.msg(4, "four"));
+    let mut block = format!("{three}\n{four}\n");
+    let tag = genp2p::encoding::hex(&raw.link.tags.block(block.as_bytes()));
+    block = block.replace(" four", " FOUR");
+    raw.raw.send_bytes(format!("BLOCK {tag} 2\n{block}").as_bytes());
+    // Blocks of a bad size, or a single line's tag used for a block, are refused too.
+    raw.raw.send(&format!("BLOCK {tag} 65"));
+    let line_tag = genp2p::encoding::hex(&raw.link.tags.tag(three.as_bytes()));
+    raw.raw.send_bytes(format!("BLOCK {line_tag} 2\n{three}\n{four}\n").as_bytes());
+    bob.proc.wait_log("a BLOCK whose tag does not match; dropped");
+    raw.say(5, "five");
+    bob.wait_heard("writer", "five");
+    assert_eq!(bob.heard_from("writer"), vec!["one", "two", "five"], "{}", dump());
 }

@@ -125,9 +125,9 @@ impl Dispatch {
                 fits
             })
             .collect();
-        let count = texts.len();
-        for (i, out) in self.sign(texts).into_iter().enumerate() {
-            self.send(out, more_waiting || i + 1 < count);
+        let lines = self.sign(texts);
+        if !lines.is_empty() {
+            self.send(&lines, more_waiting);
         }
         // The next line's signature, begun now that these are on their way: at once when
         // more input is waiting, otherwise a moment later, once the receivers this line
@@ -195,23 +195,37 @@ impl Dispatch {
         }
     }
 
-    /// One signed line to every peer (and the servants we relay to).
-    fn send(&self, out: Arc<Outgoing>, more_waiting: bool) {
+    /// Signed lines to every peer (and the servants we relay to), in order, peer by peer:
+    /// each peer's queue counts the run once, and only the last line, when no more input
+    /// waits, may be written straight away.
+    fn send(&self, lines: &[Arc<Outgoing>], more_waiting: bool) {
         let me = &self.identity;
-        self.inbound
-            .hub
-            .record(&me.id, me.incarnation, out.seq, &out.line);
+        for out in lines {
+            self.inbound
+                .hub
+                .record(&me.id, me.incarnation, out.seq, &out.line);
+        }
+        let (last, queued) = match more_waiting {
+            true => (None, lines),
+            false => (lines.last(), &lines[..lines.len() - 1]),
+        };
         let queues = Arc::clone(&self.lock());
         let mut now = Instant::now();
         for q in queues.iter() {
-            if more_waiting {
-                q.wire.count_queued(1);
-            } else if q.wire.try_write(&out, now) {
-                continue;
+            if !queued.is_empty() {
+                q.wire.count_queued(queued.len() as isize);
+                for out in queued {
+                    deliver(q, Arc::clone(out));
+                }
+                now = Instant::now();
             }
-            deliver(q, Arc::clone(&out));
-            // Handing over may have waited for room in a full queue.
-            now = Instant::now();
+            if let Some(out) = last {
+                if !q.wire.try_write(out, now) {
+                    deliver(q, Arc::clone(out));
+                    // Handing over may have waited for room in a full queue.
+                    now = Instant::now();
+                }
+            }
         }
     }
 }

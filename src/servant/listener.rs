@@ -404,13 +404,17 @@ pub(super) fn servant_lines(
     name: &str,
     inbound: &Inbound,
 ) -> String {
-    let mut complained = false;
-    let mut bad_bytes_logged = false;
-    let mut drops = Drops {
-        last: None,
-        held: 0,
-        pinned: None,
+    let mut conn = Conn {
+        peer,
+        name,
+        complained: false,
+        drops: Drops {
+            last: None,
+            held: 0,
+            pinned: None,
+        },
     };
+    let mut bad_bytes_logged = false;
     loop {
         inbound.flush_unless_more(reader);
         let raw = match reader.read_line_ref() {
@@ -436,45 +440,132 @@ pub(super) fn servant_lines(
             return "banned".into();
         }
         // On an author's connection, the tag first: it costs a hash.
-        let (line, author) = match source {
-            Source::Author(link) => match split_tag(raw) {
-                Some((tag, line)) if link.tags.checks(&tag, line.as_bytes()) => (line, Some(link)),
-                Some(_) => {
-                    drops.note(peer, name, "a line whose tag does not match");
-                    continue;
-                }
-                None => {
-                    drops.note(peer, name, "a line without its tag");
-                    continue;
-                }
-            },
-            Source::Relay => (raw, None),
+        let link = match source {
+            Source::Relay => {
+                conn.line(raw, None, inbound);
+                continue;
+            }
+            Source::Author(link) => link,
         };
-        // Every chat line is a MSG: read it in place, without copying its parts.
-        if let Some(parsed) = MsgRef::parse(line) {
-            match parsed {
-                Ok(m) => receive(m, line, author, peer, name, inbound, &mut drops),
-                Err(e) => drops.note(peer, name, &e.to_string()),
+        if let Some(header) = raw.strip_prefix("BLOCK ") {
+            let header = header.to_owned();
+            match read_block(reader, &header, link) {
+                Ok(block) => {
+                    for line in block.split_terminator('\n') {
+                        conn.line(line, Some(link), inbound);
+                    }
+                }
+                Err(Block::Bad(why)) => conn.drops.note(peer, name, &why),
+                Err(Block::Ended(why)) => return why,
             }
             continue;
         }
+        match split_tag(raw) {
+            Some((tag, line)) if link.tags.checks(&tag, line.as_bytes()) => {
+                conn.line(line, Some(link), inbound)
+            }
+            Some(_) => conn
+                .drops
+                .note(peer, name, "a line whose tag does not match"),
+            None => conn.drops.note(peer, name, "a line without its tag"),
+        }
+    }
+}
+
+/// Bytes of one block at most: `BLOCK_LINES` lines of the longest kind.
+const BLOCK_BYTES: usize = super::sender::BLOCK_LINES * (CHAT_LINE_LIMIT + 1);
+
+/// Why a block was not taken.
+enum Block {
+    /// Not a valid block (dropped, the connection goes on).
+    Bad(String),
+    /// The connection ended inside it.
+    Ended(String),
+}
+
+/// After `BLOCK TAG COUNT` (`header` is `TAG COUNT`): its COUNT lines, each with its
+/// `\n`, checked against TAG. At most `BLOCK_LINES` lines and `BLOCK_BYTES` bytes.
+fn read_block(
+    reader: &mut LineReader<&TcpStream>,
+    header: &str,
+    link: &Link,
+) -> Result<String, Block> {
+    let bad = |why: String| Err(Block::Bad(why));
+    let Some((tag, count)) = header.split_once(' ') else {
+        return bad("a BLOCK line is 'BLOCK TAG COUNT'".into());
+    };
+    let Ok(tag) = crate::encoding::parse_hex::<16>(tag) else {
+        return bad("a BLOCK whose tag is not 32 hex digits".into());
+    };
+    let count = match crate::encoding::parse_u64(count) {
+        Ok(n) if (2..=super::sender::BLOCK_LINES as u64).contains(&n) => n as usize,
+        _ => {
+            return bad(format!(
+                "a BLOCK of {:?} lines (2 to {} are allowed)",
+                Shown(count),
+                super::sender::BLOCK_LINES
+            ))
+        }
+    };
+    let mut block = String::new();
+    for _ in 0..count {
+        match reader.read_line_ref() {
+            Ok(Some(line)) if block.len() + line.len() < BLOCK_BYTES => {
+                block.push_str(line);
+                block.push('\n');
+            }
+            Ok(Some(_)) => return bad("a BLOCK longer than its limit".into()),
+            Ok(None) => return Err(Block::Ended("closed inside a BLOCK".into())),
+            Err(LineError::Io(e)) => return Err(Block::Ended(e.to_string())),
+            Err(LineError::Idle) => return Err(Block::Ended("silent inside a BLOCK".into())),
+            Err(e) => return bad(format!("a BLOCK with a bad line: {e}")),
+        }
+    }
+    if !link.tags.checks_block(&tag, block.as_bytes()) {
+        return bad("a BLOCK whose tag does not match".into());
+    }
+    Ok(block)
+}
+
+/// One servant connection's reading state.
+struct Conn<'a> {
+    peer: SocketAddr,
+    /// The servant at the other end, for logs.
+    name: &'a str,
+    /// A line that is neither `MSG` nor `PING` has been logged.
+    complained: bool,
+    drops: Drops,
+}
+
+impl Conn<'_> {
+    /// A line that came on the author's own connection under its tag (`link`), or on a
+    /// relay connection (`None`).
+    fn line(&mut self, line: &str, link: Option<&Link>, inbound: &Inbound) {
+        let (peer, name) = (self.peer, self.name);
+        // Every chat line is a MSG: read it in place, without copying its parts.
+        if let Some(parsed) = MsgRef::parse(line) {
+            match parsed {
+                Ok(m) => receive(m, line, link, peer, name, inbound, &mut self.drops),
+                Err(e) => self.drops.note(peer, name, &e.to_string()),
+            }
+            return;
+        }
         match PeerLine::parse(line) {
             Some(Ok(PeerLine::Ping)) => {}
+            _ if self.complained => {}
             other => {
-                if !complained {
-                    let what = match other {
-                        Some(Err(e)) => e.to_string(),
-                        _ => format!(
-                            "unexpected line {:?}",
-                            Shown(&line.chars().take(40).collect::<String>())
-                        ),
-                    };
-                    info!(
-                        "{peer} ({}): {what}; such lines are skipped (logged once per connection)",
-                        Shown(name)
-                    );
-                    complained = true;
-                }
+                let what = match other {
+                    Some(Err(e)) => e.to_string(),
+                    _ => format!(
+                        "unexpected line {:?}",
+                        Shown(&line.chars().take(40).collect::<String>())
+                    ),
+                };
+                info!(
+                    "{peer} ({}): {what}; such lines are skipped (logged once per connection)",
+                    Shown(name)
+                );
+                self.complained = true;
             }
         }
     }

@@ -506,32 +506,44 @@ impl Sender {
             .tags
             .as_ref()
             .expect("write_pending only when connected");
+        // What the typist began on this connection (if anything) is finished first, as
+        // the tagged line it began; the rest go in blocks, one tag each.
+        let partial = self.wire.lock().partial.take();
         let mut buf = Vec::with_capacity(
             self.pending
                 .iter()
                 .take(count)
-                .map(|m| 33 + m.line.len())
-                .sum(),
+                .map(|m| m.line.len())
+                .sum::<usize>()
+                + 33 * count.div_ceil(BLOCK_LINES)
+                + 33,
         );
-        for m in self.pending.iter().take(count) {
-            buf.extend_from_slice(&tags.prefix(m.bare()));
-            buf.extend_from_slice(m.line.as_bytes());
+        let mut first = 0;
+        if let Some((seq, n)) = partial {
+            match self.pending.front() {
+                Some(m) if m.seq == seq => {
+                    let mut line = tags.prefix(m.bare()).to_vec();
+                    line.extend_from_slice(m.line.as_bytes());
+                    buf.extend_from_slice(&line[n.min(line.len())..]);
+                    first = 1;
+                }
+                // Its rest is gone (dropped from a full queue): start a clean connection.
+                _ => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "half a line was left on the connection",
+                    ))
+                }
+            }
+        }
+        let lines: Vec<&Arc<Outgoing>> = self.pending.iter().take(count).skip(first).collect();
+        for run in lines.chunks(BLOCK_LINES) {
+            write_tagged(&mut buf, tags, run);
         }
         // Into the history first: if the write fails half way, the reconnection's WELCOME
         // tells which of these to send again.
         {
             let mut st = self.wire.lock();
-            // What the typist began on this connection is finished first.
-            if let Some((seq, n)) = st.partial.take() {
-                if self.pending.front().is_none_or(|m| m.seq != seq) {
-                    // Its rest is gone (dropped from a full queue): start a clean connection.
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "half a line was left on the connection",
-                    ));
-                }
-                buf.drain(..n);
-            }
             st.queued = st.queued.saturating_sub(count);
             for m in self.pending.drain(..count) {
                 push_history(&mut st.history, m);
@@ -572,6 +584,30 @@ impl Sender {
         self.disconnect();
         debug!("sender for {} stopped", self.target.label);
     }
+}
+
+/// Lines in one tagged block at most (see `write_tagged`).
+pub const BLOCK_LINES: usize = 64;
+
+/// Appends `run` to `buf` as what goes on the wire: one line with its tag, or several as
+/// `BLOCK TAG COUNT` followed by the lines, with one tag for all of them (see
+/// `handshake::Tags::block`): a keyed hash over a block costs a fraction of one per line.
+fn write_tagged(buf: &mut Vec<u8>, tags: &Tags, run: &[&Arc<Outgoing>]) {
+    if let [m] = run {
+        buf.extend_from_slice(&tags.prefix(m.bare()));
+        buf.extend_from_slice(m.line.as_bytes());
+        return;
+    }
+    let at = buf.len();
+    for m in run {
+        buf.extend_from_slice(m.line.as_bytes());
+    }
+    let header = format!(
+        "BLOCK {} {}\n",
+        crate::encoding::hex(&tags.block(&buf[at..])),
+        run.len()
+    );
+    buf.splice(at..at, header.into_bytes());
 }
 
 /// True when the peer has closed its end (a read would return end of stream now). Peeks

@@ -918,6 +918,18 @@ impl RawPeer {
         self.raw.send(&format!("{tag} {line}"));
     }
 
+    /// Writes `lines` as one block under one tag (`BLOCK TAG COUNT`, then the lines).
+    pub fn send_block(&mut self, lines: &[String]) {
+        let mut block = String::new();
+        for l in lines {
+            block.push_str(l);
+            block.push('\n');
+        }
+        let tag = genp2p::encoding::hex(&self.link.tags.block(block.as_bytes()));
+        self.raw
+            .send_bytes(format!("BLOCK {tag} {}\n{block}", lines.len()).as_bytes());
+    }
+
     /// Writes message `seq` saying `text`, signed and tagged.
     pub fn say(&mut self, seq: u64, text: &str) {
         let line = self.msg(seq, text);
