@@ -150,7 +150,8 @@ fn serve(
             // Several lines under one tag: `BLOCK TAG COUNT`, then the lines.
             Mode::Send if line.starts_with("BLOCK ") => {
                 let w: Vec<&str> = line.split(' ').collect();
-                let (Some(tag), Some(Ok(count))) = (w.get(1), w.get(2).map(|c| c.parse::<usize>())) else {
+                let (Some(tag), Some(Ok(count))) = (w.get(1), w.get(2).map(|c| c.parse::<usize>()))
+                else {
                     return;
                 };
                 let mut block = String::new();
@@ -784,13 +785,21 @@ fn a_block_of_lines_is_taken_whole_or_not_at_all() {
     let mut block = format!("{three}\n{four}\n");
     let tag = genp2p::encoding::hex(&raw.link.tags.block(block.as_bytes()));
     block = block.replace(" four", " FOUR");
-    raw.raw.send_bytes(format!("BLOCK {tag} 2\n{block}").as_bytes());
+    raw.raw
+        .send_bytes(format!("BLOCK {tag} 2\n{block}").as_bytes());
     // Blocks of a bad size, or a single line's tag used for a block, are refused too.
     raw.raw.send(&format!("BLOCK {tag} 65"));
     let line_tag = genp2p::encoding::hex(&raw.link.tags.tag(three.as_bytes()));
-    raw.raw.send_bytes(format!("BLOCK {line_tag} 2\n{three}\n{four}\n").as_bytes());
-    bob.proc.wait_log("a BLOCK whose tag does not match; dropped");
+    raw.raw
+        .send_bytes(format!("BLOCK {line_tag} 2\n{three}\n{four}\n").as_bytes());
+    bob.proc
+        .wait_log("a BLOCK whose tag does not match; dropped");
     raw.say(5, "five");
     bob.wait_heard("writer", "five");
-    assert_eq!(bob.heard_from("writer"), vec!["one", "two", "five"], "{}", dump());
+    assert_eq!(
+        bob.heard_from("writer"),
+        vec!["one", "two", "five"],
+        "{}",
+        dump()
+    );
 }

@@ -403,8 +403,33 @@ fn parse_seen(rest: &str) -> Result<PeerLine, ProtocolError> {
     })
 }
 
+/// Splits off the first `n` space-separated fields of `s` and what follows them (by
+/// bytes: a space is one byte in UTF-8, and this runs for every chat line received).
+fn split_fields(s: &str, n: usize) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    let mut taken = 0;
+    std::iter::from_fn(move || {
+        let r = rest?;
+        if taken == n {
+            rest = None;
+            return Some(r);
+        }
+        taken += 1;
+        match memchr::memchr(b' ', r.as_bytes()) {
+            Some(i) => {
+                rest = Some(&r[i + 1..]);
+                Some(&r[..i])
+            }
+            None => {
+                rest = None;
+                Some(r)
+            }
+        }
+    })
+}
+
 fn parse_msg(rest: &str) -> Result<MsgRef<'_>, ProtocolError> {
-    let mut w = rest.splitn(6, ' ');
+    let mut w = split_fields(rest, 5);
     let (Some(origin), Some(inc), Some(seq_field), Some(name), Some(auth_field)) =
         (w.next(), w.next(), w.next(), w.next(), w.next())
     else {

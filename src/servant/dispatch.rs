@@ -58,6 +58,8 @@ pub struct Dispatch {
     /// The next line's signature, begun once the last line was sent (see `Presigned`):
     /// the typist signs at the moment a line is sent, and a signature costs 19 µs.
     spare: Mutex<Option<Presigned>>,
+    /// When the last run of lines was sent.
+    last_sent: Mutex<Option<Instant>>,
 }
 
 impl Dispatch {
@@ -69,6 +71,7 @@ impl Dispatch {
             queues: Mutex::new(Arc::default()),
             next_seq: AtomicU64::new(1),
             spare: Mutex::new(None),
+            last_sent: Mutex::new(None),
         }
     }
 
@@ -132,7 +135,16 @@ impl Dispatch {
         // The next line's signature, begun now that these are on their way: at once when
         // more input is waiting, otherwise a moment later, once the receivers this line
         // woke have had the processors (on a small host they share them with us).
-        if !more_waiting {
+        // In a run of input that arrives in pieces (a paste read a buffer at a time), no
+        // wait: the next piece is already there.
+        let now = Instant::now();
+        let in_a_run = self
+            .last_sent
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .replace(now)
+            .is_some_and(|t| now.duration_since(t) < PRESIGN_AFTER * 4);
+        if !more_waiting && !in_a_run {
             std::thread::sleep(PRESIGN_AFTER);
         }
         *self.spare.lock().unwrap_or_else(|p| p.into_inner()) = Some(self.identity.presign());
