@@ -11,7 +11,7 @@
 //!
 //! It holds a key of its own (for this run), registers by signing the manager's challenge,
 //! runs the listener's side of the handshake on each connection and checks each line's
-//! tag, as a servant does for lines from their author's own connection.
+//! (or block's) tag, as a servant does for lines from their author's own connection.
 //!
 //! `servant_stub --manager 127.0.0.1:PORT --name NAME`. Ends at end of standard input or
 //! after `BENCH_MAX_SECS` (default 1200).
@@ -106,16 +106,9 @@ fn receive(stream: TcpStream, me: &Identity) -> io::Result<()> {
     };
     let link = answered.finish(&proof, None).map_err(invalid)?;
     (&w).write_all(b"READY 0\n")?;
-    loop {
-        let line = next()?;
-        let Some((tag, line)) = split_tag(&line) else {
-            continue;
-        };
-        if !link.tags.checks(&tag, line.as_bytes()) {
-            continue;
-        }
+    let show = |line: &str| {
         let Some(Ok(m)) = MsgRef::parse(line) else {
-            continue;
+            return;
         };
         let mut out = io::stdout().lock();
         if out
@@ -124,6 +117,36 @@ fn receive(stream: TcpStream, me: &Identity) -> io::Result<()> {
             .is_err()
         {
             std::process::exit(0);
+        }
+    };
+    loop {
+        let line = next()?;
+        // Lines written together come as `BLOCK TAG COUNT` and the lines, one tag for all.
+        if let Some(header) = line.strip_prefix("BLOCK ") {
+            let Some((tag, count)) = header.split_once(' ') else {
+                continue;
+            };
+            let (Ok(tag), Ok(count)) = (
+                genp2p::encoding::parse_hex::<16>(tag),
+                count.parse::<usize>(),
+            ) else {
+                continue;
+            };
+            let mut block = String::new();
+            for _ in 0..count.min(64) {
+                block.push_str(&next()?);
+                block.push('\n');
+            }
+            if link.tags.checks_block(&tag, block.as_bytes()) {
+                block.lines().for_each(show);
+            }
+            continue;
+        }
+        let Some((tag, line)) = split_tag(&line) else {
+            continue;
+        };
+        if link.tags.checks(&tag, line.as_bytes()) {
+            show(line);
         }
     }
 }
