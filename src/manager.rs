@@ -366,6 +366,12 @@ fn handle_client(stream: TcpStream, peer: SocketAddr, shared: &Arc<Shared>) {
     let _ = stream.shutdown(Shutdown::Read);
 }
 
+/// An answer the reading thread writes itself (claimed from the outbox).
+enum Direct {
+    Line(Arc<str>),
+    Document(crate::registry::DocumentView),
+}
+
 /// A `listening` answered with a `<challenge>`, waiting for its `prove`.
 struct Challenged {
     nonce: [u8; 32],
@@ -418,26 +424,35 @@ fn serve_lines(
         let answer = match ManagerCommand::parse(&line) {
             Ok(ManagerCommand::NeedsPeerList { since }) => {
                 bad_lines = 0;
+                // Queued (or claimed for writing here) before the lock is released, so no
+                // change made after this snapshot can reach the client ahead of it.
                 let answer = {
-                    let reg = shared.registry();
-                    let answer = match since {
-                        Some(v) if v == reg.version() => {
-                            ManagerMessage::Unchanged { version: v }.to_line()
+                    let mut reg = shared.registry();
+                    match since {
+                        Some(v) if v == reg.version() => outbox
+                            .push_answer(Arc::from(
+                                ManagerMessage::Unchanged { version: v }.to_line(),
+                            ))
+                            .map(|a| match a {
+                                Answer::Direct(line) => Some(Direct::Line(line)),
+                                Answer::Queued => None,
+                            }),
+                        _ if outbox.claim_direct() => {
+                            Ok(Some(Direct::Document(reg.document_view(ticket))))
                         }
-                        _ => reg.peer_document(ticket),
-                    };
-                    // Queued (or claimed for writing here) before the lock is released,
-                    // so no change made after this snapshot can reach the client ahead.
-                    outbox.push_answer(Arc::from(answer))
-                };
-                match answer {
-                    Ok(Answer::Queued) => {}
-                    Ok(Answer::Direct(line)) => {
-                        if let Err(why) = write_answer(stream, line, outbox) {
-                            return why;
-                        }
+                        _ => outbox
+                            .push(Arc::from(reg.peer_document(ticket)))
+                            .map(|()| None),
                     }
+                };
+                let written = match answer {
+                    Ok(None) => Ok(()),
+                    Ok(Some(Direct::Line(line))) => write_answer(stream, &[&line], outbox),
+                    Ok(Some(Direct::Document(view))) => write_answer(stream, &view.parts(), outbox),
                     Err(_) => return "not reading its answers".into(),
+                };
+                if let Err(why) = written {
+                    return why;
                 }
                 continue;
             }
@@ -614,28 +629,29 @@ const DIRECT_REST: Duration = Duration::from_secs(2);
 /// waiting: when the socket takes none of it, the writer gets it back (and the outbox
 /// bounds what waits, as for any answer); when it takes only part, the rest is written
 /// here within `DIRECT_REST`, or the client is taken not to be reading.
-fn write_answer(stream: &TcpStream, line: Arc<str>, outbox: &Outbox) -> Result<(), String> {
-    let parts = [IoSlice::new(line.as_bytes()), IoSlice::new(b"\n")];
-    let total = line.len() + 1;
-    match socket2::SockRef::from(stream).send_vectored_with_flags(&parts, libc::MSG_DONTWAIT) {
+fn write_answer(stream: &TcpStream, parts: &[&str], outbox: &Outbox) -> Result<(), String> {
+    let mut slices: Vec<IoSlice<'_>> = parts.iter().map(|p| IoSlice::new(p.as_bytes())).collect();
+    // (`parts` is a few slices: a line, or a document cut around the asker's entry.)
+    slices.push(IoSlice::new(b"\n"));
+    let total: usize = parts.iter().map(|p| p.len()).sum::<usize>() + 1;
+    let whole = || -> Arc<str> { Arc::from(parts.concat()) };
+    match socket2::SockRef::from(stream).send_vectored_with_flags(&slices, libc::MSG_DONTWAIT) {
         Ok(n) if n == total => {
             outbox.direct_done(true);
             Ok(())
         }
         Ok(0) => {
-            outbox.direct_give_back(line);
+            outbox.direct_give_back(whole());
             Ok(())
         }
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            outbox.direct_give_back(line);
+            outbox.direct_give_back(whole());
             Ok(())
         }
         Ok(n) => {
-            let mut rest = Vec::with_capacity(total - n);
-            rest.extend_from_slice(&line.as_bytes()[n.min(line.len())..]);
-            if n <= line.len() {
-                rest.push(b'\n');
-            }
+            let mut rest = whole().as_bytes().to_vec();
+            rest.push(b'\n');
+            rest.drain(..n.min(rest.len()));
             let _ = stream.set_write_timeout(Some(DIRECT_REST));
             let written = { stream }.write_all(&rest);
             let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));

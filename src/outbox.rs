@@ -105,6 +105,18 @@ impl Outbox {
         self.push(line).map(|()| Answer::Queued)
     }
 
+    /// Claims the writing of the next answer for the caller, as `push_answer` does, when
+    /// the writer is idle and nothing is queued (then `direct_done` or `direct_give_back`
+    /// must follow); false otherwise.
+    pub fn claim_direct(&self) -> bool {
+        let mut st = self.lock();
+        let free = !st.closed && st.lines.is_empty() && st.waiting && !st.direct;
+        if free {
+            st.direct = true;
+        }
+        free
+    }
+
     /// The answer handed back by `push_answer` could not be written at once after all (the
     /// socket is full): the writer writes it, ahead of what was queued meanwhile.
     pub fn direct_give_back(&self, line: Arc<str>) {

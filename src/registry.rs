@@ -134,6 +134,33 @@ pub struct Registry<C> {
     nudges: Vec<Outbox>,
     /// Called when `nudges` stops being empty (it must not block).
     on_news: Option<Box<dyn Fn() + Send>>,
+    /// The others' view of the list at one version (see `document_view`).
+    doc_cache: Option<DocCache>,
+}
+
+/// The peer document as every listed servant appears in it, and where each one's
+/// `<peer>` element stands.
+struct DocCache {
+    version: u64,
+    doc: Arc<str>,
+    /// (offset, start, end) of each listed servant's element, in offset order.
+    spans: Vec<(u32, usize, usize)>,
+    /// Where `</peers>` begins.
+    end: usize,
+}
+
+/// One asker's peer document: `doc` with `doc[cut.0..cut.1]` replaced by `own`.
+pub struct DocumentView {
+    doc: Arc<str>,
+    own: String,
+    cut: (usize, usize),
+}
+
+impl DocumentView {
+    /// The document's three parts, in order.
+    pub fn parts(&self) -> [&str; 3] {
+        [&self.doc[..self.cut.0], &self.own, &self.doc[self.cut.1..]]
+    }
 }
 
 impl<C> Registry<C> {
@@ -150,6 +177,7 @@ impl<C> Registry<C> {
             timeout_ms,
             nudges: Vec::new(),
             on_news: None,
+            doc_cache: None,
         }
     }
 
@@ -543,18 +571,60 @@ impl<C> Registry<C> {
     /// as the holder of `t` sees it: every listed servant, plus
     /// its own entry with `<me>TRUE</me>` (listed or not, so a newcomer learns its
     /// assigned port, as in the article).
-    pub fn peer_document(&self, t: &Ticket) -> String {
-        let mut doc = peers_open_tag(self.version, &self.epoch, self.timeout_ms);
-        doc.reserve(self.slots.len() * 150 + 10);
-        for (&o, slot) in &self.slots {
-            if o == t.offset && slot.serial == t.serial {
-                doc.push_str(&peer_xml(&slot.entry(o, true)));
-            } else if slot.listed {
-                doc.push_str(&slot.xml);
+    pub fn peer_document(&mut self, t: &Ticket) -> String {
+        self.document_view(t).parts().concat()
+    }
+
+    /// `peer_document` as three parts: the others' view of the list, cached per version
+    /// and shared (one reference count, not one per servant), cut around the asker's own
+    /// entry, which is made for it. Taken under the lock in a microsecond or two, and
+    /// written as it is (`writev`) after the lock is released.
+    pub fn document_view(&mut self, t: &Ticket) -> DocumentView {
+        if self
+            .doc_cache
+            .as_ref()
+            .is_none_or(|c| c.version != self.version)
+        {
+            let mut doc = peers_open_tag(self.version, &self.epoch, self.timeout_ms);
+            doc.reserve(self.slots.len() * 200 + 10);
+            let mut spans = Vec::with_capacity(self.slots.len());
+            for (&o, slot) in &self.slots {
+                if slot.listed {
+                    let start = doc.len();
+                    doc.push_str(&slot.xml);
+                    spans.push((o, start, doc.len()));
+                }
             }
+            let end = doc.len();
+            doc.push_str("</peers>");
+            self.doc_cache = Some(DocCache {
+                version: self.version,
+                doc: Arc::from(doc),
+                spans,
+                end,
+            });
         }
-        doc.push_str("</peers>");
-        doc
+        let cache = self.doc_cache.as_ref().expect("made above");
+        let own = self
+            .slots
+            .get(&t.offset)
+            .filter(|s| s.serial == t.serial)
+            .map(|s| peer_xml(&s.entry(t.offset, true)));
+        // Where the asker's entry goes: in place of its own listed one, or where its slot
+        // falls among the others.
+        let cut = match cache.spans.binary_search_by_key(&t.offset, |&(o, _, _)| o) {
+            Ok(i) if own.is_some() => (cache.spans[i].1, cache.spans[i].2),
+            Ok(i) => (cache.spans[i].1, cache.spans[i].1),
+            Err(i) => {
+                let at = cache.spans.get(i).map_or(cache.end, |&(_, start, _)| start);
+                (at, at)
+            }
+        };
+        DocumentView {
+            doc: Arc::clone(&cache.doc),
+            own: own.unwrap_or_default(),
+            cut,
+        }
     }
 
     /// How many servants are listed.
@@ -591,6 +661,38 @@ mod tests {
         let mut v = Vec::new();
         o.take_now(&mut v);
         v
+    }
+
+    #[test]
+    fn each_askers_document_is_the_list_with_its_own_entry_true() {
+        let mut r = Registry::new(2224, "e".into(), 6000);
+        let c: Vec<(Ticket, u16, Outbox)> = (0..6).map(|_| client(&mut r, 1 << 20)).collect();
+        for (i, (t, _, _)) in c.iter().enumerate() {
+            if i % 2 == 0 {
+                r.listen(
+                    t,
+                    4000 + i as u16,
+                    format!("id{i}"),
+                    format!("n{i}"),
+                    "k".into(),
+                );
+            }
+        }
+        r.remove(&c[2].0);
+        for (t, _, _) in &c[..] {
+            // What the document must be: every listed slot as others see it, the asker's
+            // own (listed or not) with TRUE, in slot order.
+            let mut want = peers_open_tag(r.version, &r.epoch, r.timeout_ms);
+            for (&o, slot) in &r.slots {
+                if o == t.offset && slot.serial == t.serial {
+                    want.push_str(&peer_xml(&slot.entry(o, true)));
+                } else if slot.listed {
+                    want.push_str(&slot.xml);
+                }
+            }
+            want.push_str("</peers>");
+            assert_eq!(r.peer_document(t), want, "asker in slot {}", t.offset);
+        }
     }
 
     #[test]
