@@ -572,7 +572,26 @@ impl<C> Registry<C> {
     /// its own entry with `<me>TRUE</me>` (listed or not, so a newcomer learns its
     /// assigned port, as in the article).
     pub fn peer_document(&mut self, t: &Ticket) -> String {
-        self.document_view(t).parts().concat()
+        if self
+            .doc_cache
+            .as_ref()
+            .is_some_and(|c| c.version == self.version)
+        {
+            return self.document_view(t).parts().concat();
+        }
+        // The list changed since the cache was made (a join storm changes it at every
+        // join): made directly, without a cache that the next join would spoil.
+        let mut doc = peers_open_tag(self.version, &self.epoch, self.timeout_ms);
+        doc.reserve(self.slots.len() * 200 + 10);
+        for (&o, slot) in &self.slots {
+            if o == t.offset && slot.serial == t.serial {
+                doc.push_str(&peer_xml(&slot.entry(o, true)));
+            } else if slot.listed {
+                doc.push_str(&slot.xml);
+            }
+        }
+        doc.push_str("</peers>");
+        doc
     }
 
     /// `peer_document` as three parts: the others' view of the list, cached per version
