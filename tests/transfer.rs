@@ -884,3 +884,79 @@ fn files_shows_who_has_what_and_downloads_shows_progress() {
     );
     assert_only_the_file(&dir.path.join("carol-dl"), "big.bin");
 }
+
+#[test]
+fn a_shared_file_swapped_for_a_link_never_sends_what_the_link_points_to() {
+    // While GETs run, a loop keeps replacing the shared file with a symbolic link to a
+    // file outside the share and putting the file back, each by an atomic rename. Every
+    // piece that comes out must be the shared file's own; not one byte of the outside one.
+    let dir = TestDir::new("transfer-swap");
+    let share = dir.path.join("s-share");
+    let data = share.join("data.bin");
+    make_file(&data, 4096, 7);
+    let original = std::fs::read(&data).expect("read data.bin");
+    let outside = dir.path.join("secret.bin");
+    std::fs::write(&outside, vec![b'S'; 4096]).expect("write the outside file");
+    let id = Manifest::of_file(&data, "data.bin", PIECE_SIZE)
+        .expect("manifest")
+        .id();
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let k = start_servant(&dir, "keeper", m.port, "<share>s-share</share>");
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (share, outside, original, stop) = (
+            share.clone(),
+            outside.clone(),
+            original.clone(),
+            Arc::clone(&stop),
+        );
+        thread::spawn(move || {
+            let (link, copy) = (share.join(".swap-link"), share.join(".swap-copy"));
+            let mut swaps = 0u64;
+            let end = Instant::now() + Duration::from_secs(20);
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && Instant::now() < end {
+                let _ = std::fs::remove_file(&link);
+                if std::os::unix::fs::symlink(&outside, &link).is_ok()
+                    && std::fs::rename(&link, share.join("data.bin")).is_ok()
+                {
+                    swaps += 1;
+                }
+                if std::fs::write(&copy, &original).is_ok() {
+                    let _ = std::fs::rename(&copy, share.join("data.bin"));
+                }
+            }
+            swaps
+        })
+    };
+    let (mut served, mut refused) = (0u32, 0u32);
+    let end = Instant::now() + Duration::from_secs(3);
+    for _ in 0..2000 {
+        if Instant::now() > end {
+            break;
+        }
+        let mut c = Raw::connect(k.port);
+        c.send(&format!("GET {id} 0"));
+        match c.read_line(WAIT) {
+            Got::Line(l) if l.starts_with("DATA 0 ") => {
+                let got = c.expect_bytes(4096, "piece 0");
+                assert!(
+                    !got.contains(&b'S') || got == original,
+                    "bytes from outside the share left\n{}",
+                    dump()
+                );
+                assert_eq!(got, original, "piece 0 is the shared file's\n{}", dump());
+                served += 1;
+            }
+            Got::Line(l) if l.starts_with("ERR ") => refused += 1,
+            other => fail(&format!("unexpected answer {other:?}")),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let swaps = swapper.join().expect("the swapper");
+    assert!(swaps > 10, "the file was swapped {swaps} times");
+    assert!(
+        served > 0,
+        "some GETs met the real file: served {served}, refused {refused}"
+    );
+}

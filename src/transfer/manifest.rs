@@ -3,7 +3,6 @@
 //! "the same file" is without trusting each other: a manifest whose content does not hash
 //! to the id asked for is refused, and every piece is checked against it before use.
 
-use std::fs::File;
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -41,7 +40,8 @@ pub fn hash_piece(data: &[u8]) -> Hash {
 impl Manifest {
     /// Reads `path` once, hashing each piece and the whole file.
     pub fn of_file(path: &Path, name: &str, piece_size: u64) -> io::Result<Manifest> {
-        let mut f = File::open(path)?;
+        // Not through a link put in its place: what is hashed is what would be served.
+        let mut f = super::open_regular(path)?;
         let size = f.metadata()?.len();
         let mut whole = blake3::Hasher::new();
         let mut pieces = Vec::with_capacity(size.div_ceil(piece_size) as usize);

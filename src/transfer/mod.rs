@@ -25,6 +25,7 @@ pub mod manifest;
 pub mod serve;
 
 use std::collections::HashMap;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -49,6 +50,28 @@ pub fn valid_name(name: &str) -> bool {
             .chars()
             .any(|c| c.is_control() || crate::escape::needs_escape(c))
         && name.trim() == name
+}
+
+/// Opens a shared file for reading only if it is a regular file at the moment it is
+/// opened: a symbolic link in its place is not followed (`O_NOFOLLOW`), and the type is
+/// checked on the handle itself, not on the path again, so swapping the file for a link
+/// between a check and the open cannot send out what the link points to. (`O_NONBLOCK`
+/// keeps a FIFO put in its place from holding the thread; it has no effect on a regular
+/// file.) The share folder's own path is taken as configured.
+pub fn open_regular(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    if f.metadata()?.file_type().is_file() {
+        Ok(f)
+    } else {
+        Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ))
+    }
 }
 
 /// Which pieces of a file are verified here. Written by a download's workers, read by

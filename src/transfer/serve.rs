@@ -187,12 +187,14 @@ fn answer(
 
 /// Opens a shared file, refusing anything that is not (any longer) a regular file.
 fn open_shared(e: &Entry) -> Result<File, String> {
-    let meta = std::fs::symlink_metadata(&e.path)
-        .map_err(|err| format!("{} is gone: {err}", e.manifest.name))?;
-    if !meta.file_type().is_file() {
-        return Err(format!("{} is not a regular file", e.manifest.name));
-    }
-    File::open(&e.path).map_err(|err| format!("cannot open {}: {err}", e.manifest.name))
+    super::open_regular(&e.path).map_err(|err| {
+        if err.kind() == std::io::ErrorKind::NotFound {
+            format!("{} is gone", e.manifest.name)
+        } else {
+            // A link in its place (ELOOP from O_NOFOLLOW) or anything but a regular file.
+            format!("{} is not a regular file: {err}", e.manifest.name)
+        }
+    })
 }
 
 fn shown(s: &str) -> String {
