@@ -803,3 +803,29 @@ fn a_block_of_lines_is_taken_whole_or_not_at_all() {
         dump()
     );
 }
+
+#[test]
+fn pull_is_served_only_to_a_servant_the_manager_assigned() {
+    let dir = TestDir::new("attack-pull");
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let mut s = start_mesh(&dir, m.port, &["alice", "bob"]);
+    s[1].proc.send("said before eve came");
+    s[0].wait_heard("bob", "said before eve came");
+    // eve proves a key of her own (even a listed one) and asks alice for everything.
+    let eve = Fake::start(m.port, "eve");
+    s[0].wait_knows(&["eve"]);
+    let mut raw = Raw::connect(s[0].port);
+    raw_handshake(&mut raw, &eve.me, "eve", Mode::Pull);
+    // (The relay may have closed already: the write's result does not matter.)
+    let _ = raw.stream.write_all(b"SINCE 86400000\nEND\n");
+    s[1].proc.send("said while eve listens");
+    s[0].wait_heard("bob", "said while eve listens");
+    let got = raw.read_line(Duration::from_secs(1));
+    assert_eq!(
+        got,
+        Got::Closed,
+        "nothing relayed to eve: {got:?}\n{}",
+        dump()
+    );
+    s[0].proc.wait_log("refused PULL from eve (");
+}

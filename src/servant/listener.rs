@@ -127,6 +127,9 @@ pub struct Inbound {
     pub authors: Authors,
     /// The key pinned for each name (trust on first use).
     pub known: KnownPeers,
+    /// The servants the manager has made us relay to, by id, with when we learnt it:
+    /// only they are served a `PULL`, and with nothing older. Written by the core.
+    pub relayed: Mutex<HashMap<String, Instant>>,
     /// Refused handshakes, logged once per address a minute.
     pub refusals: Mutex<LogLimiter<IpAddr>>,
     /// What we relay to servants behind firewalls (empty unless one pulls from us).

@@ -170,6 +170,8 @@ struct Core {
     downloads: Arc<Downloads>,
     /// When we joined the network: a relay catches us up on what was said since.
     joined: Instant,
+    /// When each listed servant was first listed here, by id.
+    listed_since: HashMap<String, Instant>,
     /// Our slot at the manager, from the last whole list (`<me>TRUE</me>`): `/peers` on a
     /// relay names itself, not "slot N", as the relay of the servants it serves.
     my_offset: Option<u32>,
@@ -372,6 +374,7 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         network: network.clone(),
         authors: Default::default(),
         known,
+        relayed: Default::default(),
         refusals: std::sync::Mutex::new(crate::limits::LogLimiter::new(Duration::from_secs(60))),
         bans: Bans::start(config.bans.clone()),
         seen: Seen::default(),
@@ -523,6 +526,7 @@ fn run_joined(
         downloads: Arc::new(Downloads::default()),
         joined: Instant::now(),
         my_offset: None,
+        listed_since: HashMap::new(),
     };
     core.apply_list(list);
     let why = core.run(&events);
@@ -813,6 +817,10 @@ impl Core {
                 for e in entries {
                     let key = e.filing_key();
                     self.listed.remove(&key);
+                    if let Some(id) = &e.id {
+                        self.relayed().remove(id);
+                        self.listed_since.remove(id);
+                    }
                     if self.config.managers.len() > 1 {
                         // With several managers, leaving this one's list may only mean
                         // moving to another (back to the first, say), where we follow
@@ -898,6 +906,13 @@ impl Core {
         for e in list.peers {
             self.add_or_update(e);
         }
+        let listed = &self.listed;
+        self.inbound
+            .relayed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|id, _| listed.contains_key(id));
+        self.listed_since.retain(|id, _| listed.contains_key(id));
         if self.grace_until.is_none() {
             self.drop_unlisted();
         }
@@ -967,6 +982,32 @@ impl Core {
         }
     }
 
+    fn relayed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.inbound
+            .relayed
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps `Inbound::relayed` in step with the list: `e` pulls from us when its
+    /// `<relay>` is our slot, and is caught up from when it was first listed here (what
+    /// was written to it while the others could not reach it, and nothing before it came).
+    fn note_relayed(&mut self, e: &PeerEntry) {
+        let Some(id) = &e.id else { return };
+        let since = *self
+            .listed_since
+            .entry(id.clone())
+            .or_insert_with(Instant::now);
+        match (e.relay, self.my_offset) {
+            (Some(r), Some(me)) if r == me => {
+                self.relayed().entry(id.clone()).or_insert(since);
+            }
+            _ => {
+                self.relayed().remove(id);
+            }
+        }
+    }
+
     fn is_me(&self, e: &PeerEntry) -> bool {
         e.me || e.id.as_deref() == Some(self.id.as_str())
     }
@@ -979,6 +1020,7 @@ impl Core {
         }
         let key = entry.filing_key();
         self.listed.insert(key.clone(), entry.clone());
+        self.note_relayed(&entry);
         // Its key is learnt (and its name pinned) even when it is relayed: its lines
         // reach us through relays, and are checked with it.
         let expect = self.key_of(&entry);

@@ -44,6 +44,8 @@ const PULL_QUEUE: usize = 4096;
 /// `SEEN` lines accepted after one `PULL`.
 const MAX_SEEN: usize = 100_000;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+/// How long before a servant was first listed here its relay may catch it up from.
+const LIST_SLACK: Duration = Duration::from_secs(5);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// One message in the history: its `MSG` line as sent or received (with or without its
@@ -150,14 +152,15 @@ impl Hub {
         &self,
         id: &str,
         seen: &HashMap<String, (u64, u64)>,
-        since: Option<Instant>,
+        (since, not_before): (Option<Instant>, Instant),
         tx: Sender<Arc<str>>,
         socket: TcpStream,
     ) -> (u64, usize) {
         let mut st = self.lock();
         let mut caught_up = 0;
         for r in &st.history {
-            if r.origin() == id {
+            // Nothing from before the manager made us its relay.
+            if r.origin() == id || r.at < not_before {
                 continue;
             }
             let missed = match seen.get(r.origin()) {
@@ -200,6 +203,25 @@ pub fn serve_pull(
 ) -> String {
     let (id, name) = (link.peer_id.as_str(), Shown(&link.name).to_string());
     let name = name.as_str();
+    // Only a servant the manager has told to pull from us is served, and only with what
+    // we recorded since we learnt it: a relay is not a way for anyone to read all chat.
+    let Some(assigned) = inbound
+        .relayed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(id)
+        .copied()
+    else {
+        let allowed = inbound
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .allow(&peer.ip());
+        if allowed.is_some() {
+            warn!("{peer}: refused PULL from {name} ({id}): the manager has not made us its relay");
+        }
+        return "PULL refused: not assigned to this relay".into();
+    };
     let mut seen = HashMap::new();
     let mut since = None;
     loop {
@@ -239,7 +261,12 @@ pub fn serve_pull(
     if let Err(e) = spawned {
         return format!("cannot start a thread: {e}");
     }
-    let (serial, caught_up) = inbound.hub.attach(id, &seen, since, tx, closer);
+    // A change reaches us a moment after the manager makes it (it gathers changes for
+    // 50 ms, and we may be busy): allow that much before the servant was listed here.
+    let not_before = assigned.checked_sub(LIST_SLACK).unwrap_or(assigned);
+    let (serial, caught_up) = inbound
+        .hub
+        .attach(id, &seen, (since, not_before), tx, closer);
     info!("relaying to {name} at {peer} ({caught_up} missed message(s) sent first)");
     // The puller sends nothing more but PINGs; its closing ends the relay.
     let _ = stream.set_read_timeout(None);
