@@ -33,8 +33,13 @@ struct Fake {
 
 impl Fake {
     fn start(manager_port: u16, name: &str) -> Fake {
+        Fake::start_at(std::net::Ipv4Addr::LOCALHOST, manager_port, name)
+    }
+
+    /// A fake servant at loopback address `at`: it listens there and registers from there.
+    fn start_at(at: std::net::Ipv4Addr, manager_port: u16, name: &str) -> Fake {
         let me = Arc::new(new_identity());
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let listener = TcpListener::bind((at, 0)).expect("bind a loopback address");
         let port = listener.local_addr().expect("local address").port();
         let (received, pullers, stop) = (
             Arc::new(Mutex::new(Vec::new())),
@@ -55,7 +60,7 @@ impl Fake {
                 }
             });
         }
-        let mut m = Raw::connect(manager_port);
+        let mut m = Raw::connect_from(at, manager_port);
         register_with(&mut m, &me, port, name);
         let manager = m.stream.try_clone().expect("clone the manager connection");
         {
@@ -828,4 +833,54 @@ fn pull_is_served_only_to_a_servant_the_manager_assigned() {
         dump()
     );
     s[0].proc.wait_log("refused PULL from eve (");
+}
+
+#[test]
+fn a_ban_on_an_address_drops_its_servants_lines_through_a_relay_and_from_elsewhere() {
+    // alice is firewalled and pulls from bob; she bans 127.0.0.5, where mallory is listed.
+    let dir = TestDir::new("attack-ban-author");
+    let m = start_manager(&dir, "<timeout>1.5</timeout>");
+    let mut bob = start_servant(&dir, "bob", m.port, "");
+    let banned = std::net::Ipv4Addr::new(127, 0, 0, 5);
+    let mallory = Fake::start_at(banned, m.port, "mallory");
+    let hidden_port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let real_port = free_port();
+    let extra = format!(
+        "<publicport>{hidden_port}</publicport><bans><ban><target>{banned}</target></ban></bans>"
+    );
+    let mut alice = Servant::joined(
+        spawn_servant(
+            &dir,
+            "alice",
+            &servant_config("alice", m.port, Some(real_port), &extra),
+            &[],
+            "info",
+        ),
+        "alice",
+    );
+    m.proc.wait_stderr("alice's relay", |l| {
+        l.contains("alice (slot ") && l.contains(" pulls from bob")
+    });
+    bob.wait_knows(&["mallory"]);
+    alice.wait_knows(&["bob", "mallory"]);
+    bob.proc.send("through the relay");
+    alice.wait_heard("bob", "through the relay");
+    // mallory speaks to bob, who passes it on to alice, and to alice herself from an
+    // address that is not banned.
+    let mut to_bob = RawPeer::connect(bob.port, mallory.me.clone(), "mallory");
+    to_bob.say(1, "relayed-from-banned-host");
+    bob.wait_heard("mallory", "relayed-from-banned-host");
+    let mut to_alice = RawPeer::connect(real_port, mallory.me.clone(), "mallory");
+    to_alice.say(2, "direct-from-elsewhere");
+    alice.proc.wait_log("listed at a banned address");
+    bob.proc.send("after mallory");
+    alice.wait_heard("bob", "after mallory");
+    assert!(alice.heard_from("mallory").is_empty(), "{}", dump());
+    alice.proc.send("/bans");
+    alice.proc.wait_stdout("the count in /bans", |l| {
+        l.contains("1 servant(s) listed at banned addresses; 2 line(s) by them dropped")
+    });
 }

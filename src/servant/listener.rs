@@ -14,9 +14,10 @@
 //!
 //! Everything shown that came from the network goes through `escape::Shown`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -130,6 +131,11 @@ pub struct Inbound {
     /// The servants the manager has made us relay to, by id, with when we learnt it:
     /// only they are served a `PULL`, and with nothing older. Written by the core.
     pub relayed: Mutex<HashMap<String, Instant>>,
+    /// The ids of the servants listed at a banned address (bans follow the author);
+    /// written by the core.
+    pub banned_authors: Mutex<HashSet<String>>,
+    /// Lines by those authors dropped, for `/bans`.
+    pub banned_lines: AtomicU64,
     /// Refused handshakes, logged once per address a minute.
     pub refusals: Mutex<LogLimiter<IpAddr>>,
     /// What we relay to servants behind firewalls (empty unless one pulls from us).
@@ -145,6 +151,12 @@ pub struct Inbound {
 }
 
 impl Inbound {
+    pub fn banned_authors(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.banned_authors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Shows a received line: straight into standard output when it is a pipe (printed
     /// by this thread), through the `stdout` thread when it is a terminal.
     pub fn show(&self, parts: &[&str]) {
@@ -585,6 +597,17 @@ fn receive(
     inbound: &Inbound,
     drops: &mut Drops,
 ) {
+    // A ban on an address holds for its servants' lines on any path (a relay, a
+    // forwarder, or their own link opened from another address), not only for
+    // connections from it.
+    if inbound.banned_authors().contains(m.origin) {
+        inbound.banned_lines.fetch_add(1, Ordering::Relaxed);
+        return drops.note(
+            peer,
+            name,
+            &format!("a line by {}, listed at a banned address", m.origin),
+        );
+    }
     let key = match link {
         Some(link) if link.peer_id == m.origin => link.peer,
         _ => match inbound.authors.verify(&m) {

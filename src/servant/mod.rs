@@ -28,7 +28,7 @@ pub mod listener;
 pub mod relaying;
 pub mod sender;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
@@ -54,6 +54,9 @@ use link::{LinkEvent, ManagerWriter, Registration};
 use listener::{Inbound, Seen};
 use relaying::{Hub, Puller};
 use sender::{Outgoing, Target, Wire};
+
+/// How often the authors banned by address are looked up again.
+const BAN_REFRESH: Duration = Duration::from_secs(30);
 
 /// How long shutdown waits for senders to deliver what they hold.
 const LINGER: Duration = Duration::from_secs(3);
@@ -375,6 +378,8 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         authors: Default::default(),
         known,
         relayed: Default::default(),
+        banned_authors: Default::default(),
+        banned_lines: Default::default(),
         refusals: std::sync::Mutex::new(crate::limits::LogLimiter::new(Duration::from_secs(60))),
         bans: Bans::start(config.bans.clone()),
         seen: Seen::default(),
@@ -544,9 +549,12 @@ impl Core {
     /// The core loop: one event at a time, until it is time to leave.
     fn run(&mut self, events: &Receiver<Event>) -> String {
         loop {
-            let wait = self.grace_until.map_or(Duration::from_secs(3600), |t| {
-                t.saturating_duration_since(Instant::now())
-            });
+            // Wakes at least every 30 s: host names in the bans are resolved that often, so
+            // the authors they ban are looked up again.
+            let wait = self
+                .grace_until
+                .map_or(BAN_REFRESH, |t| t.saturating_duration_since(Instant::now()))
+                .min(BAN_REFRESH);
             match events.recv_timeout(wait) {
                 Ok(Event::Input(Input::Say(text))) => self.dispatch.say(text, false),
                 Ok(Event::Input(Input::Peers)) => self.show_peers(),
@@ -575,16 +583,24 @@ impl Core {
                 }
                 Ok(Event::Input(Input::Bans)) => {
                     let bans = self.inbound.bans.targets();
-                    self.print(if bans.is_empty() {
-                        "no bans".to_owned()
+                    let dropped = self.inbound.banned_lines.load(Ordering::Relaxed);
+                    let authors = self.inbound.banned_authors().len();
+                    if bans.is_empty() {
+                        self.print("no bans".to_owned());
                     } else {
-                        format!("banned: {}", bans.join(", "))
-                    })
+                        self.print(format!("banned: {}", bans.join(", ")));
+                        self.print(format!(
+                            "  {authors} servant(s) listed at banned addresses; {dropped} line(s) by them dropped"
+                        ));
+                    }
                 }
                 Ok(Event::InputEnded) => return "end of input".into(),
                 Ok(Event::Signal(name)) => return name.into(),
                 Ok(Event::Link(ev)) => self.on_link(ev),
-                Err(RecvTimeoutError::Timeout) => self.end_grace(),
+                Err(RecvTimeoutError::Timeout) => {
+                    self.end_grace();
+                    self.refresh_banned_authors();
+                }
                 Err(RecvTimeoutError::Disconnected) => return "every input is gone".into(),
             }
         }
@@ -679,6 +695,7 @@ impl Core {
             }
         };
         self.inbound.bans.set_targets(bans);
+        self.refresh_banned_authors();
         let verb = if matches!(edit, BanEdit::Add(_)) {
             "banned"
         } else {
@@ -913,6 +930,7 @@ impl Core {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|id, _| listed.contains_key(id));
         self.listed_since.retain(|id, _| listed.contains_key(id));
+        self.refresh_banned_authors();
         if self.grace_until.is_none() {
             self.drop_unlisted();
         }
@@ -982,6 +1000,40 @@ impl Core {
         }
     }
 
+    /// Bans follow the author: the servants the list has at a banned address are banned
+    /// by id too, so their lines are dropped wherever they come from (a relay passes on
+    /// what it hears; see `listener::receive`).
+    fn refresh_banned_authors(&self) {
+        let banned: HashSet<String> = self
+            .listed
+            .values()
+            .filter(|e| {
+                e.ip.parse::<IpAddr>()
+                    .is_ok_and(|ip| self.inbound.bans.refuses(ip))
+            })
+            .filter_map(|e| e.id.clone())
+            .collect();
+        *self.inbound.banned_authors() = banned;
+    }
+
+    fn at_banned_address(&self, e: &PeerEntry) -> bool {
+        e.ip.parse::<IpAddr>()
+            .is_ok_and(|ip| self.inbound.bans.refuses(ip))
+    }
+
+    fn note_banned(&self, e: &PeerEntry) {
+        let Some(id) = &e.id else { return };
+        let banned =
+            e.ip.parse::<IpAddr>()
+                .is_ok_and(|ip| self.inbound.bans.refuses(ip));
+        let mut set = self.inbound.banned_authors();
+        if banned {
+            set.insert(id.clone());
+        } else {
+            set.remove(id);
+        }
+    }
+
     fn relayed(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
         self.inbound
             .relayed
@@ -1021,6 +1073,7 @@ impl Core {
         let key = entry.filing_key();
         self.listed.insert(key.clone(), entry.clone());
         self.note_relayed(&entry);
+        self.note_banned(&entry);
         // Its key is learnt (and its name pinned) even when it is relayed: its lines
         // reach us through relays, and are checked with it.
         let expect = self.key_of(&entry);
