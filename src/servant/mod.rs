@@ -1007,10 +1007,7 @@ impl Core {
         let banned: HashSet<String> = self
             .listed
             .values()
-            .filter(|e| {
-                e.ip.parse::<IpAddr>()
-                    .is_ok_and(|ip| self.inbound.bans.refuses(ip))
-            })
+            .filter(|e| self.at_banned_address(e))
             .filter_map(|e| e.id.clone())
             .collect();
         *self.inbound.banned_authors() = banned;
@@ -1023,9 +1020,7 @@ impl Core {
 
     fn note_banned(&self, e: &PeerEntry) {
         let Some(id) = &e.id else { return };
-        let banned =
-            e.ip.parse::<IpAddr>()
-                .is_ok_and(|ip| self.inbound.bans.refuses(ip));
+        let banned = self.at_banned_address(e);
         let mut set = self.inbound.banned_authors();
         if banned {
             set.insert(id.clone());
