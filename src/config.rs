@@ -110,6 +110,9 @@ pub struct ManagerConfig {
     /// `<probe>`: connect back to each servant that lists itself, and relay to it at once
     /// if that fails (true or false).
     pub probe: bool,
+    /// `<trustafter>`: how long a servant must be listed before its complaints count and
+    /// the manager may choose it as a relay (seconds, default 30).
+    pub trust_after: Duration,
     /// `<networkkey>`: a file holding the network's shared secret; only servants that
     /// prove it are listed (none: any servant that proves its own key).
     pub network_key: Option<PathBuf>,
@@ -127,6 +130,7 @@ impl Default for ManagerConfig {
             max_per_address: 64,
             complaints: 3,
             probe: true,
+            trust_after: Duration::from_secs(30),
             network_key: None,
         }
     }
@@ -415,6 +419,7 @@ impl ManagerConfig {
                         c.max_per_address = r.number(el, "maxperaddress", 1, 1_000_000)?
                     }
                     "probe" => c.probe = r.boolean(el, "probe")?,
+                    "trustafter" => c.trust_after = r.seconds(el, "trustafter")?,
                     "networkkey" => c.network_key = Some(r.file(el, "networkkey", path)?),
                     "maxconnections" => {
                         c.max_connections = r.number(el, "maxconnections", 1, 1_000_000)?
@@ -423,7 +428,7 @@ impl ManagerConfig {
                         return Err(r.unknown(
                             el,
                             "manager",
-                            "port, bind, firstport, timeout, idletimeout, maxconnections, maxperaddress, complaints, probe, networkkey",
+                            "port, bind, firstport, timeout, idletimeout, maxconnections, maxperaddress, complaints, probe, trustafter, networkkey",
                         ))
                     }
                 }

@@ -18,6 +18,7 @@
 pub mod batch;
 pub mod cli;
 pub mod config;
+pub mod dial;
 pub mod encoding;
 pub mod escape;
 pub mod files;

@@ -42,6 +42,8 @@ const OUTBOX_BYTES: usize = 4 << 20;
 const PUSH_GATHER: Duration = Duration::from_millis(50);
 /// How long one write to a client may block.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often servants waiting for a relay are looked at again (see `publish_loop`).
+const TRUST_TICK: Duration = Duration::from_secs(1);
 /// How long a reachability probe waits for a servant to accept.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Threads that probe servants (each waits up to `PROBE_TIMEOUT` for a firewalled one).
@@ -147,6 +149,7 @@ impl Manager {
             config.timeout.as_millis() as u64,
         );
         registry.set_complaint_threshold(config.complaints);
+        registry.set_trust(config.trust_after, config.probe);
         // Told (without blocking) when the list changed and writers wait to be woken.
         let (news_tx, news) = crossbeam_channel::bounded::<()>(1);
         registry.on_news(move || {
@@ -301,6 +304,8 @@ fn probe(addr: SocketAddr, ticket: Ticket, shared: &Shared) {
         Ok(s) => {
             debug!("probe of {addr}: reachable");
             let _ = s.shutdown(Shutdown::Both);
+            let fx = shared.registry().reached_by_probe(&ticket, addr.port());
+            apply_effects(fx, shared);
         }
         // Only what the network answered says the servant cannot be reached; a failure
         // here (out of descriptors or ports) says nothing about it.
@@ -563,9 +568,12 @@ fn serve_lines(
                 continue;
             }
             Ok(ManagerCommand::Bye) => return "said bye".into(),
-            Ok(ManagerCommand::Complain { id }) => {
+            Ok(command @ (ManagerCommand::Complain { .. } | ManagerCommand::ReplaceRelay)) => {
                 bad_lines = 0;
-                let result = shared.registry().complain(ticket, &id);
+                let result = match command {
+                    ManagerCommand::Complain { id } => shared.registry().complain(ticket, &id),
+                    _ => shared.registry().replace_relay(ticket),
+                };
                 match result {
                     Ok(fx) => {
                         apply_effects(fx, shared);
@@ -593,11 +601,23 @@ fn serve_lines(
 /// wakes the writer of every client that has changes queued. In a join storm each writer
 /// then wakes once for many joins, instead of once for each.
 fn publish_loop(news: &crossbeam_channel::Receiver<()>, shared: &Shared) {
-    while news.recv().is_ok() {
-        thread::sleep(PUSH_GATHER);
-        let due = shared.registry().take_nudges();
-        for outbox in due {
-            outbox.nudge();
+    loop {
+        match news.recv_timeout(TRUST_TICK) {
+            Ok(()) => {
+                thread::sleep(PUSH_GATHER);
+                let due = shared.registry().take_nudges();
+                for outbox in due {
+                    outbox.nudge();
+                }
+            }
+            // Newcomers become trusted with time: a servant waiting for a relay may
+            // have one now.
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                let mut fx = Effects::default();
+                shared.registry().assign_waiting_relays(&mut fx);
+                apply_effects(fx, shared);
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
         }
     }
 }

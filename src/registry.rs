@@ -24,10 +24,13 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use crate::outbox::Refused;
 use crate::protocol::{peer_xml, peers_open_tag, ManagerMessage, PeerEntry};
-use crate::relay::{choose_relay, Suspicion, Verdict};
+use crate::relay::Suspicion;
+
+mod reach;
 
 /// Where lines for one client's writer thread are queued.
 pub type Outbox = Arc<crate::outbox::Outbox>;
@@ -63,6 +66,16 @@ struct Slot<C> {
     unreachable: bool,
     /// The offset of the servant relaying to it.
     relay: Option<u32>,
+    /// When it was listed (a newcomer's complaints do not count and it relays to nobody).
+    listed_at: Option<Instant>,
+    /// The manager's dial-back reached it: complaints cannot condemn it, and it may relay.
+    dialed_back: bool,
+    /// Found unreachable with no relay to be had, and logged so once.
+    waiting_noted: bool,
+    /// The ids of the relays this (relayed) servant gave up, never chosen for it again.
+    abandoned: Vec<String>,
+    /// The addresses of the relayed servants that gave this relay up.
+    abandoned_by: BTreeSet<IpAddr>,
 }
 
 impl<C> Slot<C> {
@@ -130,6 +143,10 @@ pub struct Registry<C> {
     timeout_ms: u64,
     /// Complaints about unreachable servants.
     suspicion: Suspicion,
+    /// How long a servant must be listed before its complaints count and it may relay.
+    trust_after: Duration,
+    /// Whether the manager dials back newcomers (then only those it reached may relay).
+    probing: bool,
     /// Outboxes holding changes their writers have not been woken for.
     nudges: Vec<Outbox>,
     /// Called when `nudges` stops being empty (it must not block).
@@ -167,6 +184,8 @@ impl<C> Registry<C> {
     pub fn new(first_port: u16, epoch: String, timeout_ms: u64) -> Registry<C> {
         Registry {
             suspicion: Suspicion::new(3),
+            trust_after: Duration::ZERO,
+            probing: false,
             slots: BTreeMap::new(),
             serial: 0,
             by_id: HashMap::new(),
@@ -197,11 +216,6 @@ impl<C> Registry<C> {
         for outbox in self.nudges.drain(..) {
             outbox.nudge();
         }
-    }
-
-    /// Complaints each peer must make before it backs the suspicion (the article's 2 or 3).
-    pub fn set_complaint_threshold(&mut self, threshold: u32) {
-        self.suspicion = Suspicion::new(threshold);
     }
 
     pub fn version(&self) -> u64 {
@@ -241,6 +255,11 @@ impl<C> Registry<C> {
                 xml: Arc::from(""),
                 unreachable: false,
                 relay: None,
+                listed_at: None,
+                dialed_back: false,
+                waiting_noted: false,
+                abandoned: Vec::new(),
+                abandoned_by: BTreeSet::new(),
             },
         );
         (Ticket { offset, serial }, port)
@@ -299,10 +318,16 @@ impl<C> Registry<C> {
             self.announce(false, before, &mut fx);
         }
         let slot = self.slots.get_mut(&t.offset)?;
+        if slot.port != port {
+            slot.dialed_back = false;
+        }
         slot.port = port;
         slot.id = id.clone();
         slot.name = Some(name);
         slot.key = Some(key);
+        if !slot.listed {
+            slot.listed_at = Some(Instant::now());
+        }
         slot.listed = true;
         let entry = slot.entry(t.offset, false);
         slot.xml = Arc::from(peer_xml(&entry));
@@ -310,16 +335,7 @@ impl<C> Registry<C> {
             self.by_id.insert(id, t.offset);
         }
         self.announce(true, entry.clone(), &mut fx);
-        // Servants found unreachable while no relay could be had get one now.
-        let waiting: Vec<u32> = self
-            .slots
-            .iter()
-            .filter(|(_, s)| s.unreachable && s.relay.is_none())
-            .map(|(&o, _)| o)
-            .collect();
-        for o in waiting {
-            self.assign_relay(o, &mut fx);
-        }
+        self.assign_waiting_relays(&mut fx);
         Some(Change { entry, effects: fx })
     }
 
@@ -422,142 +438,6 @@ impl<C> Registry<C> {
                     .push((removed.entry, removed.closer, "not reading its pushes"));
             }
         }
-    }
-
-    /// The servants the complaint rule weighs: listed, with an id (so they can be named in
-    /// a complaint) and not already relayed (so others do not try to reach them). Both the
-    /// suspects and the voters come from these; a complainer that cannot reach any of them
-    /// is the one in trouble.
-    fn listed_offsets(&self) -> BTreeSet<u32> {
-        self.slots
-            .iter()
-            .filter(|(_, s)| s.listed && s.id.is_some() && !s.unreachable)
-            .map(|(&o, _)| o)
-            .collect()
-    }
-
-    /// The article's complaint: the holder of `t` could not reach the servant with `id`.
-    /// Condemns that servant when most others back the complaint (see `relay`).
-    pub fn complain(&mut self, t: &Ticket, id: &str) -> Result<Effects<C>, String> {
-        let mut fx = Effects::default();
-        if !self.is_listed(t) {
-            return Err("complain: only a listed servant may complain".into());
-        }
-        let Some(&suspect) = self.by_id.get(id) else {
-            return Err(format!("complain: no listed servant has id {id:?}"));
-        };
-        if suspect == t.offset {
-            return Err("complain: a servant cannot complain about itself".into());
-        }
-        if self.slots[&suspect].unreachable {
-            return Ok(fx);
-        }
-        let listed = self.listed_offsets();
-        let verdict = self.suspicion.complain(t.offset, suspect, &listed);
-        let (who, by) = (self.label(suspect), self.label(t.offset));
-        match verdict {
-            Verdict::Suspected { backing, needed } => {
-                fx.notes.push(format!(
-                    "complaint about {who} from {by}: {backing} of {needed} needed peers back it"
-                ));
-                if self.suspicion.is_troubled(t.offset, &listed) {
-                    fx.notes.push(format!(
-                        "{by} cannot reach anyone: its complaints count against nobody"
-                    ));
-                }
-            }
-            Verdict::Unreachable { backing, of } => {
-                let reason = format!(
-                    "{backing} of {of} peers complained at least {} times each while it kept heartbeating",
-                    self.suspicion.threshold
-                );
-                self.condemn(suspect, &reason, &mut fx);
-            }
-        }
-        Ok(fx)
-    }
-
-    /// The manager could not connect back to the holder of `t` at `port`, where it said it
-    /// listens: treat it as unreachable at once (the servant need not wait for complaints).
-    /// Nothing changes if it has since said it listens elsewhere.
-    pub fn unreachable_by_probe(&mut self, t: &Ticket, port: u16, why: &str) -> Effects<C> {
-        let mut fx = Effects::default();
-        if self.is_listed(t)
-            && self.slots[&t.offset].port == port
-            && !self.slots[&t.offset].unreachable
-        {
-            self.condemn(
-                t.offset,
-                &format!("the manager could not connect back to it: {why}"),
-                &mut fx,
-            );
-        }
-        fx
-    }
-
-    fn condemn(&mut self, offset: u32, reason: &str, fx: &mut Effects<C>) {
-        let who = self.label(offset);
-        fx.notes.push(format!("{who} is unreachable: {reason}"));
-        if let Some(s) = self.slots.get_mut(&offset) {
-            s.unreachable = true;
-        }
-        self.suspicion.clear(offset);
-        self.assign_relay(offset, fx);
-    }
-
-    /// Chooses a relay for the unreachable servant in `offset`, lists it as relayed and
-    /// tells it to pull.
-    fn assign_relay(&mut self, offset: u32, fx: &mut Effects<C>) {
-        let listed = self.listed_offsets();
-        let candidates: Vec<(u32, usize)> = self
-            .slots
-            .iter()
-            .filter(|(&o, s)| {
-                o != offset
-                    && s.listed
-                    && !s.unreachable
-                    && s.id.is_some()
-                    && !self.suspicion.is_troubled(o, &listed)
-            })
-            .map(|(&o, _)| {
-                let load = self.slots.values().filter(|c| c.relay == Some(o)).count();
-                (o, load)
-            })
-            .collect();
-        let who = self.label(offset);
-        let Some(relay) = choose_relay(&candidates) else {
-            fx.notes.push(format!(
-                "no relay available for {who}; it will get one when a reachable servant joins"
-            ));
-            return;
-        };
-        let relay_entry = self.slots[&relay].entry(relay, false);
-        let Some(slot) = self.slots.get_mut(&offset) else {
-            return;
-        };
-        slot.relay = Some(relay);
-        let entry = slot.entry(offset, false);
-        slot.xml = Arc::from(peer_xml(&entry));
-        let pull = ManagerMessage::Pull(Some(relay_entry.clone())).to_line();
-        if slot.outbox.push(Arc::from(pull)) == Err(Refused::Full) {
-            // Not reading: dropped like any client whose outbox is full.
-            let t = Ticket {
-                offset,
-                serial: slot.serial,
-            };
-            if let Some(removed) = self.remove_slot(&t, fx) {
-                fx.dropped
-                    .push((removed.entry, removed.closer, "not reading its pushes"));
-            }
-            return;
-        }
-        fx.notes.push(format!(
-            "{who} pulls from {} (serving {} relayed servant(s))",
-            relay_entry.label(),
-            candidates.iter().find(|c| c.0 == relay).map_or(0, |c| c.1) + 1,
-        ));
-        // An upsert: the same offset, now with <relay>, so others stop connecting to it.
-        self.announce(true, entry, fx);
     }
 
     fn label(&self, offset: u32) -> String {

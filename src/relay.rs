@@ -6,19 +6,32 @@
 //! a chosen peer that is not itself blocked. It warns against acting on the first
 //! complaint and suggests a threshold of 2 or 3 complaints from each peer.
 //!
-//! This module is that decision, kept free of sockets and locks so its rule can be tested
-//! on its own (`Suspicion`), and the choice of a relay (`choose_relay`). The registry
-//! calls both while it holds the manager's lock.
+//! The article trusted every complainer. Here a handful of newcomers must not be able to
+//! cut a servant off and become its relay, so only *voters* count: servants that proved
+//! their key, have been listed long enough to have tried everyone they were told about,
+//! and are not relayed themselves. The registry decides who the voters are (it knows the
+//! times and the dial-backs); this module is the rule over them, kept free of sockets,
+//! clocks and locks so it can be tested on its own (`Suspicion`), and the choice of a
+//! relay (`choose_relay`). The registry calls both while it holds the manager's lock.
 //!
 //! The rule, made precise:
-//! - a complaint counts against a suspect only from a listed servant other than the suspect;
-//! - a complainer *backs* the suspicion once it has complained at least `threshold` times;
-//! - a complainer that backs complaints against every other servant (two or more) has
-//!   trouble of its own reaching out, and its complaints count against nobody;
-//! - a suspect is condemned when more than half of the other servants that count back it.
-//!   The suspect is listed, so it is still heartbeating (the manager drops silent ones).
+//! - a complaint counts against a suspect only from a voter other than the suspect;
+//! - a voter *backs* the suspicion once it has complained at least `threshold` times;
+//! - a voter that backs complaints against every other voter (two or more) has trouble of
+//!   its own reaching out, and its complaints count against nobody;
+//! - a suspect is condemned when more than half of the other voters that count back it,
+//!   and those backing it are listed at `MIN_ADDRESSES` distinct addresses or more (one
+//!   host cannot outvote the rest by opening many connections). The suspect is listed, so
+//!   it is still heartbeating (the manager drops silent ones).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+
+/// Distinct addresses the backers of a verdict must be listed at.
+pub const MIN_ADDRESSES: usize = 2;
+
+/// The servants whose complaints count, by slot offset, with the address each is listed at.
+pub type Voters = BTreeMap<u32, IpAddr>;
 
 /// Complaint counts: `counts[suspect][complainer]`, by slot offset.
 #[derive(Debug, Default)]
@@ -30,8 +43,13 @@ pub struct Suspicion {
 /// What the rule concluded about a suspect after a complaint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Not (yet) enough: `backing` of the `needed` complainers that count back it.
-    Suspected { backing: usize, needed: usize },
+    /// Not (yet) enough: `backing` of the `needed` voters back it, from `addresses`
+    /// distinct addresses.
+    Suspected {
+        backing: usize,
+        needed: usize,
+        addresses: usize,
+    },
     /// Most peers cannot reach it: relay to it.
     Unreachable { backing: usize, of: usize },
 }
@@ -44,10 +62,10 @@ impl Suspicion {
         }
     }
 
-    /// Records that `complainer` could not reach `suspect`, and judges the suspect.
-    /// `listed` are the offsets of every listed servant (the suspect among them).
-    pub fn complain(&mut self, complainer: u32, suspect: u32, listed: &BTreeSet<u32>) -> Verdict {
-        if complainer != suspect && listed.contains(&complainer) && listed.contains(&suspect) {
+    /// Records that `complainer` could not reach `suspect`, and judges the suspect. A
+    /// complaint from someone who is not a voter, or about itself, is not counted.
+    pub fn complain(&mut self, complainer: u32, suspect: u32, voters: &Voters) -> Verdict {
+        if complainer != suspect && voters.contains_key(&complainer) {
             *self
                 .counts
                 .entry(suspect)
@@ -55,7 +73,7 @@ impl Suspicion {
                 .entry(complainer)
                 .or_default() += 1;
         }
-        self.judge(suspect, listed)
+        self.judge(suspect, voters)
     }
 
     fn backs(&self, complainer: u32, suspect: u32) -> bool {
@@ -65,11 +83,11 @@ impl Suspicion {
             .is_some_and(|&n| n >= self.threshold)
     }
 
-    /// A complainer that backs complaints against every other listed servant (at least
-    /// two): the trouble is on its side.
-    pub fn is_troubled(&self, complainer: u32, listed: &BTreeSet<u32>) -> bool {
-        let others: Vec<u32> = listed
-            .iter()
+    /// A voter that backs complaints against every other voter (at least two): the
+    /// trouble is on its side.
+    pub fn is_troubled(&self, complainer: u32, voters: &Voters) -> bool {
+        let others: Vec<u32> = voters
+            .keys()
             .copied()
             .filter(|&o| o != complainer)
             .collect();
@@ -77,21 +95,34 @@ impl Suspicion {
     }
 
     /// Judges `suspect` against the current counts.
-    pub fn judge(&self, suspect: u32, listed: &BTreeSet<u32>) -> Verdict {
-        let voters: Vec<u32> = listed
+    pub fn judge(&self, suspect: u32, voters: &Voters) -> Verdict {
+        let counted: Vec<u32> = voters
+            .keys()
+            .copied()
+            .filter(|&o| o != suspect && !self.is_troubled(o, voters))
+            .collect();
+        let backers: Vec<u32> = counted
             .iter()
             .copied()
-            .filter(|&o| o != suspect && !self.is_troubled(o, listed))
+            .filter(|&v| self.backs(v, suspect))
             .collect();
-        let backing = voters.iter().filter(|&&v| self.backs(v, suspect)).count();
-        let needed = voters.len() / 2 + 1;
-        if !voters.is_empty() && backing >= needed {
+        let addresses = backers
+            .iter()
+            .filter_map(|o| voters.get(o))
+            .collect::<BTreeSet<_>>()
+            .len();
+        let (backing, needed) = (backers.len(), counted.len() / 2 + 1);
+        if !counted.is_empty() && backing >= needed && addresses >= MIN_ADDRESSES {
             Verdict::Unreachable {
                 backing,
-                of: voters.len(),
+                of: counted.len(),
             }
         } else {
-            Verdict::Suspected { backing, needed }
+            Verdict::Suspected {
+                backing,
+                needed,
+                addresses,
+            }
         }
     }
 
@@ -111,7 +142,7 @@ impl Suspicion {
 
 /// Picks a relay for `client` among `candidates` (offset, relayed clients it serves):
 /// the one serving fewest, then the lowest offset. Candidates must already exclude the
-/// client itself, relayed servants and troubled ones.
+/// client itself and every servant not trusted to relay (see the registry).
 pub fn choose_relay(candidates: &[(u32, usize)]) -> Option<u32> {
     candidates
         .iter()
@@ -123,17 +154,14 @@ pub fn choose_relay(candidates: &[(u32, usize)]) -> Option<u32> {
 mod tests {
     use super::*;
 
-    fn listed(n: u32) -> BTreeSet<u32> {
-        (1..=n).collect()
+    /// Voters 1..=n, each at an address of its own.
+    fn listed(n: u32) -> Voters {
+        (1..=n)
+            .map(|o| (o, IpAddr::from([10, 0, 0, o as u8])))
+            .collect()
     }
 
-    fn complain_times(
-        s: &mut Suspicion,
-        from: u32,
-        about: u32,
-        times: u32,
-        l: &BTreeSet<u32>,
-    ) -> Verdict {
+    fn complain_times(s: &mut Suspicion, from: u32, about: u32, times: u32, l: &Voters) -> Verdict {
         let mut v = s.judge(about, l);
         for _ in 0..times {
             v = s.complain(from, about, l);
@@ -142,24 +170,21 @@ mod tests {
     }
 
     #[test]
-    fn one_complaint_never_condemns() {
+    fn one_voter_never_condemns_even_when_it_is_the_only_one() {
         let l = listed(2);
         let mut s = Suspicion::new(2);
         assert_eq!(
-            s.complain(1, 2, &l),
+            complain_times(&mut s, 1, 2, 10, &l),
             Verdict::Suspected {
-                backing: 0,
-                needed: 1
+                backing: 1,
+                needed: 1,
+                addresses: 1
             }
-        );
-        assert_eq!(
-            s.complain(1, 2, &l),
-            Verdict::Unreachable { backing: 1, of: 1 }
         );
     }
 
     #[test]
-    fn most_peers_must_back_it_each_past_the_threshold() {
+    fn most_voters_must_back_it_each_past_the_threshold() {
         let l = listed(5); // suspect 5; voters 1..4, needed 3
         let mut s = Suspicion::new(3);
         complain_times(&mut s, 1, 5, 3, &l);
@@ -168,12 +193,34 @@ mod tests {
             complain_times(&mut s, 3, 5, 2, &l),
             Verdict::Suspected {
                 backing: 2,
-                needed: 3
+                needed: 3,
+                addresses: 2
             }
         );
         assert_eq!(
             s.complain(3, 5, &l),
             Verdict::Unreachable { backing: 3, of: 4 }
+        );
+    }
+
+    #[test]
+    fn backers_at_one_address_are_not_enough() {
+        // Five voters, four of them (the attackers) at one address.
+        let mut l = listed(5);
+        for o in 2..=5 {
+            l.insert(o, IpAddr::from([10, 0, 0, 99]));
+        }
+        let mut s = Suspicion::new(1);
+        for o in 2..=5 {
+            s.complain(o, 1, &l);
+        }
+        assert_eq!(
+            s.judge(1, &l),
+            Verdict::Suspected {
+                backing: 4,
+                needed: 3,
+                addresses: 1
+            }
         );
     }
 
@@ -191,16 +238,17 @@ mod tests {
                 Verdict::Suspected { backing: 0, .. }
             ));
         }
-        // Its complaints do not count, but it is still counted as a peer for nobody:
-        // the others can still condemn a real firewalled servant among them.
+        // Its complaints do not count, but the others can still condemn a real
+        // firewalled servant among them.
         complain_times(&mut s, 1, 3, 2, &l);
-        assert_eq!(
-            s.complain(2, 3, &l),
+        assert!(matches!(
+            complain_times(&mut s, 2, 3, 1, &l),
             Verdict::Suspected {
                 backing: 1,
-                needed: 2
+                needed: 2,
+                ..
             }
-        );
+        ));
         assert_eq!(
             s.complain(2, 3, &l),
             Verdict::Unreachable { backing: 2, of: 2 }
@@ -215,13 +263,13 @@ mod tests {
             complain_times(&mut s, 1, 2, 50, &l),
             Verdict::Suspected {
                 backing: 1,
-                needed: 2
+                needed: 2,
+                ..
             }
         ));
-        // Complaints about itself, from strangers, or about strangers, count for nothing.
+        // Complaints about itself and from those who are not voters count for nothing.
         s.complain(2, 2, &l);
         s.complain(99, 2, &l);
-        s.complain(3, 99, &l);
         assert!(matches!(
             s.judge(2, &l),
             Verdict::Suspected { backing: 1, .. }

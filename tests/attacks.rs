@@ -665,7 +665,7 @@ fn a_changed_key_is_warned_about_and_marked_until_trusted() {
 fn a_relay_that_alters_a_line_gets_it_dropped_and_the_rest_arrive() {
     // eve registers first, so she is the relay the manager picks; hidden is firewalled.
     let dir = TestDir::new("attack-relay");
-    let m = start_manager(&dir, "<timeout>1.5</timeout>");
+    let m = start_manager(&dir, "<timeout>1.5</timeout><trustafter>0.3</trustafter>");
     let eve = Fake::start(m.port, "eve");
     let mut alice = start_servant(&dir, "alice", m.port, "");
     alice.wait_knows(&["eve"]);
@@ -839,7 +839,7 @@ fn pull_is_served_only_to_a_servant_the_manager_assigned() {
 fn a_ban_on_an_address_drops_its_servants_lines_through_a_relay_and_from_elsewhere() {
     // alice is firewalled and pulls from bob; she bans 127.0.0.5, where mallory is listed.
     let dir = TestDir::new("attack-ban-author");
-    let m = start_manager(&dir, "<timeout>1.5</timeout>");
+    let m = start_manager(&dir, "<timeout>1.5</timeout><trustafter>0.3</trustafter>");
     let mut bob = start_servant(&dir, "bob", m.port, "");
     let banned = std::net::Ipv4Addr::new(127, 0, 0, 5);
     let mallory = Fake::start_at(banned, m.port, "mallory");

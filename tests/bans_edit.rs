@@ -251,7 +251,7 @@ fn a_config_that_cannot_be_written_changes_nothing() {
 fn a_banned_relay_is_retried_with_backoff() {
     let dir = TestDir::new("bans-relay");
     // The manager probes each servant that lists itself (`<probe>` is on by default).
-    let m = start_manager(&dir, "<timeout>1.5</timeout>");
+    let m = start_manager(&dir, "<timeout>1.5</timeout><trustafter>0.3</trustafter>");
     // Alice tells the manager a port nothing listens on, so its probe finds her
     // unreachable and she is told to pull everything from bob, her relay.
     let nowhere = free_port();

@@ -17,10 +17,10 @@ use std::time::Duration;
 use common::*;
 
 /// Manager settings with the reachability probe on (its default) and a short time-out.
-const PROBE_ON: &str = "<timeout>1.5</timeout>";
+const PROBE_ON: &str = "<timeout>1.5</timeout><trustafter>0.3</trustafter>";
 /// Manager settings with the probe off: only complaints can condemn, two from each peer.
 const COMPLAINTS_ONLY: &str =
-    "<timeout>1.5</timeout><probe>false</probe><complaints>2</complaints>";
+    "<timeout>1.5</timeout><probe>false</probe><complaints>2</complaints><trustafter>0.3</trustafter>";
 
 /// A port where nothing listens: bound on 127.0.0.1:0, read back, released.
 fn dead_port() -> u16 {
@@ -251,7 +251,14 @@ fn when_the_relay_dies_another_takes_over_and_nothing_is_lost() {
 fn complaints_alone_condemn_a_firewalled_servant() {
     let dir = TestDir::new("relay-complaints");
     let m = start_manager(&dir, COMPLAINTS_ONLY);
-    let mut s = start_mesh(&dir, m.port, &["alice", "bob", "carol"]);
+    // Complaints count only from two addresses or more: each listens and dials from its
+    // own loopback address.
+    let mut s: Vec<Servant> = ["alice", "bob", "carol"]
+        .iter()
+        .zip(2..)
+        .map(|(n, k)| start_servant(&dir, n, m.port, &format!("<bind>127.0.0.{k}</bind>")))
+        .collect();
+    wait_mesh(&s);
     s.push(start_hidden(&dir, "hidden", m.port));
     // Written while the others still try (and fail) to reach it: the relay's history
     // must make up for what their senders could not deliver.
@@ -318,7 +325,8 @@ fn complaints_alone_condemn_a_firewalled_servant() {
 #[test]
 fn one_raw_complainer_cannot_condemn_anyone() {
     let dir = TestDir::new("relay-raw-complainer");
-    let m = start_manager(&dir, PROBE_ON);
+    // Without the dial-back, which would keep everyone it reaches direct whatever is said.
+    let m = start_manager(&dir, COMPLAINTS_ONLY);
     let s = start_mesh(&dir, m.port, &["alice", "bob", "carol"]);
 
     // A telnet-style client, listed with an id, and a real listener so the probe passes.
@@ -371,8 +379,10 @@ fn one_raw_complainer_cannot_condemn_anyone() {
         dump()
     );
 
-    // Many complaints from one client about one servant: far past the threshold, but one
-    // complainer is not most of alice's peers.
+    // Many complaints from one client about one servant, once it has been listed long
+    // enough for them to count: far past the threshold, but one complainer is not most
+    // of alice's peers.
+    std::thread::sleep(Duration::from_millis(400));
     for _ in 0..10 {
         raw.send(&format!("complain {}", s[0].id));
     }

@@ -42,6 +42,9 @@ pub enum ManagerCommand {
     Bye,
     /// `complain ID`: this servant could not reach the listed servant with that id.
     Complain { id: String },
+    /// `replace relay`: this relayed servant hears nothing through its relay while others
+    /// speak; it asks for another.
+    ReplaceRelay,
 }
 
 impl ManagerCommand {
@@ -61,6 +64,9 @@ impl ManagerCommand {
         }
         if line == "bye" {
             return Ok(ManagerCommand::Bye);
+        }
+        if line == "replace relay" {
+            return Ok(ManagerCommand::ReplaceRelay);
         }
         let mut words = line.split_whitespace();
         match words.next() {
@@ -133,6 +139,7 @@ impl ManagerCommand {
             },
             ManagerCommand::Bye => "bye".to_owned(),
             ManagerCommand::Complain { id } => format!("complain {id}"),
+            ManagerCommand::ReplaceRelay => "replace relay".to_owned(),
         }
     }
 }

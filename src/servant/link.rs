@@ -134,7 +134,7 @@ pub fn connect_first<T>(
     let mut last = io::Error::new(io::ErrorKind::NotFound, "no address");
     for (i, addrs) in managers.iter().enumerate() {
         for a in addrs {
-            let attempt = TcpStream::connect_timeout(a, CONNECT_TIMEOUT).and_then(|s| {
+            let attempt = crate::dial::connect(a, CONNECT_TIMEOUT).and_then(|s| {
                 s.set_nodelay(true)?;
                 s.set_write_timeout(Some(WRITE_TIMEOUT))?;
                 s.set_read_timeout(Some(ANSWER_TIMEOUT))?;

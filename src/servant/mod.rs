@@ -292,6 +292,7 @@ pub fn identity(
 /// Runs a servant until `/quit`, end of input or a signal.
 pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> {
     let managers = resolve_managers(&config)?;
+    crate::dial::set_source(config.bind);
     let identity = Arc::new(identity(&config, &options, false)?);
     let network = match &config.network_key {
         Some(path) => Some(NetworkKey::load(path).map_err(ServantError::Identity)?),

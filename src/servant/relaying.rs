@@ -384,7 +384,7 @@ fn pull_loop(
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();
         let result = (|| -> std::io::Result<String> {
-            let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(3))?;
+            let stream = crate::dial::connect(&addr, Duration::from_secs(3))?;
             stream.set_nodelay(true)?;
             stream.set_write_timeout(Some(Duration::from_secs(5)))?;
             // The relay pings every PING_EVERY; four missed pings mean it is gone.

@@ -406,7 +406,7 @@ impl Sender {
     /// Connects, says `HELLO`, reads `WELCOME` and puts back into `pending` whatever the
     /// peer has not shown yet.
     fn connect(&mut self) -> Result<(), Failure> {
-        let stream = TcpStream::connect_timeout(&self.target.addr, CONNECT_TIMEOUT)
+        let stream = crate::dial::connect(&self.target.addr, CONNECT_TIMEOUT)
             .map_err(Failure::Unreachable)?;
         self.handshake(stream).map_err(Failure::Refused)
     }

@@ -79,7 +79,7 @@ fn read_line(r: &mut LineReader<TcpStream>) -> io::Result<String> {
 }
 
 fn connect(addr: SocketAddr) -> io::Result<(TcpStream, LineReader<TcpStream>)> {
-    let s = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
+    let s = crate::dial::connect(&addr, CONNECT_TIMEOUT)?;
     s.set_nodelay(true)?;
     s.set_read_timeout(Some(PIECE_TIMEOUT))?;
     s.set_write_timeout(Some(PIECE_TIMEOUT))?;
