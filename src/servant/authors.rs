@@ -71,11 +71,25 @@ impl Authors {
         let mut t = self.lock();
         if t.keys.insert(id.clone(), key).is_none() {
             t.order.push_back(id);
+            // Forgotten ids leave their places behind: drop those at the front.
+            while t.order.front().is_some_and(|f| !t.keys.contains_key(f)) {
+                t.order.pop_front();
+            }
             while t.order.len() > KEYS {
                 if let Some(old) = t.order.pop_front() {
                     t.keys.remove(&old);
                 }
             }
+        }
+    }
+
+    /// Forgets the keys of `ids` (authors `Seen` no longer remembers): lines of theirs
+    /// that others pass on no longer verify. Their places in the learning order stay
+    /// until they come round (a key learnt again meanwhile may go a little early).
+    pub fn forget(&self, ids: &[String]) {
+        let mut t = self.lock();
+        for id in ids {
+            t.keys.remove(id);
         }
     }
 

@@ -101,7 +101,13 @@ pub struct KnownPeers {
     trusts: std::sync::atomic::AtomicU64,
     /// Wakes the saver; `None` when there is no file.
     dirty: Option<Sender<()>>,
+    /// `MAX_PINS` reached (logged once).
+    full: std::sync::atomic::AtomicBool,
 }
+
+/// Names pinned at most: an outsider can make keys and names by the thousand, and each
+/// pin is kept in memory and in the file. Past this, new names are shown unpinned.
+pub const MAX_PINS: usize = 10_000;
 
 /// Saves are at most this often.
 const SAVE_EVERY: Duration = Duration::from_millis(500);
@@ -131,6 +137,7 @@ impl KnownPeers {
                 state: Mutex::new(state),
                 trusts: Default::default(),
                 dirty,
+                full: Default::default(),
             },
             saver,
         ))
@@ -155,6 +162,15 @@ impl KnownPeers {
                 let pinned = pin.clone();
                 let first = st.changed.insert(name.to_owned(), *key) != Some(*key);
                 Standing::Changed { pinned, first }
+            }
+            None if st.pins.len() >= MAX_PINS => {
+                drop(st);
+                if !self.full.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    log::warn!(
+                        "{MAX_PINS} names are pinned already; new names are shown but not pinned"
+                    );
+                }
+                Standing::Pinned
             }
             None => {
                 st.pins.insert(

@@ -931,6 +931,9 @@ impl Core {
             .unwrap_or_else(|p| p.into_inner())
             .retain(|id, _| listed.contains_key(id));
         self.listed_since.retain(|id, _| listed.contains_key(id));
+        self.inbound
+            .seen
+            .keep(self.listed.values().filter_map(|e| e.id.clone()).collect());
         self.refresh_banned_authors();
         if self.grace_until.is_none() {
             self.drop_unlisted();
@@ -1070,6 +1073,9 @@ impl Core {
         self.listed.insert(key.clone(), entry.clone());
         self.note_relayed(&entry);
         self.note_banned(&entry);
+        if let Some(id) = &entry.id {
+            self.inbound.seen.keep_one(id);
+        }
         // Its key is learnt (and its name pinned) even when it is relayed: its lines
         // reach us through relays, and are checked with it.
         let expect = self.key_of(&entry);
