@@ -12,20 +12,57 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// The caps (both from the configuration).
+/// The caps (from the configuration).
 #[derive(Debug, Clone, Copy)]
 pub struct Caps {
     pub total: usize,
     pub per_address: usize,
+    /// Places only protected connections may take (see `Admission::protect`). With
+    /// some reserved, a newcomer that finds the other places taken closes the connection
+    /// that has been idle longest among the unprotected, instead of being refused; with
+    /// none, it is refused.
+    pub reserved: usize,
+}
+
+/// One admitted connection, as the limiter sees it.
+struct Place {
+    ip: IpAddr,
+    /// Shut down to evict it (its thread then ends on its next read or write).
+    closer: Option<std::net::TcpStream>,
+    protected: bool,
+    /// Milliseconds since `Limiter::base` of its last line (`Admission::touch`).
+    last: Arc<AtomicU64>,
 }
 
 #[derive(Default)]
 struct Counts {
     total: usize,
+    protected: usize,
     by_address: HashMap<IpAddr, usize>,
+    places: HashMap<u64, Place>,
+    next: u64,
+}
+
+impl Counts {
+    /// Frees place `id`; false if it was already freed (evicted).
+    fn free(&mut self, id: u64) -> Option<Place> {
+        let place = self.places.remove(&id)?;
+        self.total -= 1;
+        if place.protected {
+            self.protected -= 1;
+        }
+        if let Some(n) = self.by_address.get_mut(&place.ip) {
+            *n -= 1;
+            if *n == 0 {
+                self.by_address.remove(&place.ip);
+            }
+        }
+        Some(place)
+    }
 }
 
 /// Counts open connections. Shared by the accept loop (admits) and every connection
@@ -34,6 +71,7 @@ struct Counts {
 pub struct Limiter {
     caps: Caps,
     counts: Arc<Mutex<Counts>>,
+    base: Instant,
 }
 
 /// Why a connection was not admitted.
@@ -67,20 +105,34 @@ impl std::fmt::Display for Refusal {
 
 /// A place taken by one connection; dropping it frees the place.
 pub struct Admission {
-    ip: IpAddr,
+    id: u64,
     counts: Arc<Mutex<Counts>>,
+    last: Arc<AtomicU64>,
+    base: Instant,
+}
+
+impl Admission {
+    /// The connection was heard from: it is not idle.
+    pub fn touch(&self) {
+        let ms = self.base.elapsed().as_millis() as u64;
+        self.last.store(ms, Ordering::Relaxed);
+    }
+
+    /// The connection proved it is one that must always find a place (a listed peer):
+    /// it is never evicted, and may take the reserved places.
+    pub fn protect(&self) {
+        let mut c = lock(&self.counts);
+        let counts = &mut *c;
+        if let Some(p) = counts.places.get_mut(&self.id).filter(|p| !p.protected) {
+            p.protected = true;
+            counts.protected += 1;
+        }
+    }
 }
 
 impl Drop for Admission {
     fn drop(&mut self) {
-        let mut c = lock(&self.counts);
-        c.total -= 1;
-        if let Some(n) = c.by_address.get_mut(&self.ip) {
-            *n -= 1;
-            if *n == 0 {
-                c.by_address.remove(&self.ip);
-            }
-        }
+        lock(&self.counts).free(self.id);
     }
 }
 
@@ -88,35 +140,92 @@ fn lock(m: &Mutex<Counts>) -> MutexGuard<'_, Counts> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
+/// What `Limiter::admit` did to make room.
+pub struct Evicted {
+    pub ip: IpAddr,
+    pub idle: Duration,
+}
+
 impl Limiter {
     pub fn new(caps: Caps) -> Limiter {
         Limiter {
             caps,
             counts: Arc::new(Mutex::new(Counts::default())),
+            base: Instant::now(),
         }
     }
 
-    /// Takes a place for a connection from `ip`, or says why not.
-    pub fn admit(&self, ip: IpAddr) -> Result<Admission, Refusal> {
+    /// Takes a place for a connection from `ip`, or says why not. `closer` (a handle on
+    /// the connection) lets a later newcomer evict it. When the unreserved places are
+    /// taken, the unprotected connection idle longest is shut down to make room, and
+    /// returned.
+    pub fn admit(
+        &self,
+        ip: IpAddr,
+        closer: Option<std::net::TcpStream>,
+    ) -> Result<(Admission, Option<Evicted>), Refusal> {
         let mut c = lock(&self.counts);
-        if c.total >= self.caps.total {
-            return Err(Refusal::Full {
-                total: self.caps.total,
-            });
-        }
-        let from = c.by_address.entry(ip).or_insert(0);
-        if *from >= self.caps.per_address {
+        if c.by_address.get(&ip).copied().unwrap_or(0) >= self.caps.per_address {
             return Err(Refusal::TooManyFromAddress {
                 address: ip,
                 cap: self.caps.per_address,
             });
         }
-        *from += 1;
+        let unprotected = c.total - c.protected;
+        let open_to_all = self.caps.total.saturating_sub(self.caps.reserved);
+        let mut evicted = None;
+        if c.total >= self.caps.total || (self.caps.reserved > 0 && unprotected >= open_to_all) {
+            if self.caps.reserved == 0 {
+                return Err(Refusal::Full {
+                    total: self.caps.total,
+                });
+            }
+            let victim = c
+                .places
+                .iter()
+                .filter(|(_, p)| !p.protected)
+                .min_by_key(|(_, p)| p.last.load(Ordering::Relaxed))
+                .map(|(&id, _)| id);
+            let Some(place) = victim.and_then(|id| c.free(id)) else {
+                return Err(Refusal::Full {
+                    total: self.caps.total,
+                });
+            };
+            let now = self.base.elapsed().as_millis() as u64;
+            let idle = now.saturating_sub(place.last.load(Ordering::Relaxed));
+            evicted = Some((place, Duration::from_millis(idle)));
+        }
+        c.next += 1;
+        let id = c.next;
+        let last = Arc::new(AtomicU64::new(self.base.elapsed().as_millis() as u64));
+        c.places.insert(
+            id,
+            Place {
+                ip,
+                closer,
+                protected: false,
+                last: Arc::clone(&last),
+            },
+        );
+        *c.by_address.entry(ip).or_insert(0) += 1;
         c.total += 1;
-        Ok(Admission {
-            ip,
-            counts: Arc::clone(&self.counts),
-        })
+        drop(c);
+        // Shut outside the lock: it is a system call.
+        let evicted = evicted.map(|(place, idle)| {
+            if let Some(s) = &place.closer {
+                let _ = s.shutdown(std::net::Shutdown::Both);
+            }
+            Evicted { ip: place.ip, idle }
+        });
+        Ok((
+            Admission {
+                id,
+                counts: Arc::clone(&self.counts),
+                last,
+                base: self.base,
+            },
+            evicted,
+        ))
     }
 
     /// Connections open now.
@@ -225,11 +334,12 @@ pub struct Gate {
 /// gets the refusal line and is closed; it is logged once per source per ten seconds.
 pub fn accept_loop<H>(listener: std::net::TcpListener, gate: Gate, handle: H)
 where
-    H: Fn(std::net::TcpStream, std::net::SocketAddr) + Send + Sync + 'static,
+    H: Fn(std::net::TcpStream, std::net::SocketAddr, &Admission) + Send + Sync + 'static,
 {
     use std::io::Write;
     let handle = Arc::new(handle);
     let mut log = LogLimiter::new(Duration::from_secs(10));
+    let mut evictions = LogLimiter::new(Duration::from_secs(60));
     for stream in listener.incoming() {
         let stream = match stream {
             Ok(s) => s,
@@ -248,18 +358,28 @@ where
         if !(gate.screen)(peer.ip()) {
             continue;
         }
-        let refusal = match gate.limiter.admit(peer.ip()) {
+        // Only needed when places can be reclaimed.
+        let closer = (gate.limiter.caps.reserved > 0)
+            .then(|| stream.try_clone().ok())
+            .flatten();
+        let refusal = match gate.limiter.admit(peer.ip(), closer) {
             Err(r) => Some(r),
-            Ok(admission) => {
+            Ok((admission, evicted)) => {
+                if let Some(ev) = evicted {
+                    if evictions.allow(&ev.ip).is_some() {
+                        log::info!(
+                            "all places taken: closed a connection from {} idle for {:.1} s to admit {peer} (logged once a minute per address)",
+                            ev.ip,
+                            ev.idle.as_secs_f64()
+                        );
+                    }
+                }
                 let (h, s) = (Arc::clone(&handle), stream.try_clone());
                 match s {
                     Err(e) => Some(Refusal::Unusable(e.to_string())),
                     Ok(s) => std::thread::Builder::new()
                         .name(format!("{}-{peer}", gate.thread_prefix))
-                        .spawn(move || {
-                            let _admission = admission;
-                            h(s, peer)
-                        })
+                        .spawn(move || h(s, peer, &admission))
                         .err()
                         .map(|e| Refusal::NoThread(e.to_string())),
                 }
@@ -291,20 +411,63 @@ mod tests {
         let l = Limiter::new(Caps {
             total: 3,
             per_address: 2,
+            reserved: 0,
         });
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
-        let a1 = l.admit(a).unwrap();
-        let _a2 = l.admit(a).unwrap();
+        let a1 = l.admit(a, None).unwrap();
+        let _a2 = l.admit(a, None).unwrap();
         assert_eq!(
-            l.admit(a).err(),
-            Some(Refusal::TooManyFromAddress { address: a, cap: 2 })
+            l.admit(a, None).err().map(|e| e.to_string()),
+            Some(Refusal::TooManyFromAddress { address: a, cap: 2 }.to_string())
         );
-        let _b1 = l.admit(b).unwrap();
-        assert_eq!(l.admit(b).err(), Some(Refusal::Full { total: 3 }));
+        let _b1 = l.admit(b, None).unwrap();
+        assert_eq!(
+            l.admit(b, None).err().map(|e| e.to_string()),
+            Some(Refusal::Full { total: 3 }.to_string())
+        );
         drop(a1);
         assert_eq!(l.open(), 2);
-        assert!(l.admit(b).is_ok());
+        assert!(l.admit(b, None).is_ok());
+    }
+
+    #[test]
+    fn newcomers_evict_the_longest_idle_unprotected_and_the_reserve_is_kept() {
+        let l = Limiter::new(Caps {
+            total: 4,
+            per_address: 10,
+            reserved: 2,
+        });
+        let ip = |k: u8| IpAddr::from([10, 0, 0, k]);
+        let (listed, _) = l.admit(ip(1), None).unwrap();
+        listed.protect();
+        let (old, _) = l.admit(ip(2), None).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let (young, _) = l.admit(ip(3), None).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        old.touch(); // heard from: now `young` has been idle longest
+                     // Two unprotected places (4 - 2 reserved) are taken: the next evicts `young`.
+        let (third, ev) = l.admit(ip(4), None).unwrap();
+        assert_eq!(ev.map(|e| e.ip), Some(ip(3)));
+        assert_eq!(l.open(), 3);
+        drop(young); // its thread ends later: nothing is freed twice
+        assert_eq!(l.open(), 3);
+        // Once `third` is protected, one unprotected place is free again.
+        third.protect();
+        let (fourth, ev) = l.admit(ip(5), None).unwrap();
+        assert!(ev.is_none());
+        assert_eq!(l.open(), 4);
+        // All four places taken: a newcomer evicts an unprotected one.
+        let (fifth, ev) = l.admit(ip(6), None).unwrap();
+        assert!(ev.is_some_and(|e| e.ip == ip(2) || e.ip == ip(5)));
+        assert_eq!(l.open(), 4);
+        // Everyone protected and all places taken: refused.
+        for a in [&old, &fourth, &fifth] {
+            a.protect();
+        }
+        assert!(l.admit(ip(7), None).is_err());
+        drop(listed);
+        assert_eq!(l.open(), 3);
     }
 
     #[test]

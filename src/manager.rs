@@ -211,13 +211,16 @@ impl Manager {
             limiter: Limiter::new(Caps {
                 total: shared.config.max_connections,
                 per_address: shared.config.max_per_address,
+                // The manager refuses when full: its clients prove nothing before they
+                // are listed, and a listed servant's place is its only connection.
+                reserved: 0,
             }),
             screen: Box::new(|_| true),
             refusal_line: Box::new(|r| {
                 Some(ManagerMessage::Error(format!("manager {r}")).to_line())
             }),
         };
-        accept_loop(self.listener, gate, move |stream, peer| {
+        accept_loop(self.listener, gate, move |stream, peer, _| {
             handle_client(stream, peer, &shared)
         });
     }

@@ -417,3 +417,48 @@ fn servant_threads_and_memory_return_after_a_crowd() {
         l.ends_with("> and a typist")
     });
 }
+
+#[test]
+fn idle_crowds_cannot_keep_a_listed_servant_or_a_typist_out() {
+    let dir = TestDir::new("places-crowd");
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let mut alice = start_servant(
+        &dir,
+        "alice",
+        m.port,
+        "<maxconnections>128</maxconnections>",
+    );
+    let threads_before = alice.proc.thread_names().len();
+    // 400 idle connections from 50 addresses (8 each, under the cap of 64), more than
+    // alice's 128 places: each newcomer past 96 closes the longest idle.
+    let crowd: Vec<Raw> = (0..400)
+        .map(|i| Raw::connect_from(Ipv4Addr::new(127, 0, 1, 10 + (i % 50) as u8), alice.port))
+        .collect();
+    alice
+        .proc
+        .wait_log("all places taken: closed a connection from 127.0.1.");
+    // The threads of the connections closed end at once: no more than the places.
+    let threads = wait_for("the crowd's threads to fit the places", || {
+        let n = alice.proc.thread_names().len();
+        (n <= threads_before + 128).then_some(n)
+    });
+    println!("threads: {threads_before} before, {threads} with the crowd");
+    // A listed servant joins and is heard; a person with telnet is heard.
+    let mut bob = start_servant(&dir, "bob", m.port, "");
+    alice.wait_knows(&["bob"]);
+    bob.proc.send("past the crowd");
+    alice.wait_heard("bob", "past the crowd");
+    let mut typist = Raw::connect(alice.port);
+    typist.send("a person typing");
+    let want = format!("<127.0.0.1:{}> a person typing", typist.local_port());
+    alice.proc.wait_stdout(&want, |l| l == want);
+    // Alice's own line reaches bob the other way.
+    alice.proc.send("and back");
+    bob.wait_heard("alice", "and back");
+    // Most of the crowd has been closed by alice.
+    let closed = crowd
+        .into_iter()
+        .filter_map(|mut c| (c.read_line(Duration::from_millis(1)) == Got::Closed).then_some(()))
+        .count();
+    assert!(closed >= 400 - 128, "{closed} of 400 closed\n{}", dump());
+}

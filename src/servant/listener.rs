@@ -33,15 +33,17 @@ use super::sender::{HANDSHAKE_TIMEOUT, PING_EVERY};
 use crate::escape::Shown;
 use crate::handshake::{Answered, Link};
 use crate::identity::{Identity, NetworkKey, PeerKey};
-use crate::limits::{self, Caps, Gate, Limiter, LogLimiter};
+use crate::limits::{self, Admission, Caps, Gate, Limiter, LogLimiter};
 use crate::lines::{LineError, LineReader};
 use crate::protocol::{split_tag, Hello, MsgRef, PeerLine, CHAT_LINE_LIMIT};
 use crate::transfer::{self, Library};
 
 /// A peer connection that sends nothing (not even a `PING`) for this long is closed.
 const IDLE_LIMIT: Duration = Duration::from_secs(4 * PING_EVERY.as_secs());
-/// A connection must say what it is within this time.
-const FIRST_LINE_LIMIT: Duration = Duration::from_secs(60);
+/// A connection must say what it is within this time (a servant's `HELLO` comes at once;
+/// a person with telnet has this long to type a first line). Until then it holds a place
+/// that others may need.
+const FIRST_LINE_LIMIT: Duration = Duration::from_secs(10);
 
 /// Authors remembered at most beyond those listed (see `Seen`).
 pub const STRANGERS: usize = 4096;
@@ -114,6 +116,11 @@ impl Seen {
     /// The ids of the servants listed now: their entries are never evicted.
     pub fn keep(&self, listed: HashSet<String>) {
         self.lock().listed = listed;
+    }
+
+    /// Whether `id` is listed now (as far as the core has told).
+    pub fn is_listed(&self, id: &str) -> bool {
+        self.lock().listed.contains(id)
     }
 
     /// Also keeps `id` (listed since the last `keep`).
@@ -266,13 +273,13 @@ pub fn accept_loop(listener: TcpListener, inbound: Arc<Inbound>, caps: Caps) {
         screen: Box::new(move |ip| !bans.refuses(ip)),
         refusal_line: Box::new(|_| None),
     };
-    limits::accept_loop(listener, gate, move |stream, peer| {
-        serve_connection(stream, peer, &inbound)
+    limits::accept_loop(listener, gate, move |stream, peer, place| {
+        serve_connection(stream, peer, &inbound, place)
     });
 }
 
 /// Reads one connection to its end (the article's `servants1_DataArrival`).
-fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
+fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound, place: &Admission) {
     let _ = stream.set_nodelay(true);
     let _ = stream.set_read_timeout(Some(FIRST_LINE_LIMIT));
     let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
@@ -296,6 +303,12 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
             let Some(link) = accept(&stream, &mut reader, peer, &first, &hello, inbound) else {
                 return;
             };
+            // A listed servant always finds a place (see `limits`); others may be
+            // evicted for newcomers when they have been idle longest.
+            if inbound.seen.is_listed(&link.peer_id) {
+                place.protect();
+            }
+            place.touch();
             let last = inbound.seen.last_from(&link.peer_id, link.incarnation);
             if let Err(e) = (&stream).write_all(PeerLine::Ready { last }.to_line().as_bytes()) {
                 return debug!("{peer} ({}): cannot answer: {e}", Shown(&link.name));
@@ -312,11 +325,16 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
                 Source::Author(&link),
                 &link.name,
                 inbound,
+                Some(place),
             )
         }
         _ if transfer::serve::is_file_request(&first) => {
             let _ = stream.set_read_timeout(Some(IDLE_LIMIT));
-            let banned = || inbound.bans.refuses(peer.ip());
+            // Asked before each request: the request also shows the connection is in use.
+            let banned = || {
+                place.touch();
+                inbound.bans.refuses(peer.ip())
+            };
             transfer::serve::serve(&stream, &mut reader, first, peer, &inbound.library, &banned)
         }
         Some(Ok(PeerLine::Pull(hello))) => {
@@ -327,6 +345,9 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
                 return debug!("{peer} ({}): cannot answer: {e}", Shown(&link.name));
             }
             let _ = stream.set_read_timeout(Some(IDLE_LIMIT));
+            if inbound.seen.is_listed(&link.peer_id) {
+                place.protect();
+            }
             serve_pull(&stream, &mut reader, peer, &link, inbound)
         }
         Some(Err(e)) => {
@@ -336,6 +357,7 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
         // A person typing: the article showed whatever arrived, from that address.
         _ => {
             let _ = stream.set_read_timeout(Some(IDLE_LIMIT));
+            place.touch();
             show_plain(peer, &first, inbound);
             // Bad lines are logged once per connection: a stream of garbage must not fill the log.
             let mut complained = false;
@@ -343,7 +365,10 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound) {
                 inbound.flush_unless_more(&reader);
                 match reader.read_line() {
                     Ok(Some(_)) if inbound.bans.refuses(peer.ip()) => break "banned".to_owned(),
-                    Ok(Some(line)) => show_plain(peer, &line, inbound),
+                    Ok(Some(line)) => {
+                        place.touch();
+                        show_plain(peer, &line, inbound)
+                    }
                     Ok(None) => break "closed".to_owned(),
                     Err(LineError::Io(e)) => break e.to_string(),
                     Err(LineError::Idle) => break format!("silent for {}s", IDLE_LIMIT.as_secs()),
@@ -494,6 +519,7 @@ pub(super) fn servant_lines(
     source: Source,
     name: &str,
     inbound: &Inbound,
+    place: Option<&Admission>,
 ) -> String {
     let mut conn = Conn {
         peer,
@@ -526,6 +552,9 @@ pub(super) fn servant_lines(
                 continue;
             }
         };
+        if let Some(p) = place {
+            p.touch();
+        }
         // A host banned (with /ban) while connected is cut off at its next line.
         if inbound.bans.refuses(peer.ip()) {
             return "banned".into();

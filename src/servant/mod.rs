@@ -397,6 +397,10 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
     let caps = crate::limits::Caps {
         total: config.max_connections,
         per_address: config.max_per_address,
+        // A quarter of the places only listed servants may take: however many idle
+        // connections strangers hold, a listed peer finds a place, and past the other
+        // three quarters a stranger's newcomer closes the longest idle of theirs.
+        reserved: config.max_connections / 4,
     };
     spawn("listen", move || listener::accept_loop(listener, inb, caps))?;
 

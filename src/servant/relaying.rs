@@ -425,6 +425,7 @@ fn pull_loop(
                 Source::Relay,
                 label,
                 inbound,
+                None,
             ))
         })();
         if stop.load(Ordering::SeqCst) {
