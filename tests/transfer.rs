@@ -960,3 +960,59 @@ fn a_shared_file_swapped_for_a_link_never_sends_what_the_link_points_to() {
         "some GETs met the real file: served {served}, refused {refused}"
     );
 }
+
+#[test]
+fn squatters_cannot_keep_upload_slots_from_an_honest_download() {
+    // Eight connections from eight addresses each ask for a piece and then read nothing
+    // (and ask nothing more): on their own they would hold all of keeper's eight slots.
+    let dir = TestDir::new("transfer-squat");
+    let original = dir.path.join("k-share").join("data.bin");
+    make_file(&original, 16 * MIB, 3);
+    let id = Manifest::of_file(&original, "data.bin", PIECE_SIZE)
+        .expect("manifest")
+        .id();
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let k = start_servant(&dir, "keeper", m.port, "<share>k-share</share>");
+    // One address gets half the slots, no more.
+    let one = std::net::Ipv4Addr::new(127, 0, 2, 1);
+    let mut held: Vec<Raw> = (0..4)
+        .map(|_| {
+            let mut c = Raw::connect_from(one, k.port);
+            c.send("FILES");
+            c.expect_line_where("the END of FILES", |l| l == "END");
+            c
+        })
+        .collect();
+    let mut fifth = Raw::connect_from(one, k.port);
+    fifth.send("FILES");
+    assert_eq!(
+        fifth.expect_line("a refusal"),
+        "ERR busy: 4 uploads at once to one address; try later",
+        "{}",
+        dump()
+    );
+    held.clear();
+    let squatters: Vec<Raw> = (0..8)
+        .map(|i| {
+            let mut c = Raw::connect_from(std::net::Ipv4Addr::new(127, 0, 2, 10 + i), k.port);
+            for p in 0..4 {
+                c.send(&format!("GET {id} {p}"));
+            }
+            c
+        })
+        .collect();
+    thread::sleep(Duration::from_millis(300));
+    let mut b = start_servant(&dir, "b", m.port, "<downloads>b-dl</downloads>");
+    b.wait_knows(&["keeper"]);
+    b.proc.send("/get data.bin");
+    let line = wait_download(&b, "data.bin");
+    assert!(line.contains("downloaded"), "{line}\n{}", dump());
+    assert_eq!(
+        hash_of(&dir.path.join("b-dl").join("data.bin")),
+        hash_of(&original),
+        "{}",
+        dump()
+    );
+    k.proc.wait_log("upload slot of 127.0.2.");
+    drop(squatters);
+}

@@ -89,6 +89,27 @@ fn connect(addr: SocketAddr) -> io::Result<(TcpStream, LineReader<TcpStream>)> {
 
 /// Asks one peer what it shares.
 pub fn list_files(peer: &Peer) -> io::Result<Vec<Offer>> {
+    when_not_busy(|| list_files_once(peer))
+}
+
+/// Runs `ask` again while the source answers `ERR busy`, for a few seconds: a source's
+/// slots held by clients that take nothing are freed for a newcomer within about 2 s
+/// (see `slots`), so being told "busy" once is no reason to think it shares nothing.
+fn when_not_busy<T>(mut ask: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    let mut pause = BUSY_PAUSE;
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match ask() {
+            Err(e) if e.to_string().starts_with("busy") && std::time::Instant::now() < deadline => {
+                thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn list_files_once(peer: &Peer) -> io::Result<Vec<Offer>> {
     let (mut s, mut r) = connect(peer.addr)?;
     s.write_all(b"FILES\n")?;
     let mut out = Vec::new();
@@ -147,9 +168,16 @@ pub fn list_all(peers: &[Peer]) -> Vec<Result<Vec<Offer>, (Peer, io::Error)>> {
 
 /// Fetches and checks a manifest: it must hash to `id`.
 fn fetch_manifest(peer: &Peer, id: &str) -> io::Result<Manifest> {
+    when_not_busy(|| fetch_manifest_once(peer, id))
+}
+
+fn fetch_manifest_once(peer: &Peer, id: &str) -> io::Result<Manifest> {
     let (mut s, mut r) = connect(peer.addr)?;
     s.write_all(format!("MANIFEST {id}\n").as_bytes())?;
     let head = read_line(&mut r)?;
+    if let Some(e) = head.strip_prefix("ERR ") {
+        return Err(err(io::ErrorKind::Other, e));
+    }
     let Some(rest) = head.strip_prefix("MANIFEST ") else {
         return Err(err(
             io::ErrorKind::InvalidData,

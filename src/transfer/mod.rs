@@ -23,11 +23,12 @@
 pub mod download;
 pub mod manifest;
 pub mod serve;
+pub mod slots;
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -146,17 +147,8 @@ pub struct Library {
     pub share: Option<PathBuf>,
     pub downloads: Option<PathBuf>,
     index: Mutex<Index>,
-    uploads: AtomicUsize,
-    pub max_uploads: usize,
-}
-
-/// A place among the concurrent uploads; dropping it frees the place.
-pub struct UploadSlot<'a>(&'a AtomicUsize);
-
-impl Drop for UploadSlot<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
+    /// The upload slots (`<uploads>`).
+    pub uploads: slots::UploadSlots,
 }
 
 /// How often the share folder is looked at again for new or changed files.
@@ -168,8 +160,7 @@ impl Library {
             share,
             downloads,
             index: Mutex::new(Index::default()),
-            uploads: AtomicUsize::new(0),
-            max_uploads,
+            uploads: slots::UploadSlots::new(max_uploads),
         }
     }
 
@@ -345,16 +336,6 @@ impl Library {
     pub fn drop_partial(&self, id: &str) {
         let mut idx = self.lock();
         idx.files.retain(|(i, _), e| i != id || e.partial.is_none());
-    }
-
-    /// Takes an upload place, if one is free.
-    pub fn upload_slot(&self) -> Option<UploadSlot<'_>> {
-        let n = self.uploads.fetch_add(1, Ordering::AcqRel);
-        if n >= self.max_uploads {
-            self.uploads.fetch_sub(1, Ordering::AcqRel);
-            return None;
-        }
-        Some(UploadSlot(&self.uploads))
     }
 }
 

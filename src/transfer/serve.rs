@@ -6,16 +6,19 @@
 //! asked for: the library holds only regular files found in the share and downloads
 //! folders (no symlinks), and the verified pieces of downloads in progress. Bans apply as
 //! for chat (the listener refuses banned hosts before reading), and `<uploads>` caps how
-//! many file connections are served at once.
+//! many file connections are served at once, with slots that only a connection making
+//! progress keeps (`slots`).
 
 use std::collections::HashMap;
 use std::fs::File;
-use std::io::Write;
+use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::FileExt;
+use std::time::Duration;
 
 use log::{debug, info};
 
+use super::slots::{UploadSlot, SLOW_LIMIT, STEP};
 use super::{Entry, Library};
 use crate::lines::{LineError, LineReader};
 
@@ -36,12 +39,17 @@ pub fn serve(
     lib: &Library,
     banned: &dyn Fn() -> bool,
 ) -> String {
-    let Some(_slot) = lib.upload_slot() else {
-        let _ = (&*stream).write_all(
-            format!("ERR busy: {} uploads at once; try later\n", lib.max_uploads).as_bytes(),
-        );
-        return format!("refused: already {} uploads", lib.max_uploads);
+    let mut slot = match lib.uploads.take(peer.ip(), stream.try_clone().ok()) {
+        Ok(slot) => slot,
+        Err(busy) => {
+            let _ = (&*stream).write_all(format!("ERR busy: {busy}; try later\n").as_bytes());
+            return format!("refused: already {busy}");
+        }
     };
+    // The next request must come within this (see `slots`), and writes are watched a
+    // second at a time for a client that takes too little.
+    let _ = stream.set_read_timeout(Some(SLOW_LIMIT));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
     let mut open: HashMap<String, File> = HashMap::new();
     let mut buf = Vec::new();
     let mut bad = 0u32;
@@ -59,7 +67,9 @@ pub fn serve(
                     return "closed".into();
                 }
                 Err(LineError::Io(e)) => return e.to_string(),
-                Err(LineError::Idle) => return "idle".into(),
+                Err(LineError::Idle) => {
+                    return format!("asked for nothing for {} s", SLOW_LIMIT.as_secs())
+                }
                 Err(e) => {
                     // An over-long or non-UTF-8 request: answered, never acted on.
                     bad += 1;
@@ -91,13 +101,48 @@ pub fn serve(
                 buf.extend_from_slice(format!("ERR {e}\n").as_bytes());
             }
         }
-        if let Err(e) = (&*stream).write_all(&buf) {
+        if let Err(e) = write_paced(stream, &buf, &mut slot) {
             return format!("write failed after {served} piece(s): {e}");
         }
         if bad >= MAX_BAD {
             return format!("{bad} bad requests in a row");
         }
     }
+}
+
+/// Writes `buf` to the client, counting its progress in `slot`; a client that takes less
+/// than a step (`slots::STEP`) in `SLOW_LIMIT` is given up.
+fn write_paced(mut stream: &TcpStream, buf: &[u8], slot: &mut UploadSlot) -> io::Result<()> {
+    let mut off = 0;
+    while off < buf.len() {
+        match stream.write(&buf[off..]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                off += n;
+                slot.moved(n as u64);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                if slot.stalled(SLOW_LIMIT) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        format!(
+                            "the client took less than {} KiB in {} s",
+                            STEP / 1024,
+                            SLOW_LIMIT.as_secs()
+                        ),
+                    ));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// Appends the answer to `line` to `out`; returns how many pieces it carries.

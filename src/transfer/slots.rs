@@ -1,0 +1,211 @@
+//! Upload slots that cannot be squatted.
+//!
+//! `<uploads>` bounds how many file connections a servant serves at once. A slot held by
+//! a client that never reads, or asks nothing more, would keep honest downloads out for
+//! as long as it likes, so a slot is held only by a connection that makes progress:
+//! - one address holds at most half the slots (`per_address`): a downloader's workers
+//!   (4 by default) fit, a crowd from one host does not take them all;
+//! - each slot records when its connection last moved `STEP` bytes; a slot that has not
+//!   for `PREEMPT_AFTER` is given to the next newcomer that finds the slots full (its
+//!   connection is shut down), and the serving thread itself gives up a client that has
+//!   not taken `STEP` bytes in `SLOW_LIMIT` (a rate under 64 KiB/s over 10 s), or not
+//!   asked for anything in that time.
+//!
+//! An honest download keeps its slots, since it moves many `STEP`s a second; a squatter
+//! keeps one for at most `PREEMPT_AFTER` once someone else wants it.
+
+use std::net::{IpAddr, Shutdown, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// Progress is counted in steps of this many bytes.
+pub const STEP: u64 = 64 * 1024;
+/// A slot that has not moved a step for this long goes to a newcomer who needs it.
+pub const PREEMPT_AFTER: Duration = Duration::from_secs(2);
+/// A client that has not taken a step (or sent a request) for this long is cut.
+pub const SLOW_LIMIT: Duration = Duration::from_secs(10);
+
+struct Held {
+    id: u64,
+    ip: IpAddr,
+    /// Milliseconds since `UploadSlots::base` when the connection last took a step.
+    moved: Arc<AtomicU64>,
+    closer: Option<TcpStream>,
+}
+
+#[derive(Default)]
+struct Table {
+    held: Vec<Held>,
+    next: u64,
+}
+
+/// The upload slots of one servant.
+pub struct UploadSlots {
+    pub max: usize,
+    table: Mutex<Table>,
+    base: Instant,
+}
+
+/// Why no slot was given.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Busy {
+    /// Every slot is taken and moving.
+    Full(usize),
+    /// This address holds its share already.
+    Address(usize),
+}
+
+impl std::fmt::Display for Busy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Busy::Full(n) => write!(f, "{n} uploads at once"),
+            Busy::Address(n) => write!(f, "{n} uploads at once to one address"),
+        }
+    }
+}
+
+/// A slot held by one connection; dropping it frees the slot.
+pub struct UploadSlot<'a> {
+    id: u64,
+    slots: &'a UploadSlots,
+    moved: Arc<AtomicU64>,
+    /// Bytes moved since the last step.
+    partial: u64,
+}
+
+impl UploadSlot<'_> {
+    /// Counts `n` bytes written to the client (or a request read, `n` = `STEP`).
+    pub fn moved(&mut self, n: u64) {
+        self.partial += n;
+        if self.partial >= STEP {
+            self.partial %= STEP;
+            self.moved.store(self.slots.now_ms(), Ordering::Relaxed);
+        }
+    }
+
+    /// True when the client has not taken a step for `limit`.
+    pub fn stalled(&self, limit: Duration) -> bool {
+        let last = self.moved.load(Ordering::Relaxed);
+        self.slots.now_ms().saturating_sub(last) >= limit.as_millis() as u64
+    }
+}
+
+impl Drop for UploadSlot<'_> {
+    fn drop(&mut self) {
+        self.slots.lock().held.retain(|h| h.id != self.id);
+    }
+}
+
+impl UploadSlots {
+    pub fn new(max: usize) -> UploadSlots {
+        UploadSlots {
+            max,
+            table: Mutex::new(Table::default()),
+            base: Instant::now(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.base.elapsed().as_millis() as u64
+    }
+
+    /// Slots one address may hold: half of them, at least one.
+    pub fn per_address(&self) -> usize {
+        (self.max / 2).max(1)
+    }
+
+    /// A slot for a connection from `ip` (`closer`: a handle to shut it down if it is
+    /// preempted later). When all are taken, the one that has not moved for longest is
+    /// taken over if it has not for `PREEMPT_AFTER`.
+    pub fn take(&self, ip: IpAddr, closer: Option<TcpStream>) -> Result<UploadSlot<'_>, Busy> {
+        let now = self.now_ms();
+        let mut t = self.lock();
+        if t.held.iter().filter(|h| h.ip == ip).count() >= self.per_address() {
+            return Err(Busy::Address(self.per_address()));
+        }
+        let mut preempted = None;
+        if t.held.len() >= self.max {
+            let stale = t
+                .held
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, h)| h.moved.load(Ordering::Relaxed))
+                .filter(|(_, h)| {
+                    now.saturating_sub(h.moved.load(Ordering::Relaxed))
+                        >= PREEMPT_AFTER.as_millis() as u64
+                })
+                .map(|(i, _)| i);
+            let Some(i) = stale else {
+                return Err(Busy::Full(self.max));
+            };
+            preempted = Some(t.held.swap_remove(i));
+        }
+        t.next += 1;
+        let id = t.next;
+        let moved = Arc::new(AtomicU64::new(now));
+        t.held.push(Held {
+            id,
+            ip,
+            moved: Arc::clone(&moved),
+            closer,
+        });
+        drop(t);
+        if let Some(h) = preempted {
+            log::info!(
+                "upload slot of {} taken over: it moved nothing for {} s",
+                h.ip,
+                PREEMPT_AFTER.as_secs()
+            );
+            if let Some(s) = h.closer {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+        Ok(UploadSlot {
+            id,
+            slots: self,
+            moved,
+            partial: 0,
+        })
+    }
+
+    /// Slots held now.
+    pub fn held(&self) -> usize {
+        self.lock().held.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_address_holds_half_and_a_still_slot_goes_to_a_newcomer() {
+        let slots = UploadSlots::new(4);
+        let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
+        let _a1 = slots.take(a, None).unwrap();
+        let _a2 = slots.take(a, None).unwrap();
+        assert_eq!(slots.take(a, None).err(), Some(Busy::Address(2)));
+        let mut b1 = slots.take(b, None).unwrap();
+        let _b2 = slots.take(b, None).unwrap();
+        assert_eq!(
+            slots.take(IpAddr::from([10, 0, 0, 3]), None).err(),
+            Some(Busy::Full(4))
+        );
+        // All still, but not for long enough.
+        b1.moved(STEP);
+        assert!(!b1.stalled(Duration::from_secs(1)));
+        drop(b1);
+        assert_eq!(slots.held(), 3);
+        assert!(slots.take(IpAddr::from([10, 0, 0, 3]), None).is_ok());
+        assert_eq!(
+            slots.held(),
+            3,
+            "the slot is freed when its holder is dropped"
+        );
+    }
+}
