@@ -14,11 +14,11 @@ use std::fs::File;
 use std::io::{self, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::FileExt;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
-use super::slots::{UploadSlot, SLOW_LIMIT, STEP};
+use super::slots::{UploadSlot, MIN_RATE, SLOW_LIMIT};
 use super::{Entry, Library};
 use crate::lines::{LineError, LineReader};
 
@@ -111,35 +111,35 @@ pub fn serve(
 }
 
 /// Writes `buf` to the client, counting its progress in `slot`; a client that takes less
-/// than a step (`slots::STEP`) in `SLOW_LIMIT` is given up.
+/// than `MIN_RATE` over `SLOW_LIMIT` of writing is given up.
 fn write_paced(mut stream: &TcpStream, buf: &[u8], slot: &mut UploadSlot) -> io::Result<()> {
     let mut off = 0;
     while off < buf.len() {
-        match stream.write(&buf[off..]) {
+        let start = Instant::now();
+        let n = match stream.write(&buf[off..]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => {
-                off += n;
-                slot.moved(n as u64);
-            }
+            Ok(n) => n,
             Err(e)
                 if matches!(
                     e.kind(),
                     io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                 ) =>
             {
-                if slot.stalled(SLOW_LIMIT) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        format!(
-                            "the client took less than {} KiB in {} s",
-                            STEP / 1024,
-                            SLOW_LIMIT.as_secs()
-                        ),
-                    ));
-                }
+                0
             }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => 0,
             Err(e) => return Err(e),
+        };
+        off += n;
+        if !slot.wrote(n as u64, start.elapsed()) {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "the client took less than {} KiB/s over {} s",
+                    MIN_RATE / 1024,
+                    SLOW_LIMIT.as_secs()
+                ),
+            ));
         }
     }
     Ok(())

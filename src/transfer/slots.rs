@@ -7,9 +7,9 @@
 //!   (4 by default) fit, a crowd from one host does not take them all;
 //! - each slot records when its connection last moved `STEP` bytes; a slot that has not
 //!   for `PREEMPT_AFTER` is given to the next newcomer that finds the slots full (its
-//!   connection is shut down), and the serving thread itself gives up a client that has
-//!   not taken `STEP` bytes in `SLOW_LIMIT` (a rate under 64 KiB/s over 10 s), or not
-//!   asked for anything in that time.
+//!   connection is shut down), and the serving thread itself gives up a client that
+//!   takes less than `MIN_RATE` (64 KiB/s) over `SLOW_LIMIT` (10 s) of writing to it, or
+//!   asks for nothing in that time.
 //!
 //! An honest download keeps its slots, since it moves many `STEP`s a second; a squatter
 //! keeps one for at most `PREEMPT_AFTER` once someone else wants it.
@@ -23,8 +23,11 @@ use std::time::{Duration, Instant};
 pub const STEP: u64 = 64 * 1024;
 /// A slot that has not moved a step for this long goes to a newcomer who needs it.
 pub const PREEMPT_AFTER: Duration = Duration::from_secs(2);
-/// A client that has not taken a step (or sent a request) for this long is cut.
+/// A client that has sent no request for this long is cut, and so is one that, over
+/// this much time spent writing to it, took less than `MIN_RATE` bytes a second.
 pub const SLOW_LIMIT: Duration = Duration::from_secs(10);
+/// The slowest a client may take an answer, averaged over `SLOW_LIMIT` of writing.
+pub const MIN_RATE: u64 = 64 * 1024;
 
 struct Held {
     id: u64,
@@ -72,6 +75,8 @@ pub struct UploadSlot<'a> {
     moved: Arc<AtomicU64>,
     /// Bytes moved since the last step.
     partial: u64,
+    /// Time spent writing to the client and bytes it took, in the current window.
+    writing: (Duration, u64),
 }
 
 impl UploadSlot<'_> {
@@ -84,10 +89,19 @@ impl UploadSlot<'_> {
         }
     }
 
-    /// True when the client has not taken a step for `limit`.
-    pub fn stalled(&self, limit: Duration) -> bool {
-        let last = self.moved.load(Ordering::Relaxed);
-        self.slots.now_ms().saturating_sub(last) >= limit.as_millis() as u64
+    /// Counts a write that took `took` and moved `n` bytes; false when the client has
+    /// taken less than `MIN_RATE` over the last `SLOW_LIMIT` of writing.
+    pub fn wrote(&mut self, n: u64, took: Duration) -> bool {
+        self.moved(n);
+        let (time, bytes) = &mut self.writing;
+        *time += took;
+        *bytes += n;
+        if *time < SLOW_LIMIT {
+            return true;
+        }
+        let fast_enough = *bytes >= MIN_RATE * SLOW_LIMIT.as_secs();
+        self.writing = (Duration::ZERO, 0);
+        fast_enough
     }
 }
 
@@ -170,6 +184,7 @@ impl UploadSlots {
             slots: self,
             moved,
             partial: 0,
+            writing: (Duration::ZERO, 0),
         })
     }
 
@@ -196,9 +211,14 @@ mod tests {
             slots.take(IpAddr::from([10, 0, 0, 3]), None).err(),
             Some(Busy::Full(4))
         );
-        // All still, but not for long enough.
-        b1.moved(STEP);
-        assert!(!b1.stalled(Duration::from_secs(1)));
+        // A client taking 64 KiB/s keeps its slot; one taking less is given up.
+        for _ in 0..10 {
+            assert!(b1.wrote(MIN_RATE, Duration::from_secs(1)));
+        }
+        for _ in 0..9 {
+            assert!(b1.wrote(MIN_RATE / 2, Duration::from_secs(1)));
+        }
+        assert!(!b1.wrote(MIN_RATE / 2, Duration::from_secs(1)));
         drop(b1);
         assert_eq!(slots.held(), 3);
         assert!(slots.take(IpAddr::from([10, 0, 0, 3]), None).is_ok());
