@@ -884,3 +884,47 @@ fn a_ban_on_an_address_drops_its_servants_lines_through_a_relay_and_from_elsewhe
         l.contains("1 servant(s) listed at banned addresses; 2 line(s) by them dropped")
     });
 }
+
+#[test]
+fn a_relay_that_passes_on_nothing_is_given_up_for_another() {
+    // eve registers first, so she is the relay the manager picks; she passes on nothing.
+    let dir = TestDir::new("attack-silent-relay");
+    let m = start_manager(&dir, "<timeout>1.5</timeout><trustafter>0.3</trustafter>");
+    let eve = Fake::start(m.port, "eve");
+    let mut alice = start_servant(&dir, "alice", m.port, "");
+    alice.wait_knows(&["eve"]);
+    let hidden_port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut hidden = start_servant(
+        &dir,
+        "hidden",
+        m.port,
+        &format!("<publicport>{hidden_port}</publicport>"),
+    );
+    m.proc.wait_stderr("hidden's relay", |l| {
+        l.contains("hidden (slot ") && l.contains(" pulls from eve")
+    });
+    hidden.wait_knows(&["alice"]);
+    alice.proc.send("through a relay that keeps it");
+    // hidden speaks to alice, whose answer says she wrote line 1: eve never brings it.
+    hidden.proc.send("anyone there?");
+    alice.wait_heard("hidden", "anyone there?");
+    // Within `relay_watch::GRACE` (15 s) and the core's look around (5 s).
+    try_wait_for(Duration::from_secs(30), || {
+        (hidden
+            .proc
+            .count_log("our relay eve has not passed on line 1 of alice")
+            > 0)
+        .then_some(())
+    })
+    .unwrap_or_else(|| fail(&format!("hidden never gave eve up\n{}", dump())));
+    m.proc
+        .wait_log("hidden (slot 3) gave up its relay eve (slot 1); finding another");
+    m.proc.wait_stderr("hidden's new relay", |l| {
+        l.contains("hidden (slot 3) pulls from alice")
+    });
+    hidden.wait_heard("alice", "through a relay that keeps it");
+    drop(eve);
+}

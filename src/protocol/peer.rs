@@ -93,6 +93,13 @@ pub enum PeerLine {
     },
     /// `END`: the end of the `SEEN` and `SINCE` lines.
     End,
+    /// `SAID INC SEQ`: from a listener to the sender connected to it, tagged: the last
+    /// line the listener's servant has written itself (run INC, number SEQ), so a relayed
+    /// servant can tell whether its relay passes on what others say.
+    Said {
+        incarnation: u64,
+        seq: u64,
+    },
 }
 
 /// A chat message as it travels between servants.
@@ -269,6 +276,7 @@ impl PeerLine {
             "END" if rest.is_empty() => Ok(PeerLine::End),
             "SEEN" => parse_seen(rest),
             "SINCE" => number("SINCE", rest).map(|ms| PeerLine::Since { ms }),
+            "SAID" => parse_said(rest),
             _ => return None,
         })
     }
@@ -309,6 +317,7 @@ impl PeerLine {
                 &m.text,
             ),
             PeerLine::Ping => "PING\n".to_owned(),
+            PeerLine::Said { incarnation, seq } => format!("SAID {incarnation} {seq}\n"),
             PeerLine::Seen {
                 origin,
                 incarnation,
@@ -390,6 +399,15 @@ fn parse_proof(rest: &str) -> Result<PeerLine, ProtocolError> {
         sig: hex_field("PROOF: signature", w[0])?,
         net: net_field("PROOF: network proof", w.get(1).copied())?,
     }))
+}
+
+fn parse_said(rest: &str) -> Result<PeerLine, ProtocolError> {
+    let [inc, seq] =
+        fields::<2>(rest, "SAID INC SEQ").map_err(|e| ProtocolError(format!("SAID: {e}")))?;
+    Ok(PeerLine::Said {
+        incarnation: number("SAID: incarnation", inc)?,
+        seq: number("SAID: sequence number", seq)?,
+    })
 }
 
 fn parse_seen(rest: &str) -> Result<PeerLine, ProtocolError> {
@@ -609,6 +627,10 @@ mod tests {
                 net: None,
             }),
             PeerLine::Ready { last: 17 },
+            PeerLine::Said {
+                incarnation: 1_700_000_000_000,
+                seq: 9,
+            },
             PeerLine::Seen {
                 origin: ID.into(),
                 incarnation: 3,

@@ -156,6 +156,9 @@ impl Dispatch {
         let first = self
             .next_seq
             .fetch_add(texts.len() as u64, Ordering::Relaxed);
+        self.inbound
+            .said
+            .fetch_max(first + texts.len() as u64 - 1, Ordering::Relaxed);
         let heads: Vec<String> = (0..texts.len() as u64)
             .map(|i| msg_head(&me.id, me.incarnation, first + i, &self.name))
             .collect();

@@ -103,7 +103,6 @@ impl ManagerWriter {
         *self.lock() = stream;
     }
 
-    /// Says `bye` and closes, so the manager drops us at once.
     /// The article's complaint: tells the manager we cannot reach the servant with `id`.
     pub fn complain(&self, id: &str) {
         if let Err(e) = self.send(&ManagerCommand::Complain { id: id.to_owned() }) {
@@ -111,6 +110,12 @@ impl ManagerWriter {
         }
     }
 
+    /// Asks the manager for another relay: ours passes on nothing of what others say.
+    pub fn replace_relay(&self) -> io::Result<()> {
+        self.send(&ManagerCommand::ReplaceRelay)
+    }
+
+    /// Says `bye` and closes, so the manager drops us at once.
     pub fn bye(&self) {
         self.leaving.store(true, Ordering::SeqCst);
         let _ = self.send(&ManagerCommand::Bye);

@@ -40,6 +40,8 @@ use crate::transfer::{self, Library};
 
 /// A peer connection that sends nothing (not even a `PING`) for this long is closed.
 const IDLE_LIMIT: Duration = Duration::from_secs(4 * PING_EVERY.as_secs());
+/// How often a sender connected to us is told our last line number (`SAID`), at most.
+const SAID_EVERY: Duration = Duration::from_secs(2);
 /// A connection must say what it is within this time (a servant's `HELLO` comes at once;
 /// a person with telnet has this long to type a first line). Until then it holds a place
 /// that others may need.
@@ -219,6 +221,8 @@ pub struct Inbound {
     pub banned_authors: Mutex<HashSet<String>>,
     /// Lines by those authors dropped, for `/bans`.
     pub banned_lines: AtomicU64,
+    /// The number of the last line we have written ourselves (set by the typist).
+    pub said: AtomicU64,
     /// Refused handshakes, logged once per address a minute.
     pub refusals: Mutex<LogLimiter<IpAddr>>,
     /// What we relay to servants behind firewalls (empty unless one pulls from us).
@@ -532,6 +536,8 @@ pub(super) fn servant_lines(
         },
     };
     let mut bad_bytes_logged = false;
+    let mut said_at = None;
+    let stream: &TcpStream = reader.get_ref();
     loop {
         inbound.flush_unless_more(reader);
         let raw = match reader.read_line_ref() {
@@ -567,6 +573,18 @@ pub(super) fn servant_lines(
             }
             Source::Author(link) => link,
         };
+        // Now and then, our own last line number back to the sender (see `relay_watch`).
+        if said_at.is_none_or(|t: Instant| t.elapsed() >= SAID_EVERY) {
+            said_at = Some(Instant::now());
+            let said = PeerLine::Said {
+                incarnation: inbound.identity.incarnation,
+                seq: inbound.said.load(Ordering::Relaxed),
+            }
+            .to_line();
+            let body = said.trim_end_matches('\n').as_bytes();
+            let tagged = [&link.tags.prefix(body)[..], said.as_bytes()].concat();
+            let _ = (&mut &*stream).write_all(&tagged);
+        }
         if let Some(header) = raw.strip_prefix("BLOCK ") {
             let header = header.to_owned();
             match read_block(reader, &header, link) {

@@ -25,6 +25,7 @@ pub mod dispatch;
 pub mod known;
 pub mod link;
 pub mod listener;
+pub mod relay_watch;
 pub mod relaying;
 pub mod sender;
 
@@ -55,8 +56,9 @@ use listener::{Inbound, Seen};
 use relaying::{Hub, Puller};
 use sender::{Outgoing, Target, Wire};
 
-/// How often the authors banned by address are looked up again.
-const BAN_REFRESH: Duration = Duration::from_secs(30);
+/// How often the core looks around on its own: the authors banned by address (host names
+/// in the bans are resolved every 30 s), and whether our relay brings what others say.
+const TICK: Duration = Duration::from_secs(5);
 
 /// How long shutdown waits for senders to deliver what they hold.
 const LINGER: Duration = Duration::from_secs(3);
@@ -169,6 +171,12 @@ struct Core {
     inbound: Arc<Inbound>,
     /// Set while we cannot be reached: the thread pulling our messages from a relay.
     puller: Option<Puller>,
+    /// Since when we pull from the current relay, and whether we gave it up already.
+    relay_watch: Option<(Instant, bool)>,
+    /// What the servants we send to say they wrote (see `relay_watch`).
+    said: Arc<relay_watch::Said>,
+    /// When the core next looks around on its own (`TICK`).
+    next_tick: Instant,
     /// This run's downloads, for `/downloads`.
     downloads: Arc<Downloads>,
     /// When we joined the network: a relay catches us up on what was said since.
@@ -381,6 +389,7 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         relayed: Default::default(),
         banned_authors: Default::default(),
         banned_lines: Default::default(),
+        said: Default::default(),
         refusals: std::sync::Mutex::new(crate::limits::LogLimiter::new(Duration::from_secs(60))),
         bans: Bans::start(config.bans.clone()),
         seen: Seen::default(),
@@ -533,6 +542,9 @@ fn run_joined(
         writer: Arc::clone(&writer),
         inbound,
         puller: None,
+        relay_watch: None,
+        said: Default::default(),
+        next_tick: Instant::now() + TICK,
         downloads: Arc::new(Downloads::default()),
         joined: Instant::now(),
         my_offset: None,
@@ -554,12 +566,16 @@ impl Core {
     /// The core loop: one event at a time, until it is time to leave.
     fn run(&mut self, events: &Receiver<Event>) -> String {
         loop {
-            // Wakes at least every 30 s: host names in the bans are resolved that often, so
-            // the authors they ban are looked up again.
+            let now = Instant::now();
+            if now >= self.next_tick {
+                self.next_tick = now + TICK;
+                self.refresh_banned_authors();
+                self.watch_relay(now);
+            }
             let wait = self
                 .grace_until
-                .map_or(BAN_REFRESH, |t| t.saturating_duration_since(Instant::now()))
-                .min(BAN_REFRESH);
+                .map_or(TICK, |t| t.saturating_duration_since(now))
+                .min(self.next_tick.saturating_duration_since(now));
             match events.recv_timeout(wait) {
                 Ok(Event::Input(Input::Say(text))) => self.dispatch.say(text, false),
                 Ok(Event::Input(Input::Peers)) => self.show_peers(),
@@ -602,10 +618,7 @@ impl Core {
                 Ok(Event::InputEnded) => return "end of input".into(),
                 Ok(Event::Signal(name)) => return name.into(),
                 Ok(Event::Link(ev)) => self.on_link(ev),
-                Err(RecvTimeoutError::Timeout) => {
-                    self.end_grace();
-                    self.refresh_banned_authors();
-                }
+                Err(RecvTimeoutError::Timeout) => self.end_grace(),
                 Err(RecvTimeoutError::Disconnected) => return "every input is gone".into(),
             }
         }
@@ -905,7 +918,10 @@ impl Core {
             self.joined,
             Arc::clone(&self.inbound),
         ) {
-            Ok(p) => self.puller = Some(p),
+            Ok(p) => {
+                self.puller = Some(p);
+                self.relay_watch = Some((Instant::now(), false));
+            }
             Err(e) => warn!("cannot start pulling from {}: {e}", relay.label()),
         }
     }
@@ -1021,6 +1037,44 @@ impl Core {
         *self.inbound.banned_authors() = banned;
     }
 
+    /// While we pull from a relay: if a servant we send to said it wrote a line that the
+    /// relay has not brought in `relay_watch::GRACE`, the relay fails us; ask the manager
+    /// for another, once per relay.
+    fn watch_relay(&mut self, now: Instant) {
+        let (Some(p), Some((since, false))) = (&self.puller, self.relay_watch) else {
+            return;
+        };
+        let banned = self.inbound.banned_authors().clone();
+        let late = self
+            .said
+            .overdue(&self.inbound.seen, since, now, &|id| banned.contains(id));
+        let relay = p.key.map(|k| k.id());
+        let others = self
+            .listed
+            .values()
+            .filter(|e| e.relay.is_none() && e.id.is_some() && e.id != relay)
+            .count();
+        let Some(late) = relay_watch::verdict(&late, relay.as_deref(), others) else {
+            return;
+        };
+        let who = self
+            .listed
+            .values()
+            .find(|e| e.id.as_deref() == Some(late.id.as_str()))
+            .map_or(late.id.clone(), PeerEntry::label);
+        warn!(
+            "our relay {} has not passed on line {} of {who} in {} s (the last shown is {}); asking the manager for another",
+            p.relay_label,
+            late.seq,
+            relay_watch::GRACE.as_secs(),
+            late.shown
+        );
+        self.relay_watch = Some((since, true));
+        if let Err(e) = self.writer.replace_relay() {
+            warn!("cannot ask the manager for another relay: {e}");
+        }
+    }
+
     fn at_banned_address(&self, e: &PeerEntry) -> bool {
         e.ip.parse::<IpAddr>()
             .is_ok_and(|ip| self.inbound.bans.refuses(ip))
@@ -1132,6 +1186,14 @@ impl Core {
             expect: Some(expect),
             network: self.inbound.network.clone(),
             complain,
+            said: {
+                let (said, id) = (Arc::clone(&self.said), entry.id.clone());
+                Box::new(move |inc, seq| {
+                    if let Some(id) = &id {
+                        said.note(id, inc, seq);
+                    }
+                })
+            },
         };
         match sender::spawn(target, rx.clone(), Arc::clone(&wire)) {
             Ok(thread) => {

@@ -25,7 +25,7 @@
 //! if part of it was written, the sender thread writes the rest before anything else.
 
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -58,6 +58,9 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// An idle connection is pinged this often, so the peer does not time it out.
 pub const PING_EVERY: Duration = Duration::from_secs(30);
+/// An idle sender wakes this often: to `PING` once `PING_EVERY` has passed, and to read
+/// the peer's `SAID` answers to what the typist wrote meanwhile (see `poll_said`).
+const IDLE_WAKE: Duration = Duration::from_secs(5);
 /// After this long without writing, a connection is checked for a peer that has closed it
 /// before the next write (a write would vanish into a socket the peer no longer reads).
 const QUIET: Duration = Duration::from_secs(1);
@@ -248,6 +251,8 @@ pub struct Target {
     /// Reports the peer to the manager as unreachable (the article's complaint); called
     /// after every failed try but the first.
     pub complain: Box<dyn Fn() + Send>,
+    /// Told the peer's `SAID INC SEQ` (see `relay_watch`).
+    pub said: Box<dyn Fn(u64, u64) + Send>,
 }
 
 /// Starts the sender thread for one peer: the per-peer part of the article's
@@ -276,6 +281,10 @@ struct Sender {
     peer_id: Option<String>,
     /// Messages dropped while the peer was unreachable.
     dropped: u64,
+    /// What the peer wrote back (its `SAID` lines), up to a line end.
+    heard: Vec<u8>,
+    /// When `heard` was last read into.
+    polled: Option<Instant>,
 }
 
 impl Sender {
@@ -288,6 +297,49 @@ impl Sender {
             pending: VecDeque::new(),
             peer_id: None,
             dropped: 0,
+            heard: Vec::new(),
+            polled: None,
+        }
+    }
+
+    /// Reads, without waiting and at most once a second, what the peer wrote back: its
+    /// tagged `SAID INC SEQ` lines, handed to `Target::said` (see `relay_watch`).
+    /// Anything else, or a tag that does not match, is dropped; a line is at most 256
+    /// bytes, so a peer writing garbage costs one small buffer.
+    fn poll_said(&mut self) {
+        if self
+            .polled
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.polled = Some(Instant::now());
+        let (Some(conn), Some(tags)) = (&self.conn, &self.tags) else {
+            return;
+        };
+        // Non-blocking for this one read only; this thread holds the turn, so no write
+        // of ours is under way meanwhile (the typist's never wait anyway).
+        let mut buf = [0u8; 1024];
+        let _ = conn.set_nonblocking(true);
+        let got = (&**conn).read(&mut buf);
+        let _ = conn.set_nonblocking(false);
+        let Ok(n) = got else { return };
+        self.heard.extend_from_slice(&buf[..n]);
+        while let Some(end) = memchr::memchr(b'\n', &self.heard) {
+            let line: Vec<u8> = self.heard.drain(..=end).collect();
+            let Ok(line) = std::str::from_utf8(&line[..line.len() - 1]) else {
+                continue;
+            };
+            if let Some((tag, rest)) = crate::protocol::split_tag(line) {
+                if tags.checks(&tag, rest.as_bytes()) {
+                    if let Some(Ok(PeerLine::Said { incarnation, seq })) = PeerLine::parse(rest) {
+                        (self.target.said)(incarnation, seq);
+                    }
+                }
+            }
+        }
+        if self.heard.len() > 256 {
+            self.heard.clear();
         }
     }
 
@@ -297,6 +349,7 @@ impl Sender {
         self.wire.take_turn();
         let mut backoff = BACKOFF_FIRST;
         loop {
+            self.poll_said();
             if self.conn.is_none() {
                 match self.connect() {
                     Ok(()) => backoff = BACKOFF_FIRST,
@@ -351,7 +404,7 @@ impl Sender {
                 let mut st = self.wire.lock();
                 self.wire.give_turn(&mut st);
             }
-            let got = rx.recv_timeout(PING_EVERY);
+            let got = rx.recv_timeout(IDLE_WAKE);
             self.wire.take_turn();
             match got {
                 Ok(m) => {

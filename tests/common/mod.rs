@@ -930,6 +930,31 @@ impl RawPeer {
             .send_bytes(format!("BLOCK {tag} {}\n{block}", lines.len()).as_bytes());
     }
 
+    /// Checks that the servant wrote nothing back within `wait` but its tagged
+    /// `SAID INC SEQ` lines (4.5), and returns the last SEQ they said.
+    pub fn nothing_but_said(&mut self, wait: Duration) -> Option<u64> {
+        let mut last = None;
+        loop {
+            match self.raw.read_line(wait) {
+                Got::Nothing => return last,
+                Got::Line(l) => {
+                    let Some((tag, rest)) = genp2p::protocol::split_tag(&l) else {
+                        fail(&format!("an untagged answer {l:?}\n{}", dump()))
+                    };
+                    assert!(
+                        self.link.tags.checks(&tag, rest.as_bytes()),
+                        "a SAID whose tag does not match: {l:?}"
+                    );
+                    match genp2p::protocol::PeerLine::parse(rest) {
+                        Some(Ok(genp2p::protocol::PeerLine::Said { seq, .. })) => last = Some(seq),
+                        _ => fail(&format!("answered {l:?}\n{}", dump())),
+                    }
+                }
+                other => fail(&format!("answered {other:?}\n{}", dump())),
+            }
+        }
+    }
+
     /// Writes message `seq` saying `text`, signed and tagged.
     pub fn say(&mut self, seq: u64, text: &str) {
         let line = self.msg(seq, text);
