@@ -62,11 +62,29 @@ pub struct LineReader<R> {
 
 /// How much is read from the socket at a time.
 const CHUNK: usize = 16 * 1024;
+/// The first read of a connection, into the stack (see `read_line_ref`).
+const FIRST: usize = 1024;
 
 /// The tail of an over-long line is skipped up to its newline, but not without end: past
 /// this many bytes (or the cap, if larger) the peer is not sending lines at all, and
 /// reading fails, so a client streaming one endless line cannot keep a thread busy forever.
 pub const SKIP_LIMIT: usize = 1 << 20;
+
+/// One read: the bytes read (0 at the end of the stream), a time-out as `Idle`.
+fn read_some(r: &mut impl Read, into: &mut [u8]) -> Result<usize, LineError> {
+    loop {
+        match r.read(into) {
+            Ok(n) => return Ok(n),
+            Err(e)
+                if e.kind() == io::ErrorKind::WouldBlock || e.kind() == io::ErrorKind::TimedOut =>
+            {
+                return Err(LineError::Idle)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(LineError::Io(e)),
+        }
+    }
+}
 
 impl<R: Read> LineReader<R> {
     /// `limit` is the longest line accepted, in bytes, not counting the line end.
@@ -154,20 +172,27 @@ impl<R: Read> LineReader<R> {
                 }
             }
             self.compact();
+            // A connection that has sent nothing yet waits on a
+            // small buffer of the stack: an idle crowd costs no heap, and holds no
+            // buffers that outlive it as fragments. Only once bytes come is the heap
+            // buffer made, and a read that fills the small one goes on into it.
+            if self.buf.capacity() == 0 {
+                let mut first = [0u8; FIRST];
+                let n = read_some(&mut self.inner, &mut first)?;
+                if n == 0 {
+                    return Ok(None);
+                }
+                self.buf.resize(CHUNK, 0);
+                self.buf[..n].copy_from_slice(&first[..n]);
+                self.filled = n;
+                continue;
+            }
             if self.buf.len() < self.filled + CHUNK {
                 self.buf.resize(self.filled + CHUNK, 0);
             }
-            match self.inner.read(&mut self.buf[self.filled..]) {
-                Ok(0) => return Ok(None),
-                Ok(n) => self.filled += n,
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        || e.kind() == io::ErrorKind::TimedOut =>
-                {
-                    return Err(LineError::Idle)
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(LineError::Io(e)),
+            match read_some(&mut self.inner, &mut self.buf[self.filled..])? {
+                0 => return Ok(None),
+                n => self.filled += n,
             }
         }
     }

@@ -911,7 +911,8 @@ fn a_relay_that_passes_on_nothing_is_given_up_for_another() {
     // hidden speaks to alice, whose answer says she wrote line 1: eve never brings it.
     hidden.proc.send("anyone there?");
     alice.wait_heard("hidden", "anyone there?");
-    // Within `relay_watch::GRACE` (15 s) and the core's look around (5 s).
+    // Within the sender reading SAID (5 s), `relay_watch::GRACE` (15 s) and the core's look
+    // around (5 s).
     try_wait_for(Duration::from_secs(30), || {
         (hidden
             .proc

@@ -965,6 +965,7 @@ fn a_shared_file_swapped_for_a_link_never_sends_what_the_link_points_to() {
 fn squatters_cannot_keep_upload_slots_from_an_honest_download() {
     // Eight connections from eight addresses each ask for a piece and then read nothing
     // (and ask nothing more): on their own they would hold all of keeper's eight slots.
+    // They come from addresses no listed servant has, so they get half at most.
     let dir = TestDir::new("transfer-squat");
     let original = dir.path.join("k-share").join("data.bin");
     make_file(&original, 16 * MIB, 3);
@@ -972,7 +973,16 @@ fn squatters_cannot_keep_upload_slots_from_an_honest_download() {
         .expect("manifest")
         .id();
     let m = start_manager(&dir, MANAGER_DEFAULTS);
-    let k = start_servant(&dir, "keeper", m.port, "<share>k-share</share>");
+    let k = Servant::joined(
+        spawn_servant(
+            &dir,
+            "keeper",
+            &servant_config("keeper", m.port, Some(0), "<share>k-share</share>"),
+            &[],
+            "debug",
+        ),
+        "keeper",
+    );
     // One address gets half the slots, no more.
     let one = std::net::Ipv4Addr::new(127, 0, 2, 1);
     let mut held: Vec<Raw> = (0..4)
@@ -992,15 +1002,23 @@ fn squatters_cannot_keep_upload_slots_from_an_honest_download() {
         dump()
     );
     held.clear();
-    let squatters: Vec<Raw> = (0..8)
+    wait_for("the four places to come back", || {
+        (k.proc.count_log("127.0.2.1:") >= 5).then_some(())
+    });
+    let mut squatters: Vec<Raw> = (0..8)
         .map(|i| {
             let mut c = Raw::connect_from(std::net::Ipv4Addr::new(127, 0, 2, 10 + i), k.port);
-            for p in 0..4 {
-                c.send(&format!("GET {id} {p}"));
-            }
+            c.send(&format!("GET {id} 0"));
             c
         })
         .collect();
+    // Half of them get a slot (their piece is on its way), the others are told busy.
+    let busy = squatters
+        .iter_mut()
+        .map(|c| c.expect_line("DATA or ERR"))
+        .filter(|l| l.starts_with("ERR busy: "))
+        .count();
+    assert_eq!(busy, 4, "{}", dump());
     thread::sleep(Duration::from_millis(300));
     let mut b = start_servant(&dir, "b", m.port, "<downloads>b-dl</downloads>");
     b.wait_knows(&["keeper"]);
@@ -1013,6 +1031,12 @@ fn squatters_cannot_keep_upload_slots_from_an_honest_download() {
         "{}",
         dump()
     );
+    // A stranger's newcomer takes over a squatter's slot that has been still for 1 s (its
+    // piece sits in the socket buffers; nothing more moves).
+    thread::sleep(Duration::from_millis(1500));
+    let mut newcomer = Raw::connect_from(std::net::Ipv4Addr::new(127, 0, 2, 99), k.port);
+    newcomer.send("FILES");
+    newcomer.expect_line_where("the END of FILES", |l| l == "END");
     k.proc.wait_log("upload slot of 127.0.2.");
     drop(squatters);
 }

@@ -74,6 +74,8 @@ struct SeenTable {
     last: HashMap<String, (u64, u64, u64)>,
     /// Ids of the listed servants: never evicted (set by the core).
     listed: HashSet<String>,
+    /// Their addresses (file connections from them may use the reserved upload slots).
+    addresses: HashSet<IpAddr>,
     clock: u64,
 }
 
@@ -125,9 +127,21 @@ impl Seen {
         self.lock().listed.contains(id)
     }
 
-    /// Also keeps `id` (listed since the last `keep`).
-    pub fn keep_one(&self, id: &str) {
-        self.lock().listed.insert(id.to_owned());
+    /// Whether a listed servant is at `ip`.
+    pub fn is_listed_address(&self, ip: IpAddr) -> bool {
+        self.lock().addresses.contains(&ip)
+    }
+
+    /// The addresses of the servants listed now (set by the core with `keep`).
+    pub fn keep_addresses(&self, addresses: HashSet<IpAddr>) {
+        self.lock().addresses = addresses;
+    }
+
+    /// Also keeps `id`, at `ip` (listed since the last `keep`).
+    pub fn keep_one(&self, id: &str, ip: Option<IpAddr>) {
+        let mut t = self.lock();
+        t.listed.insert(id.to_owned());
+        t.addresses.extend(ip);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, SeenTable> {
@@ -339,7 +353,16 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound, plac
                 place.touch();
                 inbound.bans.refuses(peer.ip())
             };
-            transfer::serve::serve(&stream, &mut reader, first, peer, &inbound.library, &banned)
+            let listed = inbound.seen.is_listed_address(peer.ip());
+            transfer::serve::serve(
+                &stream,
+                &mut reader,
+                first,
+                peer,
+                &inbound.library,
+                listed,
+                &banned,
+            )
         }
         Some(Ok(PeerLine::Pull(hello))) => {
             let Some(link) = accept(&stream, &mut reader, peer, &first, &hello, inbound) else {

@@ -954,6 +954,12 @@ impl Core {
         self.inbound
             .seen
             .keep(self.listed.values().filter_map(|e| e.id.clone()).collect());
+        self.inbound.seen.keep_addresses(
+            self.listed
+                .values()
+                .filter_map(|e| e.ip.parse::<IpAddr>().ok())
+                .collect(),
+        );
         self.refresh_banned_authors();
         if self.grace_until.is_none() {
             self.drop_unlisted();
@@ -1132,7 +1138,7 @@ impl Core {
         self.note_relayed(&entry);
         self.note_banned(&entry);
         if let Some(id) = &entry.id {
-            self.inbound.seen.keep_one(id);
+            self.inbound.seen.keep_one(id, entry.ip.parse().ok());
         }
         // Its key is learnt (and its name pinned) even when it is relayed: its lines
         // reach us through relays, and are checked with it.

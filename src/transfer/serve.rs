@@ -30,16 +30,18 @@ pub fn is_file_request(line: &str) -> bool {
     line == "FILES" || line.starts_with("MANIFEST ") || line.starts_with("GET ")
 }
 
-/// Serves file requests, starting with `first`, until the peer closes.
+/// Serves file requests, starting with `first`, until the peer closes. `listed`: the
+/// client comes from the address of a servant in the peer document (see `slots`).
 pub fn serve(
     stream: &TcpStream,
     reader: &mut LineReader<&TcpStream>,
     first: String,
     peer: SocketAddr,
     lib: &Library,
+    listed: bool,
     banned: &dyn Fn() -> bool,
 ) -> String {
-    let mut slot = match lib.uploads.take(peer.ip(), stream.try_clone().ok()) {
+    let mut slot = match lib.uploads.take(peer.ip(), listed, stream.try_clone().ok()) {
         Ok(slot) => slot,
         Err(busy) => {
             let _ = (&*stream).write_all(format!("ERR busy: {busy}; try later\n").as_bytes());

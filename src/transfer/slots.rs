@@ -5,6 +5,9 @@
 //! as long as it likes, so a slot is held only by a connection that makes progress:
 //! - one address holds at most half the slots (`per_address`): a downloader's workers
 //!   (4 by default) fit, a crowd from one host does not take them all;
+//! - half the slots (`reserved`) are for connections from the address of a servant in the
+//!   peer document: a file connection proves nothing, but a genp2p download comes from a
+//!   listed servant, and a crowd from elsewhere holds at most the other half;
 //! - each slot records when its connection last moved `STEP` bytes; a slot that has not
 //!   for `PREEMPT_AFTER` is given to the next newcomer that finds the slots full (its
 //!   connection is shut down), and the serving thread itself gives up a client that
@@ -12,8 +15,10 @@
 //!   asks for nothing in that time.
 //!
 //! An honest download keeps its slots, since it moves many `STEP`s a second; a squatter
-//! keeps one for at most `PREEMPT_AFTER` once someone else wants it.
+//! keeps one for at most `PREEMPT_AFTER` once someone else wants it, and one whose slot
+//! was taken over may not take another over for `PENALTY`.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, Shutdown, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -21,8 +26,13 @@ use std::time::{Duration, Instant};
 
 /// Progress is counted in steps of this many bytes.
 pub const STEP: u64 = 64 * 1024;
-/// A slot that has not moved a step for this long goes to a newcomer who needs it.
-pub const PREEMPT_AFTER: Duration = Duration::from_secs(2);
+/// A slot that has not moved a step for this long goes to a newcomer who needs it. An
+/// honest download moves a step every few milliseconds; a TCP stall of a second is rare.
+pub const PREEMPT_AFTER: Duration = Duration::from_secs(1);
+/// How long an address whose slot was taken over may not take one over in turn.
+pub const PENALTY: Duration = Duration::from_secs(10);
+/// Addresses remembered in `Table::lost` at most.
+const LOST: usize = 4096;
 /// A client that has sent no request for this long is cut, and so is one that, over
 /// this much time spent writing to it, took less than `MIN_RATE` bytes a second.
 pub const SLOW_LIMIT: Duration = Duration::from_secs(10);
@@ -32,6 +42,8 @@ pub const MIN_RATE: u64 = 64 * 1024;
 struct Held {
     id: u64,
     ip: IpAddr,
+    /// From the address of a servant in the peer document.
+    listed: bool,
     /// Milliseconds since `UploadSlots::base` when the connection last took a step.
     moved: Arc<AtomicU64>,
     closer: Option<TcpStream>,
@@ -41,6 +53,10 @@ struct Held {
 struct Table {
     held: Vec<Held>,
     next: u64,
+    /// Addresses whose slot was taken over, and when: for `PENALTY` they may not take
+    /// one over themselves (or squatters would take each other's in a chain, and keep
+    /// every slot fresh).
+    lost: HashMap<IpAddr, Instant>,
 }
 
 /// The upload slots of one servant.
@@ -57,6 +73,8 @@ pub enum Busy {
     Full(usize),
     /// This address holds its share already.
     Address(usize),
+    /// Connections from addresses no listed servant has hold their half already.
+    Strangers(usize),
 }
 
 impl std::fmt::Display for Busy {
@@ -64,6 +82,10 @@ impl std::fmt::Display for Busy {
         match self {
             Busy::Full(n) => write!(f, "{n} uploads at once"),
             Busy::Address(n) => write!(f, "{n} uploads at once to one address"),
+            Busy::Strangers(n) => write!(
+                f,
+                "{n} uploads at once to addresses where no listed servant is"
+            ),
         }
     }
 }
@@ -133,21 +155,39 @@ impl UploadSlots {
         (self.max / 2).max(1)
     }
 
+    /// Slots only connections from listed servants' addresses may take: half of them.
+    pub fn reserved(&self) -> usize {
+        self.max / 2
+    }
+
     /// A slot for a connection from `ip` (`closer`: a handle to shut it down if it is
     /// preempted later). When all are taken, the one that has not moved for longest is
     /// taken over if it has not for `PREEMPT_AFTER`.
-    pub fn take(&self, ip: IpAddr, closer: Option<TcpStream>) -> Result<UploadSlot<'_>, Busy> {
+    pub fn take(
+        &self,
+        ip: IpAddr,
+        listed: bool,
+        closer: Option<TcpStream>,
+    ) -> Result<UploadSlot<'_>, Busy> {
         let now = self.now_ms();
         let mut t = self.lock();
         if t.held.iter().filter(|h| h.ip == ip).count() >= self.per_address() {
             return Err(Busy::Address(self.per_address()));
         }
+        let unlisted = t.held.iter().filter(|h| !h.listed).count();
+        let room = t.held.len() < self.max && (listed || unlisted < self.max - self.reserved());
         let mut preempted = None;
-        if t.held.len() >= self.max {
+        if !room {
+            let penalized = t.lost.get(&ip).is_some_and(|at| at.elapsed() < PENALTY);
+            if penalized {
+                return Err(Busy::Full(self.max));
+            }
+            // An unlisted newcomer may only take over another unlisted connection's slot.
             let stale = t
                 .held
                 .iter()
                 .enumerate()
+                .filter(|(_, h)| listed || !h.listed)
                 .min_by_key(|(_, h)| h.moved.load(Ordering::Relaxed))
                 .filter(|(_, h)| {
                     now.saturating_sub(h.moved.load(Ordering::Relaxed))
@@ -155,9 +195,33 @@ impl UploadSlots {
                 })
                 .map(|(i, _)| i);
             let Some(i) = stale else {
-                return Err(Busy::Full(self.max));
+                let busy = if t.held.len() < self.max {
+                    Busy::Strangers(self.max - self.reserved())
+                } else {
+                    Busy::Full(self.max)
+                };
+                log::debug!(
+                    "no slot for {ip}: {:?}",
+                    t.held
+                        .iter()
+                        .map(|h| (
+                            h.ip,
+                            h.listed,
+                            now.saturating_sub(h.moved.load(Ordering::Relaxed))
+                        ))
+                        .collect::<Vec<_>>()
+                );
+                return Err(busy);
             };
-            preempted = Some(t.held.swap_remove(i));
+            let h = t.held.swap_remove(i);
+            if t.lost.len() >= LOST {
+                t.lost.retain(|_, at| at.elapsed() < PENALTY);
+                if t.lost.len() >= LOST {
+                    t.lost.clear();
+                }
+            }
+            t.lost.insert(h.ip, Instant::now());
+            preempted = Some(h);
         }
         t.next += 1;
         let id = t.next;
@@ -165,6 +229,7 @@ impl UploadSlots {
         t.held.push(Held {
             id,
             ip,
+            listed,
             moved: Arc::clone(&moved),
             closer,
         });
@@ -202,13 +267,13 @@ mod tests {
     fn an_address_holds_half_and_a_still_slot_goes_to_a_newcomer() {
         let slots = UploadSlots::new(4);
         let (a, b) = (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2]));
-        let _a1 = slots.take(a, None).unwrap();
-        let _a2 = slots.take(a, None).unwrap();
-        assert_eq!(slots.take(a, None).err(), Some(Busy::Address(2)));
-        let mut b1 = slots.take(b, None).unwrap();
-        let _b2 = slots.take(b, None).unwrap();
+        let _a1 = slots.take(a, true, None).unwrap();
+        let _a2 = slots.take(a, true, None).unwrap();
+        assert_eq!(slots.take(a, true, None).err(), Some(Busy::Address(2)));
+        let mut b1 = slots.take(b, true, None).unwrap();
+        let _b2 = slots.take(b, true, None).unwrap();
         assert_eq!(
-            slots.take(IpAddr::from([10, 0, 0, 3]), None).err(),
+            slots.take(IpAddr::from([10, 0, 0, 3]), true, None).err(),
             Some(Busy::Full(4))
         );
         // A client taking 64 KiB/s keeps its slot; one taking less is given up.
@@ -221,7 +286,7 @@ mod tests {
         assert!(!b1.wrote(MIN_RATE / 2, Duration::from_secs(1)));
         drop(b1);
         assert_eq!(slots.held(), 3);
-        assert!(slots.take(IpAddr::from([10, 0, 0, 3]), None).is_ok());
+        assert!(slots.take(IpAddr::from([10, 0, 0, 3]), true, None).is_ok());
         assert_eq!(
             slots.held(),
             3,
