@@ -913,7 +913,7 @@ fn a_relay_that_passes_on_nothing_is_given_up_for_another() {
     alice.wait_heard("hidden", "anyone there?");
     // Within the sender reading SAID (5 s), `relay_watch::GRACE` (15 s) and the core's look
     // around (5 s).
-    try_wait_for(Duration::from_secs(30), || {
+    try_wait_for(Duration::from_secs(45), || {
         (hidden
             .proc
             .count_log("our relay eve has not passed on line 1 of alice")
