@@ -254,6 +254,8 @@ struct Row {
     during: (u64, f64),
     after: (u64, f64),
     outcome: String,
+    /// The goal for this attack was met.
+    ok: bool,
 }
 
 /// Holds `n` connections to `port` from `addrs` until `stop`, opening a new one for each
@@ -359,6 +361,11 @@ fn places(ctx: &Ctx) -> Row {
         before,
         during,
         after,
+        ok: lost == 0
+            && bob_ms.is_some_and(|s| s <= 2.0)
+            && typist_s.is_some_and(|s| s <= 5.0)
+            && during.0 <= before.0 + 512 + 8
+            && after.0 <= before.0 + 2,
         outcome: format!(
             "listed newcomer's first line shown after {}; telnet line after {}",
             bob_ms.map_or("never".into(), |s| format!("{s:.2} s")),
@@ -456,6 +463,7 @@ fn origins(ctx: &Ctx) -> Vec<Row> {
         during,
         after,
         outcome: "every one dropped: no key is known for its author; nothing kept".into(),
+        ok: lost == 0 && p99 <= 10.0 && after.1 <= before.1 * 1.10,
     };
     // 20,000 fresh keys, each proving itself in a handshake and saying one line.
     let before = after;
@@ -521,6 +529,7 @@ fn origins(ctx: &Ctx) -> Vec<Row> {
             before,
             during,
             after,
+            ok: lost == 0,
             outcome: format!(
                 "shown; at most {} unlisted authors remembered, {} names pinned",
                 genp2p::servant::listener::STRANGERS,
@@ -649,6 +658,7 @@ fn squat(ctx: &Ctx) -> Row {
         (Some(a), Some(b)) => format!("{:.0} %", 100.0 * a / b),
         _ => "-".into(),
     };
+    let ok = matches!((alone, attacked), (Some(a), Some(b)) if a / b >= 0.5);
     Row {
         attack: "upload squatters (slots)",
         size: format!("50 connections from 50 addresses, reading a byte each 0.5 s, again at once when refused or cut ({} times)", reopened.load(Ordering::Relaxed)),
@@ -658,6 +668,7 @@ fn squat(ctx: &Ctx) -> Row {
         before,
         during,
         after,
+        ok,
         outcome: format!(
             "100 MiB download: {} alone, {} beside them ({ratio} of its unattacked speed); {} slots taken over",
             speed(alone),
@@ -718,6 +729,7 @@ fn complaints(ctx: &Ctx) -> Row {
         before,
         during,
         after,
+        ok: counted == 0 && condemned == 0,
         outcome: format!(
             "{} of 9 counted; alice condemned: {}",
             counted,
@@ -779,11 +791,11 @@ fn main() {
         }
     };
     let mut md = String::from(
-        "| attack | size | genuine line p50 / p99 (ms) | lost | threads before / during / after | RSS MiB before / during / after | what a genuine user saw |\n|---|---|---|---|---|---|---|\n",
+        "| attack | size | genuine line p50 / p99 (ms) | lost | threads before / during / after | RSS MiB before / during / after | what a genuine user saw | goal |\n|---|---|---|---|---|---|---|---|\n",
     );
     for r in &rows {
         md.push_str(&format!(
-            "| {} | {} | {} / {} | {} | {} / {} / {} | {:.1} / {:.1} / {:.1} | {} |\n",
+            "| {} | {} | {} / {} | {} | {} / {} / {} | {:.1} / {:.1} / {:.1} | {} | {} |\n",
             r.attack,
             r.size,
             ms(r.p50),
@@ -795,7 +807,8 @@ fn main() {
             r.before.1,
             r.during.1,
             r.after.1,
-            r.outcome
+            r.outcome,
+            if r.ok { "met" } else { "MISSED" }
         ));
     }
     print!("{md}");
@@ -803,4 +816,7 @@ fn main() {
         let _ = std::fs::create_dir_all(parent);
     }
     let _ = std::fs::write(&out, &md);
+    if rows.iter().any(|r| !r.ok) {
+        std::process::exit(1);
+    }
 }

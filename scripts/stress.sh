@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make stress`: floods, churn and a lost manager against the release binaries on loopback
 # (scripts/stress.py does the work; it needs python3, standard library only). Prints a
-# Markdown table of what was sent and what survived, writes it to bench/STRESS.md, and
-# exits non-zero when a check fails. Takes about two and a half minutes.
+# Markdown table of what was sent and what survived, writes it to bench/STRESS.md, then
+# runs the abuse attacks (examples/abuse.rs) into bench/ABUSE.md, and exits non-zero when
+# a check fails. Takes about four minutes.
 #
 #   STRESS_ARGS="--only 7 --churn-seconds 10"   run part of it (see scripts/stress.py --help)
 #   STRESS_KEEP=dir                            keep configs and logs in dir
@@ -25,4 +26,10 @@ fi
 args=(--bin "$BIN" --out bench/STRESS.md)
 [ -n "${STRESS_KEEP:-}" ] && args+=(--workdir "$STRESS_KEEP")
 # shellcheck disable=SC2086
-exec timeout --kill-after=10 480 python3 scripts/stress.py "${args[@]}" ${STRESS_ARGS:-}
+status=0
+timeout --kill-after=10 480 python3 scripts/stress.py "${args[@]}" ${STRESS_ARGS:-} || status=$?
+# The abuse attacks (crowds of idle sockets, random origins and fresh keys, upload
+# squatters, newcomers' complaints), each beside a genuine user: bench/ABUSE.md.
+[ -x "$BIN/examples/abuse" ] || cargo build --release --example abuse
+timeout --kill-after=10 400 "$BIN/examples/abuse" --bin "$BIN" --out bench/ABUSE.md || status=$?
+exit "$status"
