@@ -147,6 +147,8 @@ pub struct Registry<C> {
     trust_after: Duration,
     /// Whether the manager dials back newcomers (then only those it reached may relay).
     probing: bool,
+    /// Complaints that did not count, logged once a minute per complainer.
+    uncounted: crate::limits::LogLimiter<u32>,
     /// Outboxes holding changes their writers have not been woken for.
     nudges: Vec<Outbox>,
     /// Called when `nudges` stops being empty (it must not block).
@@ -186,6 +188,7 @@ impl<C> Registry<C> {
             suspicion: Suspicion::new(3),
             trust_after: Duration::ZERO,
             probing: false,
+            uncounted: crate::limits::LogLimiter::new(Duration::from_secs(60)),
             slots: BTreeMap::new(),
             serial: 0,
             by_id: HashMap::new(),

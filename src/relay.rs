@@ -76,6 +76,15 @@ impl Suspicion {
         self.judge(suspect, voters)
     }
 
+    /// How many times `complainer` has complained about `suspect` (as counted).
+    pub fn count(&self, complainer: u32, suspect: u32) -> u32 {
+        self.counts
+            .get(&suspect)
+            .and_then(|c| c.get(&complainer))
+            .copied()
+            .unwrap_or(0)
+    }
+
     fn backs(&self, complainer: u32, suspect: u32) -> bool {
         self.counts
             .get(&suspect)

@@ -57,13 +57,15 @@ fn newcomers_complaining_together_cannot_cut_a_servant_off() {
     let m = start_manager(&dir, "<timeout>1.5</timeout><probe>false</probe>");
     let s = start_mesh(&dir, m.port, &["alice", "bob"]);
     let _attackers = complain_from_three(m.port, &s[0].id, Duration::ZERO);
+    // Logged once a minute per complainer: a client may send them as fast as it likes.
     assert_eq!(
         m.proc
             .count_log("from fake5 (slot 3) not counted: listed for less than 30 s"),
-        3,
+        1,
         "{}",
         dump()
     );
+    assert_eq!(m.proc.count_log("not counted"), 3, "{}", dump());
     assert_eq!(m.proc.count_log("is unreachable"), 0, "{}", dump());
 }
 
@@ -76,7 +78,7 @@ fn complaints_about_a_servant_the_manager_reached_change_nothing() {
     assert_eq!(
         m.proc
             .count_log("not counted: the manager reached it, so it stays direct"),
-        9,
+        3, // one per complainer: logged once a minute each
         "{}",
         dump()
     );

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::{Effects, Registry, Slot, Ticket};
+use crate::limits::LogLimiter;
 use crate::outbox::Refused;
 use crate::protocol::{peer_xml, ManagerMessage};
 use crate::relay::{choose_relay, Suspicion, Verdict, Voters, MIN_ADDRESSES};
@@ -69,22 +70,44 @@ impl<C> Registry<C> {
             return Ok(fx);
         }
         let (who, by) = (self.label(suspect), self.label(t.offset));
+        // Complaints that do not count are logged once a minute per complainer: a client
+        // may send them as fast as it likes.
+        let mut uncounted = |why: String, log: &mut LogLimiter<u32>| {
+            if let Some(held) = log.allow(&t.offset) {
+                let more = match held {
+                    0 => String::new(),
+                    n => format!(" ({n} more not counted since the last such line)"),
+                };
+                fx.notes.push(format!(
+                    "complaint about {who} from {by} not counted: {why}{more}"
+                ));
+            }
+        };
         if accused.dialed_back {
-            fx.notes.push(format!(
-                "complaint about {who} from {by} not counted: the manager reached it, so it stays direct"
-            ));
+            uncounted(
+                "the manager reached it, so it stays direct".into(),
+                &mut self.uncounted,
+            );
             return Ok(fx);
         }
         let now = Instant::now();
         let voters = self.voters(now);
         if !voters.contains_key(&t.offset) {
-            fx.notes.push(format!(
-                "complaint about {who} from {by} not counted: listed for less than {} s",
-                self.trust_after.as_secs_f64()
-            ));
+            uncounted(
+                format!("listed for less than {} s", self.trust_after.as_secs_f64()),
+                &mut self.uncounted,
+            );
             return Ok(fx);
         }
-        match self.suspicion.complain(t.offset, suspect, &voters) {
+        let verdict = self.suspicion.complain(t.offset, suspect, &voters);
+        // Past the threshold a complainer's further complaints change nothing it has not
+        // said: not logged.
+        if self.suspicion.count(t.offset, suspect) > self.suspicion.threshold
+            && matches!(verdict, Verdict::Suspected { .. })
+        {
+            return Ok(fx);
+        }
+        match verdict {
             Verdict::Suspected {
                 backing,
                 needed,
