@@ -25,6 +25,10 @@ NET=10.77.0                         # host i is $NET.i/24
 MGR_PORT=8585
 MGR_TIMEOUT=${LAB_MGR_TIMEOUT:-3}   # manager <timeout>: seconds of silence before a drop
 HEARTBEAT=${LAB_HEARTBEAT:-0.5}     # servant <heartbeat>
+# manager <trustafter>: how long a servant is listed before it may relay or complain. The
+# default (30 s) would have every scenario wait half a minute for a relay in a network that
+# has just started; LAB_TRUST_AFTER=30 shows that.
+TRUST_AFTER=${LAB_TRUST_AFTER:-1}
 LOSS=${LAB_LOSS:-10}                # scenario 6: percent of packets dropped on the lossy host
 TEST_N=${LAB_N:-5}                  # hosts for `test` (at least 5)
 BIN_SRC=${GENP2P_BIN:-$ROOT/target/release}
@@ -230,6 +234,7 @@ write_manager_config() {
 <manager>
   <port>$MGR_PORT</port>
   <timeout>$MGR_TIMEOUT</timeout>
+  <trustafter>$TRUST_AFTER</trustafter>
 </manager>
 EOF
 }
