@@ -203,6 +203,22 @@ fn connect_from(from: Ipv4Addr, port: u16, rcvbuf: Option<usize>) -> io::Result<
     Ok(s.into())
 }
 
+/// Lowers the calling thread's priority to nice 19: attackers stand for hosts elsewhere,
+/// whose CPU is not the servants' (as `scripts/stress.py --attacker-nice` does for its
+/// processes). Linux takes a thread id for `renice -p`.
+fn nice_this_thread() {
+    let tid = std::fs::read_link("/proc/thread-self")
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    if let Some(tid) = tid {
+        let _ = Command::new("renice")
+            .args(["-n", "19", "-p", &tid])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
 /// Threads and RSS (MiB) of a process.
 fn usage(pid: u32) -> (u64, f64) {
     (threads(pid), rss_kb(pid) as f64 / 1024.0)
@@ -272,6 +288,7 @@ fn hold_idle(
         .map(|a| {
             let (stop, reopened) = (Arc::clone(&stop), Arc::clone(&reopened));
             thread::spawn(move || {
+                nice_this_thread();
                 let from = Ipv4Addr::new(127, 0, 3, 10 + a as u8);
                 let mut held: Vec<Option<TcpStream>> = (0..per).map(|_| None).collect();
                 let mut buf = [0u8; 64];
@@ -412,6 +429,7 @@ fn origins(ctx: &Ctx) -> Vec<Row> {
     let mut s = TcpStream::connect(("127.0.0.1", aport)).expect("connect to alice");
     let link = open_link(&mut s, &me, "mallory").expect("a link");
     let flood = thread::spawn(move || {
+        nice_this_thread();
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
         let mut buf = String::with_capacity(1 << 20);
         let end = Instant::now() + Duration::from_secs(120);
@@ -472,6 +490,7 @@ fn origins(ctx: &Ctx) -> Vec<Row> {
         .map(|t| {
             let made = Arc::clone(&made);
             thread::spawn(move || {
+                nice_this_thread();
                 let end = Instant::now() + Duration::from_secs(120);
                 for k in 0..10_000 {
                     if Instant::now() > end {
@@ -605,6 +624,7 @@ fn squat(ctx: &Ctx) -> Row {
         .map(|i| {
             let (stop, reopened, id) = (Arc::clone(&stop), Arc::clone(&reopened), id.clone());
             thread::spawn(move || {
+                nice_this_thread();
                 let from = Ipv4Addr::new(127, 0, 4, 10 + i as u8);
                 let end = Instant::now() + Duration::from_secs(150);
                 let mut buf = [0u8; 1];
