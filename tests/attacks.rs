@@ -929,3 +929,43 @@ fn a_relay_that_passes_on_nothing_is_given_up_for_another() {
     hidden.wait_heard("alice", "through a relay that keeps it");
     drop(eve);
 }
+
+#[test]
+fn fresh_keys_by_the_thousand_are_forgotten_and_a_forgotten_author_is_heard_again() {
+    // 5,200 handshakes, each with a new key and one line: more authors than a servant
+    // remembers beyond its list (4,096). The first of them, forgotten by then, speaks
+    // again on its own link: its next line is shown, not taken for a duplicate.
+    let dir = TestDir::new("attack-fresh-keys");
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let alice = start_servant(&dir, "alice", m.port, "");
+    let first = Arc::new(new_identity());
+    let mut p = RawPeer::connect(alice.port, first.clone(), "first");
+    p.say(1, "the first stranger");
+    alice.wait_heard("first", "the first stranger");
+    let workers: Vec<_> = (0..2)
+        .map(|w| {
+            let port = alice.port;
+            thread::spawn(move || {
+                for k in 0..2600 {
+                    let mut q =
+                        RawPeer::connect(port, Arc::new(new_identity()), &format!("s{w}x{k}"));
+                    q.say(1, "hi");
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().expect("a worker");
+    }
+    alice
+        .proc
+        .wait_log("authors that are not listed are remembered at most");
+    p.say(2, "still here");
+    alice.wait_heard("first", "still here");
+    assert_eq!(
+        alice.heard_from("first"),
+        vec!["the first stranger", "still here"],
+        "{}",
+        dump()
+    );
+}

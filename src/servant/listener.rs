@@ -820,6 +820,10 @@ fn receive(
             }
         });
     if !evicted.is_empty() {
+        static TOLD: std::sync::Once = std::sync::Once::new();
+        TOLD.call_once(|| {
+            info!("{STRANGERS} authors that are not listed are remembered at most; the least recently heard are forgotten (logged once)")
+        });
         debug!(
             "{} authors that are not listed forgotten (at most {STRANGERS} are kept)",
             evicted.len()
