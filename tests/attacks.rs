@@ -908,7 +908,9 @@ fn a_relay_that_passes_on_nothing_is_given_up_for_another() {
     });
     hidden.wait_knows(&["alice"]);
     alice.proc.send("through a relay that keeps it");
-    // hidden speaks to alice, whose answer says she wrote line 1: eve never brings it.
+    // Signed and sent (eve has it) before hidden speaks to alice, whose answer then says
+    // she wrote line 1: eve never brings it.
+    eve.wait_line("alice's line", |l| l.ends_with(" through a relay that keeps it"));
     hidden.proc.send("anyone there?");
     alice.wait_heard("hidden", "anyone there?");
     // Within the sender reading SAID (5 s), `relay_watch::GRACE` (15 s) and the core's look
