@@ -897,7 +897,7 @@ fn a_relay_that_passes_on_nothing_is_given_up_for_another() {
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let mut hidden = start_servant(
+    let hidden = start_servant(
         &dir,
         "hidden",
         m.port,
@@ -908,13 +908,13 @@ fn a_relay_that_passes_on_nothing_is_given_up_for_another() {
     });
     hidden.wait_knows(&["alice"]);
     alice.proc.send("through a relay that keeps it");
-    // Signed and sent (eve has it) before hidden speaks to alice, whose answer then says
-    // she wrote line 1: eve never brings it.
-    eve.wait_line("alice's line", |l| l.ends_with(" through a relay that keeps it"));
-    hidden.proc.send("anyone there?");
-    alice.wait_heard("hidden", "anyone there?");
-    // Within the sender reading SAID (5 s), `relay_watch::GRACE` (15 s) and the core's look
-    // around (5 s).
+    // hidden says nothing: while relayed, its idle sender to alice pings every 5 s, and
+    // alice answers with her `SAID`: she wrote line 1, and eve never brings it.
+    eve.wait_line("alice's line", |l| {
+        l.ends_with(" through a relay that keeps it")
+    });
+    // Within a ping and the sender reading SAID (5 s each), `relay_watch::GRACE` (15 s)
+    // and the core's look around (5 s).
     try_wait_for(Duration::from_secs(45), || {
         (hidden
             .proc

@@ -175,6 +175,8 @@ struct Core {
     relay_watch: Option<(Instant, bool)>,
     /// What the servants we send to say they wrote (see `relay_watch`).
     said: Arc<relay_watch::Said>,
+    /// Set while we pull from a relay, for the senders (`Target::relayed`).
+    relayed: Arc<std::sync::atomic::AtomicBool>,
     /// When the core next looks around on its own (`TICK`).
     next_tick: Instant,
     /// This run's downloads, for `/downloads`.
@@ -544,6 +546,7 @@ fn run_joined(
         puller: None,
         relay_watch: None,
         said: Default::default(),
+        relayed: Default::default(),
         next_tick: Instant::now() + TICK,
         downloads: Arc::new(Downloads::default()),
         joined: Instant::now(),
@@ -879,6 +882,7 @@ impl Core {
                 if let Some(p) = self.puller.take() {
                     info!("no longer pulling from {}", p.relay_label);
                 }
+                self.relayed.store(false, Ordering::Relaxed);
             }
         }
     }
@@ -921,6 +925,7 @@ impl Core {
             Ok(p) => {
                 self.puller = Some(p);
                 self.relay_watch = Some((Instant::now(), false));
+                self.relayed.store(true, Ordering::Relaxed);
             }
             Err(e) => warn!("cannot start pulling from {}: {e}", relay.label()),
         }
@@ -1192,6 +1197,7 @@ impl Core {
             expect: Some(expect),
             network: self.inbound.network.clone(),
             complain,
+            relayed: Arc::clone(&self.relayed),
             said: {
                 let (said, id) = (Arc::clone(&self.said), entry.id.clone());
                 Box::new(move |inc, seq| {

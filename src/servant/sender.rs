@@ -253,6 +253,8 @@ pub struct Target {
     pub complain: Box<dyn Fn() + Send>,
     /// Told the peer's `SAID INC SEQ` (see `relay_watch`).
     pub said: Box<dyn Fn(u64, u64) + Send>,
+    /// Set while we pull from a relay (then idle connections ping every `IDLE_WAKE`).
+    pub relayed: Arc<AtomicBool>,
 }
 
 /// Starts the sender thread for one peer: the per-peer part of the article's
@@ -419,11 +421,18 @@ impl Sender {
                     }
                 }
                 Err(RecvTimeoutError::Timeout) => {
+                    // While we are relayed, every `PING` fetches a `SAID`: the relay is
+                    // checked every few seconds even when we say nothing.
+                    let ping_every = if self.target.relayed.load(Ordering::Relaxed) {
+                        IDLE_WAKE
+                    } else {
+                        PING_EVERY
+                    };
                     let idle = {
                         let st = self.wire.lock();
                         st.queued == 0
                             && st.partial.is_none()
-                            && st.last_write.is_none_or(|t| t.elapsed() >= PING_EVERY)
+                            && st.last_write.is_none_or(|t| t.elapsed() >= ping_every)
                     };
                     if let (true, Some(conn), Some(tags)) = (idle, &self.conn, &self.tags) {
                         let ping = [&tags.prefix(b"PING")[..], b"PING\n"].concat();
