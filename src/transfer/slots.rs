@@ -24,6 +24,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::limits::LogLimiter;
+
 /// Progress is counted in steps of this many bytes.
 pub const STEP: u64 = 64 * 1024;
 /// A slot that has not moved a step for this long goes to a newcomer who needs it. An
@@ -49,7 +51,6 @@ struct Held {
     closer: Option<TcpStream>,
 }
 
-#[derive(Default)]
 struct Table {
     held: Vec<Held>,
     next: u64,
@@ -57,6 +58,8 @@ struct Table {
     /// one over themselves (or squatters would take each other's in a chain, and keep
     /// every slot fresh).
     lost: HashMap<IpAddr, Instant>,
+    /// Take-overs, logged once a minute per address.
+    log: LogLimiter<IpAddr>,
 }
 
 /// The upload slots of one servant.
@@ -137,7 +140,12 @@ impl UploadSlots {
     pub fn new(max: usize) -> UploadSlots {
         UploadSlots {
             max,
-            table: Mutex::new(Table::default()),
+            table: Mutex::new(Table {
+                held: Vec::new(),
+                next: 0,
+                lost: HashMap::new(),
+                log: LogLimiter::new(Duration::from_secs(60)),
+            }),
             base: Instant::now(),
         }
     }
@@ -233,13 +241,20 @@ impl UploadSlots {
             moved: Arc::clone(&moved),
             closer,
         });
+        let logged = preempted.as_ref().and_then(|h| t.log.allow(&h.ip));
         drop(t);
         if let Some(h) = preempted {
-            log::info!(
-                "upload slot of {} taken over: it moved nothing for {} s",
-                h.ip,
-                PREEMPT_AFTER.as_secs()
-            );
+            if let Some(held) = logged {
+                let more = match held {
+                    0 => String::new(),
+                    n => format!(" ({n} more since the last such line)"),
+                };
+                log::info!(
+                    "upload slot of {} taken over: it moved nothing for {} s{more}",
+                    h.ip,
+                    PREEMPT_AFTER.as_secs()
+                );
+            }
             if let Some(s) = h.closer {
                 let _ = s.shutdown(Shutdown::Both);
             }
