@@ -551,7 +551,7 @@ fn origins(ctx: &Ctx) -> Vec<Row> {
             ok: lost == 0,
             outcome: format!(
                 "shown; at most {} unlisted authors remembered, {} names pinned",
-                genp2p::servant::listener::STRANGERS,
+                genp2p::servant::seen::STRANGERS,
                 genp2p::servant::known::MAX_PINS
             ),
         },

@@ -27,6 +27,7 @@ pub mod link;
 pub mod listener;
 pub mod relay_watch;
 pub mod relaying;
+pub mod seen;
 pub mod sender;
 
 use std::collections::{HashMap, HashSet};
@@ -52,8 +53,9 @@ use bans::Bans;
 use console::{Input, HELP};
 use dispatch::{Dispatch, PeerQueue};
 use link::{LinkEvent, ManagerWriter, Registration};
-use listener::{Inbound, Seen};
+use listener::Inbound;
 use relaying::{Hub, Puller};
+use seen::Seen;
 use sender::{Outgoing, Target, Wire};
 
 /// How often the core looks around on its own: the authors banned by address (host names

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::listener::Seen;
+use super::seen::Seen;
 
 /// A line a peer said must have come through the relay this long after we learnt of it.
 pub const GRACE: Duration = Duration::from_secs(15);
