@@ -92,23 +92,44 @@ impl Suspicion {
             .is_some_and(|&n| n >= self.threshold)
     }
 
-    /// A voter that backs complaints against every other voter (at least two): the
-    /// trouble is on its side.
+    /// The voters that back complaints against every other voter (at least two): the
+    /// trouble is on their side. One pass over the counts, not one per voter: the manager
+    /// asks under its lock, with a thousand servants listed.
+    pub fn troubled(&self, voters: &Voters) -> BTreeSet<u32> {
+        let others = voters.len().saturating_sub(1);
+        if others < 2 {
+            return BTreeSet::new();
+        }
+        let mut backed: HashMap<u32, usize> = HashMap::new();
+        for (suspect, by) in &self.counts {
+            if !voters.contains_key(suspect) {
+                continue;
+            }
+            for (&c, &n) in by {
+                if c != *suspect && n >= self.threshold && voters.contains_key(&c) {
+                    *backed.entry(c).or_default() += 1;
+                }
+            }
+        }
+        backed
+            .into_iter()
+            .filter(|&(_, n)| n == others)
+            .map(|(c, _)| c)
+            .collect()
+    }
+
+    /// Whether `complainer` is one of the `troubled` voters.
     pub fn is_troubled(&self, complainer: u32, voters: &Voters) -> bool {
-        let others: Vec<u32> = voters
-            .keys()
-            .copied()
-            .filter(|&o| o != complainer)
-            .collect();
-        others.len() >= 2 && others.iter().all(|&s| self.backs(complainer, s))
+        self.troubled(voters).contains(&complainer)
     }
 
     /// Judges `suspect` against the current counts.
     pub fn judge(&self, suspect: u32, voters: &Voters) -> Verdict {
+        let troubled = self.troubled(voters);
         let counted: Vec<u32> = voters
             .keys()
             .copied()
-            .filter(|&o| o != suspect && !self.is_troubled(o, voters))
+            .filter(|&o| o != suspect && !troubled.contains(&o))
             .collect();
         let backers: Vec<u32> = counted
             .iter()

@@ -6,6 +6,7 @@
 //! which relays the servants they served gave up. Everything here runs under the
 //! manager's lock and does no I/O, like the rest of the registry.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -200,23 +201,27 @@ impl<C> Registry<C> {
         let Some(client) = self.slots.get(&offset) else {
             return Vec::new();
         };
+        // Each computed once, in one pass: this runs under the manager's lock, every
+        // second for each servant still waiting for a relay.
+        let troubled = self.suspicion.troubled(&voters);
+        let mut load: HashMap<u32, usize> = HashMap::new();
+        for r in self.slots.values().filter_map(|c| c.relay) {
+            *load.entry(r).or_default() += 1;
+        }
         self.slots
             .iter()
             .filter(|(&o, s)| {
                 o != offset
                     && voters.contains_key(&o)
                     && (s.dialed_back || !self.probing)
-                    && !self.suspicion.is_troubled(o, &voters)
+                    && !troubled.contains(&o)
                     && s.abandoned_by.len() < ABANDONED_BY
                     && !s
                         .id
                         .as_ref()
                         .is_some_and(|id| client.abandoned.contains(id))
             })
-            .map(|(&o, _)| {
-                let load = self.slots.values().filter(|c| c.relay == Some(o)).count();
-                (o, load)
-            })
+            .map(|(&o, _)| (o, load.get(&o).copied().unwrap_or(0)))
             .collect()
     }
 
