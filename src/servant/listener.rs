@@ -17,7 +17,7 @@
 use std::collections::{HashMap, HashSet};
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -64,7 +64,7 @@ pub struct Inbound {
     pub relayed: Mutex<HashMap<String, Instant>>,
     /// The ids of the servants listed at a banned address (bans follow the author);
     /// written by the core.
-    pub banned_authors: Mutex<HashSet<String>>,
+    pub banned_authors: BannedAuthors,
     /// Lines by those authors dropped, for `/bans`.
     pub banned_lines: AtomicU64,
     /// The number of the last line we have written ourselves (set by the typist).
@@ -83,13 +83,52 @@ pub struct Inbound {
     pub pipe: Option<Arc<Pipe>>,
 }
 
-impl Inbound {
-    pub fn banned_authors(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.banned_authors
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
+/// The ids banned because a ban covers the address they are listed at. Asked for every
+/// line received, by every receiving thread: while there are none (the usual case) the
+/// answer comes from an atomic, without the lock.
+#[derive(Default)]
+pub struct BannedAuthors {
+    ids: Mutex<HashSet<String>>,
+    count: AtomicUsize,
+}
+
+impl BannedAuthors {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.ids.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    pub fn contains(&self, id: &str) -> bool {
+        !self.is_empty() && self.lock().contains(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Replaces the whole set.
+    pub fn set(&self, ids: HashSet<String>) {
+        let mut set = self.lock();
+        *set = ids;
+        self.count.store(set.len(), Ordering::Relaxed);
+    }
+
+    /// Adds `id` to the set, or takes it out.
+    pub fn mark(&self, id: &str, banned: bool) {
+        let mut set = self.lock();
+        if banned {
+            set.insert(id.to_owned());
+        } else {
+            set.remove(id);
+        }
+        self.count.store(set.len(), Ordering::Relaxed);
+    }
+}
+
+impl Inbound {
     /// Shows a received line: straight into standard output when it is a pipe (printed
     /// by this thread), through the `stdout` thread when it is a terminal.
     pub fn show(&self, parts: &[&str]) {
@@ -578,7 +617,7 @@ fn receive(
     // A ban on an address holds for its servants' lines on any path (a relay, a
     // forwarder, or their own link opened from another address), not only for
     // connections from it.
-    if inbound.banned_authors().contains(m.origin) {
+    if inbound.banned_authors.contains(m.origin) {
         inbound.banned_lines.fetch_add(1, Ordering::Relaxed);
         return drops.note(
             peer,

@@ -610,7 +610,7 @@ impl Core {
                 Ok(Event::Input(Input::Bans)) => {
                     let bans = self.inbound.bans.targets();
                     let dropped = self.inbound.banned_lines.load(Ordering::Relaxed);
-                    let authors = self.inbound.banned_authors().len();
+                    let authors = self.inbound.banned_authors.len();
                     if bans.is_empty() {
                         self.print("no bans".to_owned());
                     } else {
@@ -1047,7 +1047,7 @@ impl Core {
             .filter(|e| self.at_banned_address(e))
             .filter_map(|e| e.id.clone())
             .collect();
-        *self.inbound.banned_authors() = banned;
+        self.inbound.banned_authors.set(banned);
     }
 
     /// While we pull from a relay: if a servant we send to said it wrote a line that the
@@ -1057,7 +1057,7 @@ impl Core {
         let (Some(p), Some((since, false))) = (&self.puller, self.relay_watch) else {
             return;
         };
-        let banned = self.inbound.banned_authors().clone();
+        let banned = &self.inbound.banned_authors;
         let late = self
             .said
             .overdue(&self.inbound.seen, since, now, &|id| banned.contains(id));
@@ -1094,13 +1094,10 @@ impl Core {
     }
 
     fn note_banned(&self, e: &PeerEntry) {
-        let Some(id) = &e.id else { return };
-        let banned = self.at_banned_address(e);
-        let mut set = self.inbound.banned_authors();
-        if banned {
-            set.insert(id.clone());
-        } else {
-            set.remove(id);
+        if let Some(id) = &e.id {
+            self.inbound
+                .banned_authors
+                .mark(id, self.at_banned_address(e));
         }
     }
 
