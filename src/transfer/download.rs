@@ -100,13 +100,27 @@ fn when_not_busy<T>(mut ask: impl FnMut() -> io::Result<T>) -> io::Result<T> {
     let deadline = std::time::Instant::now() + Duration::from_secs(5);
     loop {
         match ask() {
-            Err(e) if e.to_string().starts_with("busy") && std::time::Instant::now() < deadline => {
+            Err(e)
+                if e.kind() == io::ErrorKind::ResourceBusy
+                    && std::time::Instant::now() < deadline =>
+            {
                 thread::sleep(pause);
                 pause = (pause * 2).min(Duration::from_secs(1));
             }
             other => return other,
         }
     }
+}
+
+/// A source's `ERR REASON` as an error; `busy` (its upload slots) is `ResourceBusy`, which
+/// `when_not_busy` asks again after.
+fn refusal(reason: &str) -> io::Error {
+    let kind = if reason.starts_with("busy") {
+        io::ErrorKind::ResourceBusy
+    } else {
+        io::ErrorKind::Other
+    };
+    err(kind, reason)
 }
 
 fn list_files_once(peer: &Peer) -> io::Result<Vec<Offer>> {
@@ -119,7 +133,7 @@ fn list_files_once(peer: &Peer) -> io::Result<Vec<Offer>> {
             return Ok(out);
         }
         if let Some(e) = line.strip_prefix("ERR ") {
-            return Err(err(io::ErrorKind::Other, e));
+            return Err(refusal(e));
         }
         let mut w = line.splitn(5, ' ');
         if let (Some("FILE"), Some(id), Some(size), Some(state), Some(name)) =
@@ -176,7 +190,7 @@ fn fetch_manifest_once(peer: &Peer, id: &str) -> io::Result<Manifest> {
     s.write_all(format!("MANIFEST {id}\n").as_bytes())?;
     let head = read_line(&mut r)?;
     if let Some(e) = head.strip_prefix("ERR ") {
-        return Err(err(io::ErrorKind::Other, e));
+        return Err(refusal(e));
     }
     let Some(rest) = head.strip_prefix("MANIFEST ") else {
         return Err(err(
