@@ -661,28 +661,57 @@ fn a_changed_key_is_warned_about_and_marked_until_trusted() {
     let _ = &mut bob;
 }
 
+/// A manager, eve (a `Fake`, registered first so she is the relay the manager picks),
+/// alice (a servant) and hidden (firewalled: it pulls from eve once started).
+struct EveRelays {
+    m: Manager,
+    eve: Fake,
+    alice: Servant,
+    hidden: Servant,
+    /// Last, so it is removed after every process has stopped.
+    _dir: TestDir,
+}
+
+impl EveRelays {
+    fn start(test: &str) -> EveRelays {
+        let dir = TestDir::new(test);
+        let m = start_manager(&dir, "<timeout>1.5</timeout><trustafter>0.3</trustafter>");
+        let eve = Fake::start(m.port, "eve");
+        let alice = start_servant(&dir, "alice", m.port, "");
+        alice.wait_knows(&["eve"]);
+        let hidden_port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let hidden = start_servant(
+            &dir,
+            "hidden",
+            m.port,
+            &format!("<publicport>{hidden_port}</publicport>"),
+        );
+        m.proc.wait_stderr("hidden's relay", |l| {
+            l.contains("hidden (slot ") && l.contains(" pulls from eve")
+        });
+        EveRelays {
+            m,
+            eve,
+            alice,
+            hidden,
+            _dir: dir,
+        }
+    }
+}
+
 #[test]
 fn a_relay_that_alters_a_line_gets_it_dropped_and_the_rest_arrive() {
-    // eve registers first, so she is the relay the manager picks; hidden is firewalled.
-    let dir = TestDir::new("attack-relay");
-    let m = start_manager(&dir, "<timeout>1.5</timeout><trustafter>0.3</trustafter>");
-    let eve = Fake::start(m.port, "eve");
-    let mut alice = start_servant(&dir, "alice", m.port, "");
-    alice.wait_knows(&["eve"]);
-    let hidden_port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let hidden = start_servant(
-        &dir,
-        "hidden",
-        m.port,
-        &format!("<publicport>{hidden_port}</publicport>"),
-    );
-    m.proc.wait_log("hidden (slot ");
-    m.proc.wait_stderr("hidden's relay", |l| {
-        l.contains("hidden (slot ") && l.contains(" pulls from eve")
-    });
+    // Bound first, so the folder is dropped last.
+    let EveRelays {
+        _dir,
+        m: _m,
+        eve,
+        mut alice,
+        hidden,
+    } = EveRelays::start("attack-relay");
     let puller = wait_for("hidden to pull from eve", || {
         eve.pullers
             .lock()
@@ -887,25 +916,14 @@ fn a_ban_on_an_address_drops_its_servants_lines_through_a_relay_and_from_elsewhe
 
 #[test]
 fn a_relay_that_passes_on_nothing_is_given_up_for_another() {
-    // eve registers first, so she is the relay the manager picks; she passes on nothing.
-    let dir = TestDir::new("attack-silent-relay");
-    let m = start_manager(&dir, "<timeout>1.5</timeout><trustafter>0.3</trustafter>");
-    let eve = Fake::start(m.port, "eve");
-    let mut alice = start_servant(&dir, "alice", m.port, "");
-    alice.wait_knows(&["eve"]);
-    let hidden_port = {
-        let l = TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap().port()
-    };
-    let hidden = start_servant(
-        &dir,
-        "hidden",
-        m.port,
-        &format!("<publicport>{hidden_port}</publicport>"),
-    );
-    m.proc.wait_stderr("hidden's relay", |l| {
-        l.contains("hidden (slot ") && l.contains(" pulls from eve")
-    });
+    // eve passes on nothing.
+    let EveRelays {
+        _dir,
+        m,
+        eve,
+        mut alice,
+        hidden,
+    } = EveRelays::start("attack-silent-relay");
     hidden.wait_knows(&["alice"]);
     alice.proc.send("through a relay that keeps it");
     // hidden says nothing: while relayed, its idle sender to alice pings every 5 s, and
