@@ -134,19 +134,24 @@ struct Ctx {
 }
 
 impl Ctx {
-    fn manager(&self, extra: &str) -> (Proc, u16) {
-        let cfg = self.dir.join("manager.xml");
-        std::fs::write(
-            &cfg,
-            format!("<manager><port>0</port><timeout>3</timeout>{extra}</manager>"),
-        )
-        .expect("write manager.xml");
-        let p = Proc::spawn(
-            &self.bin.join("connection-manager"),
+    /// Writes `text` to `file` in the run's folder and starts `program` on it.
+    fn start(&self, program: &str, file: &str, text: String) -> Proc {
+        let cfg = self.dir.join(file);
+        std::fs::write(&cfg, text).unwrap_or_else(|e| panic!("write {file}: {e}"));
+        Proc::spawn(
+            &self.bin.join(program),
             &["--config", cfg.to_str().unwrap()],
             &self.dir,
         )
-        .expect("start the manager");
+        .unwrap_or_else(|e| panic!("start {program}: {e}"))
+    }
+
+    fn manager(&self, extra: &str) -> (Proc, u16) {
+        let p = self.start(
+            "connection-manager",
+            "manager.xml",
+            format!("<manager><port>0</port><timeout>3</timeout>{extra}</manager>"),
+        );
         let line = p
             .wait_err("listening on", Duration::from_secs(10))
             .expect("the manager listens");
@@ -154,20 +159,13 @@ impl Ctx {
     }
 
     fn servant(&self, name: &str, manager: u16, extra: &str) -> (Proc, u16) {
-        let cfg = self.dir.join(format!("{name}.xml"));
-        std::fs::write(
-            &cfg,
+        let p = self.start(
+            "servant",
+            &format!("{name}.xml"),
             format!(
                 "<config><connectionmgr>127.0.0.1</connectionmgr><port>{manager}</port><name>{name}</name><listen>0</listen><heartbeat>1</heartbeat>{extra}</config>"
             ),
-        )
-        .expect("write a servant config");
-        let p = Proc::spawn(
-            &self.bin.join("servant"),
-            &["--config", cfg.to_str().unwrap()],
-            &self.dir,
-        )
-        .expect("start a servant");
+        );
         let line = p
             .wait_err(&format!("joined as {name} ("), Duration::from_secs(15))
             .unwrap_or_else(|| panic!("{name} joins"));
