@@ -222,20 +222,23 @@ fn usage(pid: u32) -> (u64, f64) {
     (threads(pid), rss_kb(pid) as f64 / 1024.0)
 }
 
-/// What a genuine user saw: `from` says `count` numbered lines, one every `every`, and
-/// `to` shows them; the delay of each, and how many never came.
-fn probe(
-    from: &mut Proc,
-    to: &Proc,
-    name: &str,
-    tag: &str,
-    count: usize,
-    every: Duration,
-) -> (f64, f64, usize) {
+/// A manager (probe off), alice (the servant attacked) and carol (a genuine user who
+/// chats to her), settled: the manager, its port, alice, her port, carol.
+fn alice_and_carol(ctx: &Ctx) -> (Proc, u16, Proc, u16, Proc) {
+    let (m, mport) = ctx.manager("<probe>false</probe>");
+    let (alice, aport) = ctx.servant("alice", mport, "");
+    let (carol, _) = ctx.servant("carol", mport, "");
+    thread::sleep(Duration::from_millis(500));
+    (m, mport, alice, aport, carol)
+}
+
+/// What a genuine user saw: carol (`from`) says 100 numbered lines, one every `every`,
+/// and `to` shows them; the delay of each (p50, p99, in ms), and how many never came.
+fn probe(from: &mut Proc, to: &Proc, tag: &str, every: Duration) -> (f64, f64, usize) {
     let mut sent = Vec::new();
-    for k in 0..count {
+    for k in 0..100 {
         let text = format!("{tag} {k}");
-        sent.push((Instant::now(), format!("<{name}> {text}")));
+        sent.push((Instant::now(), format!("<carol> {text}")));
         from.send(&text);
         thread::sleep(every);
     }
@@ -318,10 +321,7 @@ fn hold_idle(
 }
 
 fn places(ctx: &Ctx) -> Row {
-    let (_m, mport) = ctx.manager("<probe>false</probe>");
-    let (alice, aport) = ctx.servant("alice", mport, "");
-    let (mut carol, _) = ctx.servant("carol", mport, "");
-    thread::sleep(Duration::from_millis(500));
+    let (_m, mport, alice, aport, mut carol) = alice_and_carol(ctx);
     let before = usage(alice.pid());
     let stop = Arc::new(AtomicBool::new(false));
     let reopened = Arc::new(AtomicU64::new(0));
@@ -349,14 +349,7 @@ fn places(ctx: &Ctx) -> Row {
             )
             .map(|s| s.duration_since(t).as_secs_f64())
     });
-    let (p50, p99, lost) = probe(
-        &mut carol,
-        &alice,
-        "carol",
-        "places",
-        100,
-        Duration::from_millis(20),
-    );
+    let (p50, p99, lost) = probe(&mut carol, &alice, "places", Duration::from_millis(20));
     let during = usage(alice.pid());
     stop.store(true, Ordering::Relaxed);
     for h in holders {
@@ -417,10 +410,7 @@ fn tagged(link: &Link, line: &str) -> String {
 }
 
 fn origins(ctx: &Ctx) -> Vec<Row> {
-    let (_m, mport) = ctx.manager("<probe>false</probe>");
-    let (alice, aport) = ctx.servant("alice", mport, "");
-    let (mut carol, _) = ctx.servant("carol", mport, "");
-    thread::sleep(Duration::from_millis(500));
+    let (_m, _, alice, aport, mut carol) = alice_and_carol(ctx);
     let before = usage(alice.pid());
     // 1,000,000 lines under random origins, on one authenticated link.
     let me = Identity::ephemeral().expect("a key");
@@ -457,14 +447,7 @@ fn origins(ctx: &Ctx) -> Vec<Row> {
         }
         sent
     });
-    let (p50, p99, lost) = probe(
-        &mut carol,
-        &alice,
-        "carol",
-        "origins",
-        100,
-        Duration::from_millis(50),
-    );
+    let (p50, p99, lost) = probe(&mut carol, &alice, "origins", Duration::from_millis(50));
     let during = usage(alice.pid());
     let sent = flood.join().unwrap_or(0);
     thread::sleep(Duration::from_secs(3));
@@ -518,14 +501,7 @@ fn origins(ctx: &Ctx) -> Vec<Row> {
             })
         })
         .collect();
-    let (p50, p99, lost) = probe(
-        &mut carol,
-        &alice,
-        "carol",
-        "keys",
-        100,
-        Duration::from_millis(50),
-    );
+    let (p50, p99, lost) = probe(&mut carol, &alice, "keys", Duration::from_millis(50));
     let during = usage(alice.pid());
     for k in keys {
         let _ = k.join();
