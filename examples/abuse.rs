@@ -750,32 +750,23 @@ fn main() {
         std::env::temp_dir()
     };
     let mut rows = Vec::new();
-    for (name, run) in [
-        ("places", places as fn(&Ctx) -> Row),
-        ("squat", squat),
-        ("complaints", complaints),
-    ] {
+    let attacks: [(&str, fn(&Ctx) -> Vec<Row>); 4] = [
+        ("places", |c| vec![places(c)]),
+        ("squat", |c| vec![squat(c)]),
+        ("complaints", |c| vec![complaints(c)]),
+        ("origins", origins),
+    ];
+    for (name, run) in attacks {
         if only.is_empty() || only == name {
             eprintln!("[abuse] {name}");
-            let dir =
-                std::env::temp_dir().join(format!("genp2p-abuse-{name}-{}", std::process::id()));
+            let dir = base.join(format!("genp2p-abuse-{name}-{}", std::process::id()));
             let _ = std::fs::create_dir_all(&dir);
-            rows.push(run(&Ctx {
+            rows.extend(run(&Ctx {
                 bin: bin.clone(),
                 dir: dir.clone(),
             }));
             let _ = std::fs::remove_dir_all(&dir);
         }
-    }
-    if only.is_empty() || only == "origins" {
-        eprintln!("[abuse] origins");
-        let dir = base.join(format!("genp2p-abuse-origins-{}", std::process::id()));
-        let _ = std::fs::create_dir_all(&dir);
-        rows.extend(origins(&Ctx {
-            bin: bin.clone(),
-            dir: dir.clone(),
-        }));
-        let _ = std::fs::remove_dir_all(&dir);
     }
     let ms = |v: f64| {
         if v.is_nan() {
