@@ -260,6 +260,9 @@ fn probe(from: &mut Proc, to: &Proc, tag: &str, every: Duration) -> (f64, f64, u
     )
 }
 
+/// One attack: its rows of the table.
+type Attack = fn(&Ctx) -> Vec<Row>;
+
 /// One row of the table.
 struct Row {
     attack: &'static str,
@@ -750,7 +753,7 @@ fn main() {
         std::env::temp_dir()
     };
     let mut rows = Vec::new();
-    let attacks: [(&str, fn(&Ctx) -> Vec<Row>); 4] = [
+    let attacks: [(&str, Attack); 4] = [
         ("places", |c| vec![places(c)]),
         ("squat", |c| vec![squat(c)]),
         ("complaints", |c| vec![complaints(c)]),

@@ -116,6 +116,12 @@ impl Tags {
         out
     }
 
+    /// `line` (with its `\n`) as written on the wire: its tag, a space, the line.
+    pub fn tagged(&self, line: &str) -> Vec<u8> {
+        let body = line.trim_end_matches('\n').as_bytes();
+        [&self.prefix(body)[..], line.as_bytes()].concat()
+    }
+
     /// The tag of a block of lines: `lines` is their bytes, each with its `\n`.
     pub fn block(&self, lines: &[u8]) -> [u8; 16] {
         let mut h = blake3::Hasher::new_keyed(&self.0);

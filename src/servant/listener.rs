@@ -475,9 +475,7 @@ pub(super) fn servant_lines(
                 seq: inbound.said.load(Ordering::Relaxed),
             }
             .to_line();
-            let body = said.trim_end_matches('\n').as_bytes();
-            let tagged = [&link.tags.prefix(body)[..], said.as_bytes()].concat();
-            let _ = (&mut &*stream).write_all(&tagged);
+            let _ = (&mut &*stream).write_all(&link.tags.tagged(&said));
         }
         if let Some(header) = raw.strip_prefix("BLOCK ") {
             let header = header.to_owned();

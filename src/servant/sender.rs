@@ -435,7 +435,7 @@ impl Sender {
                             && st.last_write.is_none_or(|t| t.elapsed() >= ping_every)
                     };
                     if let (true, Some(conn), Some(tags)) = (idle, &self.conn, &self.tags) {
-                        let ping = [&tags.prefix(b"PING")[..], b"PING\n"].concat();
+                        let ping = tags.tagged("PING\n");
                         if (&**conn).write_all(&ping).is_err() {
                             self.disconnect();
                         } else {
