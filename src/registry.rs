@@ -76,6 +76,8 @@ struct Slot<C> {
     abandoned: Vec<String>,
     /// The addresses of the relayed servants that gave this relay up.
     abandoned_by: BTreeSet<IpAddr>,
+    /// When this (relayed) servant last gave up a relay.
+    replaced_at: Option<Instant>,
 }
 
 impl<C> Slot<C> {
@@ -263,6 +265,7 @@ impl<C> Registry<C> {
                 waiting_noted: false,
                 abandoned: Vec::new(),
                 abandoned_by: BTreeSet::new(),
+                replaced_at: None,
             },
         );
         (Ticket { offset, serial }, port)

@@ -162,7 +162,23 @@ fn a_relayed_servant_can_give_its_relay_up_and_never_gets_it_again() {
     let second =
         relay_name(&hidden.expect_line_where("another <pull>", |l| l.starts_with("<pull>")));
     assert_ne!(first, second, "{}", dump());
-    // Given up too: no third to be had, so it keeps the second.
+    // Asked again at once, and in a flood: refused, and nothing is pushed to anyone.
+    for _ in 0..100 {
+        hidden.send("replace relay");
+    }
+    for _ in 0..100 {
+        assert_eq!(
+            hidden.expect_line_where("the refusal", |l| l.starts_with("<error>")),
+            "<error>replace relay: asked again within 10 s</error>"
+        );
+    }
+    assert_eq!(m.proc.count_log("gave up its relay"), 1, "{}", dump());
+    // 10 s later (heartbeating meanwhile), given up too: no third to be had, so it keeps
+    // the second.
+    for _ in 0..21 {
+        hidden.send("needs peer list");
+        std::thread::sleep(Duration::from_millis(500));
+    }
     hidden.send("replace relay");
     m.proc
         .wait_log(&format!("gave up its relay {second} (slot "));

@@ -20,6 +20,9 @@ use crate::relay::{choose_relay, Suspicion, Verdict, Voters, MIN_ADDRESSES};
 /// Relayed servants, at distinct addresses, that must give a relay up before it is
 /// chosen for nobody (one alone cannot strike every relay off for the others).
 const ABANDONED_BY: usize = 2;
+/// A relayed servant may give up a relay once in this long. Its own check of a relay
+/// takes longer (`servant::relay_watch::GRACE`), so an honest one never asks sooner.
+const REPLACE_EVERY: Duration = Duration::from_secs(10);
 
 impl<C> Registry<C> {
     /// Complaints each peer must make before it backs the suspicion (the article's 2 or 3).
@@ -282,13 +285,24 @@ impl<C> Registry<C> {
         let Some(relay) = client.relay.filter(|_| client.unreachable) else {
             return Err("replace relay: this servant is not relayed".into());
         };
+        // Each request is pushed to every servant (a `<join>` with the new relay): one
+        // client asking in a loop must not make the manager write to everyone in a loop.
+        if client
+            .replaced_at
+            .is_some_and(|at| at.elapsed() < REPLACE_EVERY)
+        {
+            return Err(format!(
+                "replace relay: asked again within {} s",
+                REPLACE_EVERY.as_secs()
+            ));
+        }
         let ip: IpAddr = client.ip;
         let (who, old) = (self.label(t.offset), self.label(relay));
-        if let Some(id) = self.slots.get(&relay).and_then(|r| r.id.clone()) {
-            let client = self.slots.get_mut(&t.offset).expect("listed above");
-            if !client.abandoned.contains(&id) {
-                client.abandoned.push(id);
-            }
+        let relay_id = self.slots.get(&relay).and_then(|r| r.id.clone());
+        let client = self.slots.get_mut(&t.offset).expect("listed above");
+        client.replaced_at = Some(Instant::now());
+        if let Some(id) = relay_id.filter(|id| !client.abandoned.contains(id)) {
+            client.abandoned.push(id);
         }
         if let Some(r) = self.slots.get_mut(&relay) {
             r.abandoned_by.insert(ip);
