@@ -38,6 +38,16 @@ impl Fake {
 
     /// A fake servant at loopback address `at`: it listens there and registers from there.
     fn start_at(at: std::net::Ipv4Addr, manager_port: u16, name: &str) -> Fake {
+        Fake::start_with(at, manager_port, name, false)
+    }
+
+    /// A fake servant that answers every sending connection with hostile `SAID`s (see
+    /// `lie_in_said`).
+    fn start_lying(manager_port: u16, name: &str) -> Fake {
+        Fake::start_with(std::net::Ipv4Addr::LOCALHOST, manager_port, name, true)
+    }
+
+    fn start_with(at: std::net::Ipv4Addr, manager_port: u16, name: &str, lies: bool) -> Fake {
         let me = Arc::new(new_identity());
         let listener = TcpListener::bind((at, 0)).expect("bind a loopback address");
         let port = listener.local_addr().expect("local address").port();
@@ -56,7 +66,7 @@ impl Fake {
                     }
                     let Ok(conn) = conn else { continue };
                     let (me, received, pullers) = (me.clone(), received.clone(), pullers.clone());
-                    thread::spawn(move || serve(conn, &me, &received, &pullers));
+                    thread::spawn(move || serve(conn, &me, &received, &pullers, lies));
                 }
             });
         }
@@ -120,6 +130,7 @@ fn serve(
     me: &Identity,
     received: &Mutex<Vec<String>>,
     pullers: &Mutex<Vec<TcpStream>>,
+    lies: bool,
 ) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
     let Ok(mut w) = conn.try_clone() else { return };
@@ -150,7 +161,17 @@ fn serve(
     if w.write_all(b"READY 0\n").is_err() {
         return;
     }
+    if lies && mode == Mode::Send {
+        lie_in_said(&mut w, me, &link);
+    }
+    let mut claimed = 999;
     while let Some(Ok(line)) = lines.next() {
+        // A liar answers every line (a `PING` too) with a larger number it never wrote.
+        if lies && mode == Mode::Send {
+            claimed += 1;
+            let lie = format!("SAID {} {claimed}\n", me.incarnation);
+            let _ = w.write_all(&link.tags.tagged(&lie));
+        }
         match mode {
             // Several lines under one tag: `BLOCK TAG COUNT`, then the lines.
             Mode::Send if line.starts_with("BLOCK ") => {
@@ -187,6 +208,18 @@ fn serve(
             Mode::Pull => {}
         }
     }
+}
+
+/// What a hostile listener writes back to a sender at once: a correctly tagged lie (that
+/// it wrote 999 lines, none of which it ever sent anyone), a `SAID` under a wrong tag,
+/// 300 KB without a line end, 10,000 lines of junk. Then it lies on (see `serve`).
+fn lie_in_said(w: &mut TcpStream, me: &Identity, link: &genp2p::handshake::Link) {
+    let inc = me.incarnation;
+    let _ = w.write_all(&link.tags.tagged(&format!("SAID {inc} 999\n")));
+    let forged = format!("{} SAID {inc} 1999\n", "0".repeat(32));
+    let _ = w.write_all(forged.as_bytes());
+    let _ = w.write_all(&vec![b'x'; 300_000]);
+    let _ = w.write_all("junk\n".repeat(10_000).as_bytes());
 }
 
 /// A line rewritten: the same `MSG` with other text.
@@ -672,6 +705,25 @@ struct EveRelays {
     _dir: TestDir,
 }
 
+/// Starts `hidden`, a servant that tells the manager a port where nothing listens (it is
+/// behind a firewall to everyone), and waits until the manager makes `relay` its relay.
+fn start_hidden(dir: &TestDir, m: &Manager, relay: &str) -> Servant {
+    let hidden_port = {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let hidden = start_servant(
+        dir,
+        "hidden",
+        m.port,
+        &format!("<publicport>{hidden_port}</publicport>"),
+    );
+    m.proc.wait_stderr("hidden's relay", |l| {
+        l.contains("hidden (slot ") && l.contains(&format!(" pulls from {relay}"))
+    });
+    hidden
+}
+
 impl EveRelays {
     fn start(test: &str) -> EveRelays {
         let dir = TestDir::new(test);
@@ -679,19 +731,7 @@ impl EveRelays {
         let eve = Fake::start(m.port, "eve");
         let alice = start_servant(&dir, "alice", m.port, "");
         alice.wait_knows(&["eve"]);
-        let hidden_port = {
-            let l = TcpListener::bind("127.0.0.1:0").unwrap();
-            l.local_addr().unwrap().port()
-        };
-        let hidden = start_servant(
-            &dir,
-            "hidden",
-            m.port,
-            &format!("<publicport>{hidden_port}</publicport>"),
-        );
-        m.proc.wait_stderr("hidden's relay", |l| {
-            l.contains("hidden (slot ") && l.contains(" pulls from eve")
-        });
+        let hidden = start_hidden(&dir, &m, "eve");
         EveRelays {
             m,
             eve,
@@ -988,4 +1028,37 @@ fn fresh_keys_by_the_thousand_are_forgotten_and_a_forgotten_author_is_heard_agai
         "{}",
         dump()
     );
+}
+
+#[test]
+fn hostile_said_lines_cannot_make_a_servant_give_up_a_good_relay() {
+    // hidden pulls from alice, an honest relay. eve, one of the servants hidden sends to,
+    // answers with forged, huge, flooding and lying `SAID`s; one peer's word is not enough
+    // while another (bob) can be asked, and bob's lines do come through alice.
+    let dir = TestDir::new("attack-said");
+    let m = start_manager(&dir, "<timeout>1.5</timeout><trustafter>0.3</trustafter>");
+    let mut alice = start_servant(&dir, "alice", m.port, "");
+    let mut bob = start_servant(&dir, "bob", m.port, "");
+    let eve = Fake::start_lying(m.port, "eve");
+    alice.wait_knows(&["bob", "eve"]);
+    let mut hidden = start_hidden(&dir, &m, "alice");
+    hidden.wait_knows(&["bob", "eve"]);
+    bob.proc.send("bob through alice");
+    hidden.wait_heard("bob", "bob through alice");
+    // Past the grace, a ping, a read of SAID and a look around, hidden still pulls from
+    // alice, and its own lines still reach eve through the flood.
+    std::thread::sleep(Duration::from_secs(30));
+    hidden.proc.send("hidden after the flood");
+    eve.wait_line("hidden's line", |l| l.ends_with(" hidden after the flood"));
+    alice.wait_heard("hidden", "hidden after the flood");
+    assert_eq!(
+        hidden.proc.count_log("has not passed on line"),
+        0,
+        "{}",
+        dump()
+    );
+    assert_eq!(m.proc.count_log("gave up its relay"), 0, "{}", dump());
+    alice.proc.send("alice still relays");
+    hidden.wait_heard("alice", "alice still relays");
+    let _ = &mut bob;
 }

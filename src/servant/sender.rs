@@ -307,7 +307,8 @@ impl Sender {
     /// Reads, without waiting and at most once a second, what the peer wrote back: its
     /// tagged `SAID INC SEQ` lines, handed to `Target::said` (see `relay_watch`).
     /// Anything else, or a tag that does not match, is dropped; a line is at most 256
-    /// bytes, so a peer writing garbage costs one small buffer.
+    /// bytes, so a peer writing garbage costs one small buffer, and at most 64 KiB is
+    /// read a poll, so a peer writing floods costs that much a second.
     fn poll_said(&mut self) {
         if self
             .polled
@@ -319,30 +320,35 @@ impl Sender {
         let (Some(conn), Some(tags)) = (&self.conn, &self.tags) else {
             return;
         };
-        // Non-blocking for this one read only; this thread holds the turn, so no write
-        // of ours is under way meanwhile (the typist's never wait anyway).
-        let mut buf = [0u8; 1024];
+        // Non-blocking for these reads only; this thread holds the turn, so no write of
+        // ours is under way meanwhile (the typist's never wait anyway).
+        let mut buf = [0u8; 4096];
         let _ = conn.set_nonblocking(true);
-        let got = (&**conn).read(&mut buf);
-        let _ = conn.set_nonblocking(false);
-        let Ok(n) = got else { return };
-        self.heard.extend_from_slice(&buf[..n]);
-        while let Some(end) = memchr::memchr(b'\n', &self.heard) {
-            let line: Vec<u8> = self.heard.drain(..=end).collect();
-            let Ok(line) = std::str::from_utf8(&line[..line.len() - 1]) else {
-                continue;
+        for _ in 0..16 {
+            let n = match (&**conn).read(&mut buf) {
+                Ok(n) if n > 0 => n,
+                _ => break,
             };
-            if let Some((tag, rest)) = crate::protocol::split_tag(line) {
-                if tags.checks(&tag, rest.as_bytes()) {
-                    if let Some(Ok(PeerLine::Said { incarnation, seq })) = PeerLine::parse(rest) {
-                        (self.target.said)(incarnation, seq);
+            self.heard.extend_from_slice(&buf[..n]);
+            while let Some(end) = memchr::memchr(b'\n', &self.heard) {
+                let line: Vec<u8> = self.heard.drain(..=end).collect();
+                let Ok(line) = std::str::from_utf8(&line[..line.len() - 1]) else {
+                    continue;
+                };
+                if let Some((tag, rest)) = crate::protocol::split_tag(line) {
+                    if tags.checks(&tag, rest.as_bytes()) {
+                        if let Some(Ok(PeerLine::Said { incarnation, seq })) = PeerLine::parse(rest)
+                        {
+                            (self.target.said)(incarnation, seq);
+                        }
                     }
                 }
             }
+            if self.heard.len() > 256 {
+                self.heard.clear();
+            }
         }
-        if self.heard.len() > 256 {
-            self.heard.clear();
-        }
+        let _ = conn.set_nonblocking(false);
     }
 
     /// The `send1.Connect` loop of `txtSend1_KeyPress`, without its busy wait: deliver
