@@ -190,4 +190,11 @@ fn a_relayed_servant_can_give_its_relay_up_and_never_gets_it_again() {
         plain.expect_line_where("an error", |l| l.starts_with("<error>")),
         "<error>replace relay: this servant is not relayed</error>"
     );
+    // Nor can a client that is not listed at all.
+    let mut stranger = Raw::connect(m.port);
+    stranger.send("replace relay");
+    assert_eq!(
+        stranger.expect_line_where("an error", |l| l.starts_with("<error>")),
+        "<error>replace relay: only a listed servant may ask</error>"
+    );
 }
