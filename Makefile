@@ -7,7 +7,7 @@ N      ?= 5
 RELEASE := target/release
 
 .PHONY: help build release test demo manager servant clean \
-        lan-up lan-down lan-demo lan-test bench stress fuzz deps
+        lan-up lan-down lan-demo lan-test bench stress sim fuzz deps
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -47,6 +47,11 @@ lan-down: ## remove everything the lab made (safe to repeat)
 
 bench: release ## measure genp2p beside its baselines (QUICK=1 for about a minute)
 	@bash bench/run.sh
+
+sim: deps ## the overlay's protocol for 10,000 and 100,000 simulated servants, Plumtree and flooding
+	@mkdir -p bench/out && rm -f bench/out/sim.jsonl
+	$(CARGO) run --release --example sim -- --servants $(or $(SERVANTS),10000,100000) --flood \
+		--out bench/out/sim.jsonl --md bench/SIM.md
 
 stress: release ## floods, churn and a lost manager on loopback; a table of what survived
 	@bash scripts/stress.sh

@@ -11,6 +11,9 @@
 //! - [`registry`], [`outbox`] and [`manager`]: the connection manager;
 //! - [`servant`]: the peer (its link to the manager, its listener, one sender per peer,
 //!   and the chat console);
+//! - [`overlay`]: beyond a handful of servants, a few neighbours each and every line
+//!   passed on along a tree (HyParView and Plumtree), as a state machine without I/O
+//!   that the simulator behind `make sim` runs for 100,000 servants;
 //! - [`cli`]: what both binaries share (flags, logging, signals).
 
 #![forbid(unsafe_code)]
@@ -28,6 +31,7 @@ pub mod limits;
 pub mod lines;
 pub mod manager;
 pub mod outbox;
+pub mod overlay;
 pub mod protocol;
 pub mod registry;
 pub mod relay;

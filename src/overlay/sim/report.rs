@@ -1,0 +1,81 @@
+//! What the simulator measures: per line, who showed it and how many copies and ids it
+//! cost; per phase, the Plumtree paper's measures over those lines; per run, how the
+//! overlay healed.
+
+use crate::overlay::event::Millis;
+
+/// Bits, one per servant.
+#[derive(Clone)]
+pub(super) struct Bits(Vec<u64>);
+
+impl Bits {
+    pub(super) fn new(n: usize) -> Bits {
+        Bits(vec![0; n.div_ceil(64)])
+    }
+    /// Sets bit `i`; whether it was set already.
+    pub(super) fn set(&mut self, i: u32) -> bool {
+        let (w, b) = (i as usize / 64, 1u64 << (i % 64));
+        let was = self.0[w] & b != 0;
+        self.0[w] |= b;
+        was
+    }
+    pub(super) fn get(&self, i: u32) -> bool {
+        self.0[i as usize / 64] & (1u64 << (i % 64)) != 0
+    }
+}
+
+/// What became of one line written in the simulation.
+pub(super) struct LineStat {
+    pub(super) phase: usize,
+    pub(super) sent_at: Millis,
+    /// Servants up and joined when it was sent.
+    pub(super) eligible: Bits,
+    pub(super) shown: Bits,
+    pub(super) shown_count: u64,
+    pub(super) gossip: u64,
+    /// Ids announced and grafted for it.
+    pub(super) control: u64,
+    pub(super) doubled: u64,
+    pub(super) max_hops: u16,
+    pub(super) last_at: Millis,
+}
+
+/// One phase's measures.
+#[derive(Debug, Clone, Default)]
+pub struct PhaseReport {
+    pub name: String,
+    pub lines: usize,
+    /// Mean and lowest, over lines, of the share of eligible survivors that showed it.
+    pub reliability: f64,
+    pub reliability_min: f64,
+    /// Whole-line messages received per servant that showed a line, minus one.
+    pub redundancy: f64,
+    /// Ids announced (i-have) or grafted per servant per line.
+    pub control: f64,
+    /// Hops of each line's last delivery: mean and highest.
+    pub last_hop: f64,
+    pub last_hop_max: u16,
+    /// Milliseconds from sending to the last servant's showing: median over lines.
+    pub last_delivery_p50: Millis,
+    pub doubled: u64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct Report {
+    pub servants: usize,
+    pub flood: bool,
+    pub phases: Vec<PhaseReport>,
+    /// Milliseconds from the failure of a fifth to a healed overlay, and from the end of
+    /// the split (None: not healed within the phase).
+    pub heal_after_failure: Option<Millis>,
+    pub heal_after_split: Option<Millis>,
+    pub lost_reported: u64,
+    pub events: u64,
+    /// Messages sent, by kind (`Message::KINDS`).
+    pub messages: [u64; 12],
+    /// Active links per servant at the end: mean, and fewest.
+    pub degree_mean: f64,
+    pub degree_min: usize,
+    /// Links at the end that only one end counts as active.
+    pub one_sided: usize,
+}
