@@ -161,18 +161,15 @@ impl<K: Types> Broadcast<K> {
     ) {
         match msg {
             Message::Gossip { id, hops, line } => {
-                if self.kept.contains_key(&id) {
+                if self.has(&id) {
                     // A second copy: the link it came on is not needed for whole lines.
-                    if p.plumtree && self.eager.remove(&from) {
+                    // (A line older than what its author's order has reached here, shown
+                    // long ago or from before we first heard of the author, is no sign
+                    // of a redundant link.)
+                    if self.kept.contains_key(&id) && p.plumtree && self.eager.remove(&from) {
                         self.lazy.insert(from.clone());
                         out.push(Action::Send(from, Message::Prune));
                     }
-                    return;
-                }
-                if self.has(&id) {
-                    // Older than what its author's order has reached here (shown long
-                    // ago, or before we first heard of the author): not a sign of a
-                    // redundant link, and not worth passing on.
                     return;
                 }
                 if self.lazy.remove(&from) {

@@ -48,15 +48,69 @@ pub struct Gap {
     pub seqs: Range<u64>,
 }
 
+/// A map kept as two vectors, the keys sorted: looking an author up (done for nearly
+/// every id that arrives) reads one short run of keys, where a B-tree chases a node per
+/// level. Authors are added rarely and there are at most `AUTHORS_KEPT` of them.
+#[derive(Debug, Clone)]
+struct Sorted<A, V> {
+    keys: Vec<A>,
+    values: Vec<V>,
+}
+
+impl<A: Ord, V> Sorted<A, V> {
+    fn get(&self, key: &A) -> Option<&V> {
+        self.keys.binary_search(key).ok().map(|i| &self.values[i])
+    }
+
+    fn get_mut(&mut self, key: &A) -> Option<&mut V> {
+        self.keys
+            .binary_search(key)
+            .ok()
+            .map(|i| &mut self.values[i])
+    }
+
+    fn contains_key(&self, key: &A) -> bool {
+        self.keys.binary_search(key).is_ok()
+    }
+
+    fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (&A, &V)> {
+        self.keys.iter().zip(self.values.iter())
+    }
+
+    fn get_or_insert_with(&mut self, key: A, make: impl FnOnce() -> V) -> &mut V {
+        let i = match self.keys.binary_search(&key) {
+            Ok(i) => i,
+            Err(i) => {
+                self.keys.insert(i, key);
+                self.values.insert(i, make());
+                i
+            }
+        };
+        &mut self.values[i]
+    }
+
+    fn remove_at(&mut self, i: usize) {
+        self.keys.remove(i);
+        self.values.remove(i);
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Order<K: Types> {
-    authors: BTreeMap<K::Author, Author<K::Line>>,
+    authors: Sorted<K::Author, Author<K::Line>>,
 }
 
 impl<K: Types> Default for Order<K> {
     fn default() -> Self {
         Order {
-            authors: BTreeMap::new(),
+            authors: Sorted {
+                keys: Vec::new(),
+                values: Vec::new(),
+            },
         }
     }
 }
@@ -90,8 +144,9 @@ impl<K: Types> Order<K> {
     /// order starts after `last`, and it waits for nothing written before it came.
     pub fn start_after(&mut self, now: Millis, author: &K::Author, incarnation: u64, last: u64) {
         if !self.authors.contains_key(author) && self.authors.len() < bounds::AUTHORS_KEPT {
-            let start = Author::new(incarnation, last.saturating_add(1), now);
-            self.authors.insert(author.clone(), start);
+            self.authors.get_or_insert_with(author.clone(), || {
+                Author::new(incarnation, last.saturating_add(1), now)
+            });
         }
     }
 
@@ -109,11 +164,12 @@ impl<K: Types> Order<K> {
         if !self.authors.contains_key(&id.author) && self.authors.len() >= bounds::AUTHORS_KEPT {
             let oldest = self
                 .authors
+                .values
                 .iter()
-                .min_by_key(|(_, a)| a.heard)
-                .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                self.authors.remove(&oldest);
+                .enumerate()
+                .min_by_key(|(_, a)| a.heard);
+            if let Some((i, _)) = oldest {
+                self.authors.remove_at(i);
             }
         }
         // At first sight of an author (our neighbours' summaries did not name it, so it
@@ -124,10 +180,9 @@ impl<K: Types> Order<K> {
         } else {
             id.seq
         };
-        let a = self
-            .authors
-            .entry(id.author.clone())
-            .or_insert_with(|| Author::new(id.incarnation, start, now));
+        let a = self.authors.get_or_insert_with(id.author.clone(), || {
+            Author::new(id.incarnation, start, now)
+        });
         a.heard = now;
         if id.incarnation > a.incarnation {
             // A restart: its numbers begin again at 1; what the old run still owed is let go.

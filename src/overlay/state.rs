@@ -7,20 +7,23 @@
 use super::broadcast::Broadcast;
 use super::event::{Action, Input, Message, Millis, Types};
 use super::membership::Membership;
+use std::sync::Arc;
+
 use super::params::Params;
 use super::rng::Rng;
 
 #[derive(Debug, Clone)]
 pub struct Overlay<K: Types> {
-    params: Params,
+    /// Shared: every servant of a simulation runs by the same numbers.
+    params: Arc<Params>,
     members: Membership<K>,
     cast: Broadcast<K>,
 }
 
 impl<K: Types> Overlay<K> {
-    pub fn new(me: K::Peer, params: Params) -> Overlay<K> {
+    pub fn new(me: K::Peer, params: impl Into<Arc<Params>>) -> Overlay<K> {
         Overlay {
-            params,
+            params: params.into(),
             members: Membership::new(me),
             cast: Broadcast::default(),
         }

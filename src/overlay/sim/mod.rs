@@ -16,6 +16,7 @@
 //! that are up and the links join them all).
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
 
 mod report;
 mod scenario;
@@ -95,9 +96,7 @@ enum Ev {
 }
 
 struct Node {
-    /// Boxed: the rest of `Node` is read for every message (is the receiver up, on which
-    /// side of a split), and a slice of small nodes stays in the cache.
-    overlay: Box<Overlay<Sim32>>,
+    overlay: Overlay<Sim32>,
     rng: Rng,
     alive: bool,
     joined: bool,
@@ -130,9 +129,10 @@ impl Sim {
         let mut rng = Rng::seeded(cfg.seed);
         let mut params = cfg.params.clone();
         params.plumtree = !cfg.flood;
+        let params = Arc::new(params);
         let nodes = (0..cfg.servants as u32)
             .map(|i| Node {
-                overlay: Box::new(Overlay::new(i, params.clone())),
+                overlay: Overlay::new(i, Arc::clone(&params)),
                 rng: Rng::seeded(rng.next_u64()),
                 alive: true,
                 joined: false,
