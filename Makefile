@@ -48,9 +48,10 @@ lan-down: ## remove everything the lab made (safe to repeat)
 bench: release ## measure genp2p beside its baselines (QUICK=1 for about a minute)
 	@bash bench/run.sh
 
+SERVANTS ?= 10000,100000
 sim: deps ## the overlay's protocol for 10,000 and 100,000 simulated servants, Plumtree and flooding
 	@mkdir -p bench/out && rm -f bench/out/sim.jsonl
-	$(CARGO) run --release --example sim -- --servants $(or $(SERVANTS),10000,100000) --flood \
+	$(CARGO) run --release --example sim -- --servants $(SERVANTS) --flood \
 		--out bench/out/sim.jsonl --md bench/SIM.md
 
 stress: release ## floods, churn and a lost manager on loopback; a table of what survived

@@ -57,13 +57,15 @@ else
 fi
 
 rm -rf "$OUT"
-mkdir -p "$OUT"
+mkdir -p "$OUT/logs"
 cat /proc/loadavg > "$OUT/loadavg.start"
 
 D=target/release/examples/bench_driver
 FAILED=0
 echo "bench: the cost of signing, checking and tagging one line"
 target/release/examples/bench_crypto >> "$OUT/results.jsonl" || FAILED=1
+echo "bench: the overlay's protocol, simulated for 10,000 servants (make sim runs 100,000)"
+target/release/examples/sim --servants 10000 --flood --out "$OUT/results.jsonl" > "$OUT/logs/sim.txt" 2>&1 || FAILED=1
 step() {
     local name=$1 t0
     shift

@@ -122,7 +122,7 @@ fn json(r: &Report, secs: f64, rss_mib: f64) -> String {
         .collect();
     let opt = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
     format!(
-        "{{\"servants\":{},\"flood\":{},\"seconds\":{secs:.2},\"rss_mib\":{rss_mib:.1},\"events\":{},\"heal_failure_ms\":{},\"heal_split_ms\":{},\"lost\":{},\"degree_mean\":{:.2},\"degree_min\":{},\"phases\":[{}]}}",
+        "{{\"test\":\"sim\",\"servants\":{},\"flood\":{},\"seconds\":{secs:.2},\"rss_mib\":{rss_mib:.1},\"events\":{},\"heal_failure_ms\":{},\"heal_split_ms\":{},\"lost\":{},\"degree_mean\":{:.2},\"degree_min\":{},\"phases\":[{}]}}",
         r.servants,
         r.flood,
         r.events,
