@@ -1,6 +1,6 @@
 //! The words genp2p programs say to each other: commands to the connection manager and
-//! the peer document it answers with ([`manager`]), and the lines servants send one
-//! another ([`peer`]).
+//! the peer document it answers with ([`manager`]), the lines servants send one another
+//! ([`peer`]), and the overlay's lines between neighbours ([`overlay`]).
 //!
 //! The original sent bare strings (`needs peer list`) and MSXML documents over Winsock.
 //! We keep the article's literal command and its `<peers>` document, and add only what a
@@ -16,6 +16,7 @@
 //! tests in them pin the two together.
 
 pub mod manager;
+pub mod overlay;
 pub mod peer;
 
 use std::fmt;
