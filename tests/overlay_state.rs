@@ -291,3 +291,38 @@ fn a_summary_offers_a_neighbour_what_it_missed() {
         .collect();
     assert_eq!(offered, [3, 4]);
 }
+
+#[test]
+fn a_neighbour_that_grafts_the_same_lines_over_and_over_gets_a_bounded_share() {
+    let mut f = Fixture::new(&[1, 2]);
+    for seq in 1..=300 {
+        f.gossip(1, 9, 1, seq);
+    }
+    let ids: Vec<_> = (1..=300)
+        .map(|seq| LineId {
+            author: 9,
+            incarnation: 1,
+            seq,
+        })
+        .collect();
+    let mut sent = 0;
+    for _ in 0..50 {
+        let out = f.input(Input::Received(2, Message::Graft(ids.clone())));
+        sent += out
+            .iter()
+            .filter(|a| matches!(a, Action::Send(2, Message::Gossip { .. })))
+            .count();
+    }
+    // 50 grafts of 300 ids within one second: 15,000 lines asked for, one second's
+    // share sent.
+    assert_eq!(sent, bounds::GRAFTED_PER_SECOND, "{sent}");
+    // The next second brings a new share; an honest graft of one line is answered.
+    f.now += 1_000;
+    let out = f.input(Input::Received(2, Message::Graft(vec![ids[0].clone()])));
+    assert_eq!(
+        out.iter()
+            .filter(|a| matches!(a, Action::Send(2, Message::Gossip { .. })))
+            .count(),
+        1
+    );
+}

@@ -91,6 +91,8 @@ pub struct Broadcast<K: Types> {
     /// I-have announcements waiting for the next `Announce` timer, per neighbour.
     queued: Vec<Queued<K>>,
     announce_set: bool,
+    /// Per neighbour: since when, and how many lines its grafts have had this second.
+    grafted: Vec<(K::Peer, Millis, usize)>,
     /// When the first neighbour came (what a summary says of how long we have been in).
     member_since: Option<Millis>,
 }
@@ -106,6 +108,7 @@ impl<K: Types> Default for Broadcast<K> {
             order: Order::default(),
             queued: Vec::new(),
             announce_set: false,
+            grafted: Vec::new(),
             member_since: None,
         }
     }
@@ -137,6 +140,7 @@ impl<K: Types> Broadcast<K> {
         self.eager.remove(peer);
         self.lazy.remove(peer);
         self.queued.retain(|(q, _)| q != peer);
+        self.grafted.retain(|(q, _, _)| q != peer);
     }
 
     /// A line of our own, typed by the user.
@@ -186,8 +190,22 @@ impl<K: Types> Broadcast<K> {
                 if self.lazy.remove(&from) {
                     self.eager.insert(from.clone());
                 }
+                let served = match self.grafted.iter_mut().find(|(q, _, _)| *q == from) {
+                    Some(entry) => entry,
+                    None => {
+                        self.grafted.push((from.clone(), now, 0));
+                        self.grafted.last_mut().expect("just pushed")
+                    }
+                };
+                if now.saturating_sub(served.1) >= 1_000 {
+                    (served.1, served.2) = (now, 0);
+                }
                 for id in ids.into_iter().take(bounds::IDS) {
+                    if served.2 >= bounds::GRAFTED_PER_SECOND {
+                        break;
+                    }
                     if let Some(k) = self.kept.get(&id) {
+                        served.2 += 1;
                         let msg = Message::Gossip {
                             id,
                             hops: k.hops.saturating_add(1),

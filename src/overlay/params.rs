@@ -99,6 +99,10 @@ pub mod bounds {
     pub const HELD: usize = 1_024;
     /// Authors whose order is kept; the one heard from longest ago is forgotten first.
     pub const AUTHORS_KEPT: usize = 4_096;
+    /// Lines sent whole to one neighbour in answer to its grafts, per second: a graft is
+    /// a few bytes per id and its answer a whole line, so grafts past this are let go
+    /// (an honest neighbour grafts a line once, and again only if it did not come).
+    pub const GRAFTED_PER_SECOND: usize = 256;
     /// Neighbours lost to a time-out that are asked again.
     pub const LOST: usize = 8;
 }
