@@ -30,6 +30,7 @@ use crate::identity::{random_bytes, NetworkKey, PeerKey};
 use crate::limits::{accept_loop, Caps, Gate, Limiter};
 use crate::lines::{LineError, LineReader};
 use crate::outbox::{Answer, Outbox};
+use crate::overlay::rng::Rng;
 use crate::protocol::{
     listen_proof, ManagerCommand, ManagerMessage, PeerEntry, MANAGER_LINE_LIMIT,
 };
@@ -404,6 +405,8 @@ fn serve_lines(
     let mut bad_lines = 0u32;
     let reply = |line: String| -> bool { outbox.push(Arc::from(line)).is_ok() };
     let mut pending: Option<Challenged> = None;
+    // For `needs sample`: seeded once per connection from the OS.
+    let mut rng = Rng::from_os();
     loop {
         let line = match reader.read_line() {
             Ok(Some(line)) => line,
@@ -569,6 +572,10 @@ fn serve_lines(
                     }
                 }
                 continue;
+            }
+            Ok(ManagerCommand::NeedsSample { count }) => {
+                bad_lines = 0;
+                shared.registry().sample(ticket, count, &mut rng)
             }
             Ok(ManagerCommand::Bye) => return "said bye".into(),
             Ok(command @ (ManagerCommand::Complain { .. } | ManagerCommand::ReplaceRelay)) => {

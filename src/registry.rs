@@ -27,6 +27,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::outbox::Refused;
+use crate::overlay::rng::Rng;
 use crate::protocol::{peer_xml, peers_open_tag, ManagerMessage, PeerEntry};
 use crate::relay::Suspicion;
 
@@ -485,31 +486,8 @@ impl<C> Registry<C> {
     /// entry, which is made for it. Taken under the lock in a microsecond or two, and
     /// written as it is (`writev`) after the lock is released.
     pub fn document_view(&mut self, t: &Ticket) -> DocumentView {
-        if self
-            .doc_cache
-            .as_ref()
-            .is_none_or(|c| c.version != self.version)
-        {
-            let mut doc = peers_open_tag(self.version, &self.epoch, self.timeout_ms);
-            doc.reserve(self.slots.len() * 200 + 10);
-            let mut spans = Vec::with_capacity(self.slots.len());
-            for (&o, slot) in &self.slots {
-                if slot.listed {
-                    let start = doc.len();
-                    doc.push_str(&slot.xml);
-                    spans.push((o, start, doc.len()));
-                }
-            }
-            let end = doc.len();
-            doc.push_str("</peers>");
-            self.doc_cache = Some(DocCache {
-                version: self.version,
-                doc: Arc::from(doc),
-                spans,
-                end,
-            });
-        }
-        let cache = self.doc_cache.as_ref().expect("made above");
+        self.fresh_cache();
+        let cache = self.doc_cache.as_ref().expect("made by fresh_cache");
         let own = self
             .slots
             .get(&t.offset)
@@ -530,6 +508,77 @@ impl<C> Registry<C> {
             own: own.unwrap_or_default(),
             cut,
         }
+    }
+
+    /// Makes the cached view of the list for this version, if it is not made yet.
+    fn fresh_cache(&mut self) {
+        if self
+            .doc_cache
+            .as_ref()
+            .is_some_and(|c| c.version == self.version)
+        {
+            return;
+        }
+        let mut doc = peers_open_tag(self.version, &self.epoch, self.timeout_ms);
+        doc.reserve(self.slots.len() * 200 + 10);
+        let mut spans = Vec::with_capacity(self.slots.len());
+        for (&o, slot) in &self.slots {
+            if slot.listed {
+                let start = doc.len();
+                doc.push_str(&slot.xml);
+                spans.push((o, start, doc.len()));
+            }
+        }
+        let end = doc.len();
+        doc.push_str("</peers>");
+        self.doc_cache = Some(DocCache {
+            version: self.version,
+            doc: Arc::from(doc),
+            spans,
+            end,
+        });
+    }
+
+    /// `needs sample`: at most `count` listed servants other than the holder of `t`,
+    /// chosen at random, as a `<sample>` line cut from the cached list (so a flood of
+    /// samples costs what a flood of lists does: no walk over every servant).
+    pub fn sample(&mut self, t: &Ticket, count: usize, rng: &mut Rng) -> String {
+        self.fresh_cache();
+        let cache = self.doc_cache.as_ref().expect("made by fresh_cache");
+        let own = cache
+            .spans
+            .binary_search_by_key(&t.offset, |&(o, _, _)| o)
+            .ok()
+            .filter(|_| {
+                self.slots
+                    .get(&t.offset)
+                    .is_some_and(|s| s.serial == t.serial)
+            });
+        let others: usize = cache.spans.len() - usize::from(own.is_some());
+        let mut chosen: Vec<usize> = Vec::with_capacity(count.min(others));
+        if others <= 2 * count {
+            let all: Vec<usize> = (0..cache.spans.len()).filter(|&i| Some(i) != own).collect();
+            chosen = rng.sample(&all, count);
+        } else {
+            // Far more listed than asked for: draw until enough distinct ones came.
+            while chosen.len() < count {
+                let i = rng.below(cache.spans.len());
+                if Some(i) != own && !chosen.contains(&i) {
+                    chosen.push(i);
+                }
+            }
+        }
+        let mut doc = format!(
+            "<sample version=\"{}\" total=\"{}\">",
+            self.version,
+            cache.spans.len()
+        );
+        for i in chosen {
+            let (_, start, end) = cache.spans[i];
+            doc.push_str(&cache.doc[start..end]);
+        }
+        doc.push_str("</sample>");
+        doc
     }
 
     /// How many servants are listed.

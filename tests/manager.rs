@@ -171,3 +171,70 @@ fn a_client_that_stops_reading_is_dropped_and_the_rest_are_served() {
     assert_eq!(peers.len(), 20, "the hog is gone from the list: {list}");
     drop(hog);
 }
+
+#[test]
+fn needs_sample_answers_a_random_few_of_the_listed_never_the_asker() {
+    let dir = TestDir::new("sample");
+    let m = start_manager(&dir, "<timeout>30</timeout>");
+    let mut ids = Vec::new();
+    let mut clients = Vec::new();
+    for i in 0..6u16 {
+        let (c, _, id) = register(m.port, 40101 + i, &format!("s{i}"));
+        clients.push(c);
+        ids.push(id);
+    }
+    let sample = |c: &mut Raw, count: &str| -> (Vec<PeerInfo>, String) {
+        c.send(&format!("needs sample {count}"));
+        let line = c.expect_line_where("a sample", |l| {
+            l.starts_with("<sample") || l.starts_with("<error")
+        });
+        (parse_peers(&line, "sample").unwrap_or_default(), line)
+    };
+    // A listed servant asking: others only, each once, from the listed.
+    let asker = &mut clients[0];
+    let (peers, line) = sample(asker, "3");
+    assert_eq!(peers.len(), 3, "{line}\n{}", dump());
+    assert!(
+        line.contains("total=\"6\""),
+        "the sample says how many are listed: {line}"
+    );
+    let mut got: Vec<String> = peers
+        .iter()
+        .map(|p| p.id.clone().unwrap_or_default())
+        .collect();
+    got.sort();
+    got.dedup();
+    assert_eq!(got.len(), 3, "distinct servants: {line}");
+    assert!(
+        got.iter().all(|id| ids[1..].contains(id)),
+        "listed others only: {line}"
+    );
+    assert!(peers.iter().all(|p| !p.me), "{line}");
+    let (peers, line) = sample(asker, "64");
+    assert_eq!(
+        peers.len(),
+        5,
+        "all the others when fewer are listed: {line}"
+    );
+    // Random: asking for one, again and again, does not always give the same servant.
+    let mut seen = std::collections::HashSet::new();
+    for _ in 0..20 {
+        let (peers, line) = sample(asker, "1");
+        assert_eq!(peers.len(), 1, "{line}");
+        seen.insert(peers[0].id.clone());
+    }
+    assert!(seen.len() >= 2, "20 samples of one all named {seen:?}");
+    // Out of range, or not a number: one error line, and the connection still serves.
+    for bad in ["0", "65", "x", "1 2"] {
+        let (_, line) = sample(asker, bad);
+        assert!(
+            line.starts_with("<error>") && line.contains("needs sample"),
+            "{bad}: {line}"
+        );
+    }
+    // Anyone, as with telnet, may ask too: a fresh client is not listed, so it gets
+    // the listed servants.
+    let mut telnet = Raw::connect(m.port);
+    let (peers, line) = sample(&mut telnet, "10");
+    assert_eq!(peers.len(), 6, "{line}");
+}

@@ -248,6 +248,13 @@ fn manager_message() -> impl Strategy<Value = ManagerMessage> {
         text(0..80, |c| xml_char(c) && !matches!(c, '\n' | '\r')).prop_map(ManagerMessage::Error),
         prop::option::of(peer_entry()).prop_map(ManagerMessage::Pull),
         any::<[u8; 32]>().prop_map(|nonce| ManagerMessage::Challenge { nonce }),
+        (any::<u64>(), any::<u64>(), peers()).prop_map(|(version, total, peers)| {
+            ManagerMessage::Sample {
+                version,
+                total,
+                peers,
+            }
+        }),
     ]
 }
 
@@ -265,6 +272,8 @@ fn manager_command() -> impl Strategy<Value = ManagerCommand> {
         (bytes64(), prop::option::of(any::<[u8; 16]>()))
             .prop_map(|(sig, net)| ManagerCommand::Prove { sig, net }),
         Just(ManagerCommand::Bye),
+        (1..=genp2p::protocol::SAMPLE_LIMIT)
+            .prop_map(|count| ManagerCommand::NeedsSample { count }),
         id().prop_map(|id| ManagerCommand::Complain { id }),
     ]
 }

@@ -16,6 +16,9 @@ use crate::encoding::hex;
 // Client to connection manager
 // ---------------------------------------------------------------------------------------
 
+/// Most servants one `needs sample` asks for.
+pub const SAMPLE_LIMIT: usize = 64;
+
 /// A line a client sends to the connection manager.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ManagerCommand {
@@ -38,6 +41,9 @@ pub enum ManagerCommand {
         sig: [u8; 64],
         net: Option<[u8; 16]>,
     },
+    /// `needs sample N`: up to N listed servants chosen at random, never the asker,
+    /// answered with a `<sample>` (what an overlay's newcomer needs instead of the list).
+    NeedsSample { count: usize },
     /// `bye`: leaving; the manager drops the client at once.
     Bye,
     /// `complain ID`: this servant could not reach the listed servant with that id.
@@ -59,6 +65,16 @@ impl ManagerCommand {
                 Err(_) => err(format!(
                     "bad version {:?} in 'needs peer list since'",
                     crate::escape::Shown(&rest.chars().take(40).collect::<String>())
+                )),
+            };
+        }
+        if let Some(rest) = line.strip_prefix("needs sample") {
+            return match crate::encoding::parse_u64(rest.trim()) {
+                Ok(n) if (1..=SAMPLE_LIMIT as u64).contains(&n) => {
+                    Ok(ManagerCommand::NeedsSample { count: n as usize })
+                }
+                _ => err(format!(
+                    "needs sample: expected 'needs sample N', N from 1 to {SAMPLE_LIMIT}"
                 )),
             };
         }
@@ -137,6 +153,7 @@ impl ManagerCommand {
                 Some(n) => format!("prove {} {}", hex(sig), hex(n)),
                 None => format!("prove {}", hex(sig)),
             },
+            ManagerCommand::NeedsSample { count } => format!("needs sample {count}"),
             ManagerCommand::Bye => "bye".to_owned(),
             ManagerCommand::Complain { id } => format!("complain {id}"),
             ManagerCommand::ReplaceRelay => "replace relay".to_owned(),
@@ -235,6 +252,13 @@ pub enum ManagerMessage {
     Pull(Option<PeerEntry>),
     /// `<challenge nonce="HEX">`: the answer to `listening`: sign this to be listed.
     Challenge { nonce: [u8; 32] },
+    /// `<sample version="V" total="T">`: the answer to `needs sample`: a few of the T
+    /// servants listed at version V, chosen at random.
+    Sample {
+        version: u64,
+        total: u64,
+        peers: Vec<PeerEntry>,
+    },
 }
 
 fn write_peer<W: std::io::Write>(w: &mut XmlWriter<W>, p: &PeerEntry) -> std::io::Result<()> {
@@ -326,6 +350,22 @@ impl ManagerMessage {
                     w.text("")?;
                     w.end_elem()?;
                 }
+                ManagerMessage::Sample {
+                    version,
+                    total,
+                    peers,
+                } => {
+                    w.begin_elem("sample")?;
+                    w.attr("version", &version.to_string())?;
+                    w.attr("total", &total.to_string())?;
+                    for p in peers {
+                        write_peer(&mut w, p)?;
+                    }
+                    if peers.is_empty() {
+                        w.text("")?;
+                    }
+                    w.end_elem()?;
+                }
                 ManagerMessage::Pull(relay) => {
                     w.begin_elem("pull")?;
                     match relay {
@@ -383,6 +423,15 @@ impl ManagerMessage {
             }),
             "error" => Ok(ManagerMessage::Error(root.text().unwrap_or("").to_owned())),
             "pull" => Ok(ManagerMessage::Pull(parse_peers(root)?.into_iter().next())),
+            "sample" => Ok(ManagerMessage::Sample {
+                version: version()?,
+                total: match root.attribute("total") {
+                    Some(t) => canonical(t)
+                        .ok_or_else(|| ProtocolError(format!("<sample>: bad total {t:?}")))?,
+                    None => 0,
+                },
+                peers: parse_peers(root)?,
+            }),
             "challenge" => Ok(ManagerMessage::Challenge {
                 nonce: hex_field("<challenge>: nonce", root.attribute("nonce").unwrap_or(""))?,
             }),
@@ -529,6 +578,16 @@ mod tests {
             })),
             ManagerMessage::Pull(None),
             ManagerMessage::Challenge { nonce: [9; 32] },
+            ManagerMessage::Sample {
+                version: 5,
+                total: 7,
+                peers: vec![entry(4, false)],
+            },
+            ManagerMessage::Sample {
+                version: 5,
+                total: 0,
+                peers: vec![],
+            },
         ] {
             assert_eq!(ManagerMessage::parse(&m.to_line()), Ok(m));
         }
@@ -549,6 +608,10 @@ mod tests {
                 ManagerCommand::NeedsPeerList { since: Some(12) },
             ),
             ("bye".to_owned(), ManagerCommand::Bye),
+            (
+                "needs sample 8".to_owned(),
+                ManagerCommand::NeedsSample { count: 8 },
+            ),
             (
                 format!("listening 2230 {id} alice {key}"),
                 ManagerCommand::Listening {
