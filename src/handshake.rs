@@ -21,6 +21,10 @@
 //! `READY` carries a 16-byte keyed BLAKE3 tag of it ([`Tags`]): an injected or altered
 //! line is refused at the cost of a hash, not a signature check.
 //!
+//! An overlay's neighbour link opens with `LINK` in place of `HELLO` and carries lines
+//! both ways: the listener's lines are tagged with a second key derived beside the first
+//! (`Link::back`), so neither end can be sent its own lines back as the other's.
+//!
 //! With a network key (`<networkkey>`), each side adds a proof of holding it over `T`.
 //!
 //! This module does no I/O: it turns received lines into lines to send, so it can be
@@ -36,6 +40,7 @@ use crate::protocol::{Hello, PeerLine, Proof, Welcome};
 
 const TRANSCRIPT: &str = "genp2p 2 link transcript";
 const SESSION: &str = "genp2p 2 link tags";
+const SESSION_BACK: &str = "genp2p 2 link tags, listener to opener";
 const SIGNED_WELCOME: &[u8] = b"genp2p-welcome-2 ";
 const SIGNED_PROOF: &[u8] = b"genp2p-proof-2 ";
 /// What a block's tag covers starts with this, so a block is never taken for a line.
@@ -48,6 +53,9 @@ pub enum Mode {
     Send,
     /// `PULL`: a relay connection; the listener writes the chat it relays on it.
     Pull,
+    /// `LINK`: a neighbour link of the overlay; both ends write on it, each direction
+    /// tagged with a key of its own.
+    Link,
 }
 
 /// Why a handshake failed; each names what the other side got wrong.
@@ -153,6 +161,9 @@ pub struct Link {
     pub incarnation: u64,
     /// What tags the opener's lines.
     pub tags: Tags,
+    /// What tags the listener's lines on a `LINK`: another key than the opener's, so a
+    /// line of one end sent back to it is not taken for the other end's.
+    pub back: Tags,
 }
 
 fn transcript(hello_line: &str, listener_key: &[u8; 32], listener_eph: &[u8; 32]) -> [u8; 32] {
@@ -168,11 +179,15 @@ fn signed(label: &[u8], t: &[u8; 32]) -> Vec<u8> {
     [label, t.as_slice()].concat()
 }
 
-fn session(shared: &[u8; 32], t: &[u8; 32]) -> Tags {
-    let mut h = blake3::Hasher::new_derive_key(SESSION);
-    h.update(shared);
-    h.update(t);
-    Tags(*h.finalize().as_bytes())
+/// The connection's tag keys: the opener's direction, and the listener's.
+fn session(shared: &[u8; 32], t: &[u8; 32]) -> (Tags, Tags) {
+    let key = |context: &str| {
+        let mut h = blake3::Hasher::new_derive_key(context);
+        h.update(shared);
+        h.update(t);
+        Tags(*h.finalize().as_bytes())
+    };
+    (key(SESSION), key(SESSION_BACK))
 }
 
 /// A fresh X25519 key pair for one connection.
@@ -244,6 +259,7 @@ impl Opening {
         let line = match mode {
             Mode::Send => PeerLine::Hello(hello.clone()),
             Mode::Pull => PeerLine::Pull(hello.clone()),
+            Mode::Link => PeerLine::Link(hello.clone()),
         }
         .to_line();
         Ok((
@@ -279,7 +295,7 @@ impl Opening {
             return Err(HandshakeError::BadSignature("WELCOME"));
         }
         check_net(net, welcome.net.as_ref(), "welcome", &t)?;
-        let tags = session(&shared_secret(&self.eph, &welcome.eph)?, &t);
+        let (tags, back) = session(&shared_secret(&self.eph, &welcome.eph)?, &t);
         let proof = PeerLine::Proof(Proof {
             sig: me.sign(&signed(SIGNED_PROOF, &t)),
             net: net.map(|k| k.prove("proof", &t)),
@@ -292,6 +308,7 @@ impl Opening {
                 name: self.hello.name,
                 incarnation: self.hello.incarnation,
                 tags,
+                back,
             },
             proof,
         ))
@@ -316,7 +333,7 @@ impl Answered {
         let peer = proved_key(&hello.id, &hello.key)?;
         let (eph, eph_pub) = ephemeral()?;
         let t = transcript(hello_line, me.key.bytes(), &eph_pub);
-        let shared = shared_secret(&eph, &hello.eph)?;
+        let (tags, back) = session(&shared_secret(&eph, &hello.eph)?, &t);
         let welcome = PeerLine::Welcome(Welcome {
             id: me.id.clone(),
             key: *me.key.bytes(),
@@ -333,7 +350,8 @@ impl Answered {
                     peer,
                     name: hello.name.clone(),
                     incarnation: hello.incarnation,
-                    tags: session(&shared, &t),
+                    tags,
+                    back,
                 },
             },
             welcome,
@@ -397,6 +415,32 @@ mod tests {
         let line = b"MSG something";
         assert!(lb.tags.checks(&la.tags.tag(line), line));
         assert!(!lb.tags.checks(&la.tags.tag(line), b"MSG somethinG"));
+    }
+
+    #[test]
+    fn a_link_tags_each_direction_with_its_own_key() {
+        let (a, b) = (
+            Identity::ephemeral().unwrap(),
+            Identity::ephemeral().unwrap(),
+        );
+        let (opening, hello) = Opening::new(&a, "alice", Mode::Link).unwrap();
+        assert!(hello.starts_with("LINK 2 "), "{hello}");
+        let h = match PeerLine::parse(hello.trim_end()) {
+            Some(Ok(PeerLine::Link(h))) => h,
+            other => panic!("{other:?}"),
+        };
+        let (answered, welcome) = Answered::new(&b, &hello, &h, None).unwrap();
+        let (la, proof) = opening
+            .finish(&a, &parse_welcome(&welcome), Some(&b.key), None)
+            .unwrap();
+        let lb = answered.finish(&parse_proof(&proof), None).unwrap();
+        let line = b"PRUNE";
+        // Each end checks the other's direction...
+        assert!(lb.tags.checks(&la.tags.tag(line), line));
+        assert!(la.back.checks(&lb.back.tag(line), line));
+        // ...and a line of its own, sent back to it, fails.
+        assert!(!la.back.checks(&la.tags.tag(line), line));
+        assert!(!lb.tags.checks(&lb.back.tag(line), line));
     }
 
     #[test]

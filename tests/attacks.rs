@@ -206,6 +206,8 @@ fn serve(
                 return;
             }
             Mode::Pull => {}
+            // This listener never took a LINK (see the parse above).
+            Mode::Link => return,
         }
     }
 }

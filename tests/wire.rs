@@ -105,3 +105,36 @@ fn ping_is_not_shown() {
     alice.wait_heard("pinger", "still open");
     raw.nothing_but_said(Duration::from_millis(100));
 }
+
+#[test]
+fn an_overlay_link_is_refused_by_a_servant_of_the_full_mesh_and_never_shown() {
+    let dir = TestDir::new("wire-link");
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let alice = start_servant(&dir, "alice", m.port, "");
+    let me = new_identity();
+    let (_opening, link) =
+        genp2p::handshake::Opening::new(&me, "rawbot", genp2p::handshake::Mode::Link).unwrap();
+    let mut raw = Raw::connect(alice.port);
+    raw.send(link.trim_end());
+    let answer = raw.expect_line("the answer to LINK");
+    assert!(answer.starts_with("ERR LINK: "), "{answer}\n{}", dump());
+    assert_eq!(
+        raw.read_line(Duration::from_secs(2)),
+        Got::Closed,
+        "{}",
+        dump()
+    );
+    // The next plain line from someone else is shown; the LINK line never was.
+    let mut telnet = Raw::connect(alice.port);
+    telnet.send("after the link");
+    alice
+        .proc
+        .wait_stdout("the plain line", |l| l.ends_with("after the link"));
+    assert!(
+        !alice.proc.stdout().iter().any(|l| l.contains("LINK")),
+        "{:?}\n{}",
+        alice.proc.stdout(),
+        dump()
+    );
+    alice.proc.wait_log("asked for an overlay link");
+}

@@ -69,6 +69,8 @@ pub struct Proof {
 pub enum PeerLine {
     Hello(Hello),
     Pull(Hello),
+    /// `LINK`: a neighbour link of the overlay, carrying lines both ways (4.10).
+    Link(Hello),
     Welcome(Welcome),
     Proof(Proof),
     /// `READY LAST`: the handshake is done; the listener has shown messages up to LAST
@@ -266,6 +268,7 @@ impl PeerLine {
         Some(match word {
             "HELLO" => parse_hello("HELLO", rest).map(PeerLine::Hello),
             "PULL" => parse_hello("PULL", rest).map(PeerLine::Pull),
+            "LINK" => parse_hello("LINK", rest).map(PeerLine::Link),
             "WELCOME" => parse_welcome(rest),
             "PROOF" => parse_proof(rest),
             "READY" => number("READY: LAST", rest).map(|last| PeerLine::Ready { last }),
@@ -297,6 +300,7 @@ impl PeerLine {
         match self {
             PeerLine::Hello(h) => hello("HELLO", h),
             PeerLine::Pull(h) => hello("PULL", h),
+            PeerLine::Link(h) => hello("LINK", h),
             PeerLine::Welcome(w) => format!(
                 "WELCOME {} {} {} {}{}\n",
                 w.id,

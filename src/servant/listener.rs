@@ -248,6 +248,19 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound, plac
             }
             serve_pull(&stream, &mut reader, peer, &link, inbound)
         }
+        Some(Ok(PeerLine::Link(hello))) => {
+            // A servant of an overlay (4.10) asks for a neighbour link; this one links to
+            // every servant instead. Said, so the other side falls back to `HELLO`.
+            info!(
+                "{peer}: {} ({}) asked for an overlay link; this servant links to every servant, so refused",
+                Shown(&hello.name),
+                hello.id
+            );
+            let _ = (&stream).write_all(
+                b"ERR LINK: this servant links to every servant and takes no overlay links\n",
+            );
+            return;
+        }
         Some(Err(e)) => {
             info!("{peer}: bad first line: {e}; closed");
             return;
