@@ -53,6 +53,10 @@ sim: deps ## the overlay's protocol for 10,000 and 100,000 simulated servants, P
 	@mkdir -p bench/out && rm -f bench/out/sim.jsonl
 	$(CARGO) run --release --example sim -- --servants $(SERVANTS) --flood \
 		--out bench/out/sim.jsonl --md bench/SIM.md
+	@target/release/examples/sim --servants 60 --dot bench/out/overlay.dot > /dev/null 2>&1
+	@command -v neato > /dev/null || apt-get install -y -qq graphviz > /dev/null 2>&1 || true
+	@if command -v neato > /dev/null; then neato -Tsvg bench/out/overlay.dot > bench/overlay.svg && echo "sim: wrote bench/overlay.svg"; \
+	else echo "sim: bench/overlay.svg needs graphviz (apt-get install graphviz)"; fi
 
 stress: release ## floods, churn and a lost manager on loopback; a table of what survived
 	@bash scripts/stress.sh

@@ -19,6 +19,7 @@ struct Args {
     plumtree: bool,
     out: Option<String>,
     md: Option<String>,
+    dot: Option<String>,
 }
 
 fn parse() -> Result<Args, lexopt::Error> {
@@ -30,6 +31,7 @@ fn parse() -> Result<Args, lexopt::Error> {
         plumtree: true,
         out: None,
         md: None,
+        dot: None,
     };
     let mut parser = lexopt::Parser::from_env();
     while let Some(arg) = parser.next()? {
@@ -53,6 +55,7 @@ fn parse() -> Result<Args, lexopt::Error> {
             }
             Long("out") => args.out = Some(parser.value()?.parse()?),
             Long("md") => args.md = Some(parser.value()?.parse()?),
+            Long("dot") => args.dot = Some(parser.value()?.parse()?),
             _ => return Err(arg.unexpected()),
         }
     }
@@ -171,6 +174,15 @@ fn main() -> ExitCode {
             let report = Sim::new(cfg).run();
             let secs = start.elapsed().as_secs_f64();
             let rss = peak_rss_mib();
+            if let Some(path) = &args.dot {
+                // Plumtree's overlay, when both are run.
+                if !flood || !args.plumtree {
+                    if let Err(e) = std::fs::write(path, dot(&report)) {
+                        eprintln!("sim: {path}: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
             let section = table(&report, secs, rss);
             println!("\n{section}");
             sections.push(section);
@@ -196,6 +208,26 @@ fn main() -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// The stable overlay of a run as a graphviz graph: the tree's links bold, links
+/// only one end pushes lines on thin, the others (ids only) dashed. `neato -Tsvg` lays
+/// it out.
+fn dot(r: &Report) -> String {
+    let mut g = String::from(
+        "graph overlay {\n  graph [overlap=false, splines=true, outputorder=edgesfirst, bgcolor=white];\n  \
+         node [shape=circle, width=0.12, height=0.12, fixedsize=true, label=\"\", style=filled, fillcolor=\"#3465a4\", color=\"#204a87\"];\n",
+    );
+    for &(a, b, eager) in &r.links {
+        let style = match eager {
+            2 => "color=\"#204a87\", penwidth=2.2",
+            1 => "color=\"#729fcf\", penwidth=1.2",
+            _ => "color=\"#babdb6\", style=dashed",
+        };
+        g += &format!("  n{a} -- n{b} [{style}];\n");
+    }
+    g += "}\n";
+    g
 }
 
 /// What the simulator is and how this report was made.

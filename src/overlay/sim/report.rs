@@ -78,4 +78,8 @@ pub struct Report {
     pub degree_min: usize,
     /// Links at the end that only one end counts as active.
     pub one_sided: usize,
+    /// The stable overlay (after its lines, before anyone fails), for a picture: each
+    /// active link once (lower number first), and how many of its ends push whole lines
+    /// on it (2: a link of Plumtree's tree; 1: one end has pruned it; 0: ids only).
+    pub links: Vec<(u32, u32, u8)>,
 }

@@ -158,6 +158,7 @@ impl Sim {
         // Other writers: the tree serves any author, not only those it formed from.
         self.phase("stable", 20, 50);
         self.wait(10_000);
+        self.report.links = self.links();
 
         // A fifth fails at once.
         let mut order: Vec<u32> = (0..n).collect();
@@ -222,6 +223,26 @@ impl Sim {
         self.phase("after the split healed", 20, 50);
         self.wait(15_000);
         self.finish()
+    }
+
+    /// Every active link once, lower number first, with how many of its ends push whole
+    /// lines on it.
+    fn links(&self) -> Vec<(u32, u32, u8)> {
+        let mut links = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let i = i as u32;
+            for &p in n.overlay.active().iter().filter(|&&p| i < p) {
+                let other = &self.nodes[p as usize].overlay;
+                if n.alive && other.active().contains(&i) {
+                    links.push((
+                        i,
+                        p,
+                        u8::from(n.overlay.is_eager(&p)) + u8::from(other.is_eager(&i)),
+                    ));
+                }
+            }
+        }
+        links
     }
 
     fn finish(mut self) -> Report {
