@@ -326,3 +326,41 @@ fn a_neighbour_that_grafts_the_same_lines_over_and_over_gets_a_bounded_share() {
         1
     );
 }
+
+#[test]
+fn strangers_asking_by_the_hundred_push_out_a_bounded_few() {
+    let originals: Vec<u32> = (1..=6).collect();
+    let mut f = Fixture::new(&originals);
+    // A hundred new identities ask at once, by every way that takes a place: joins,
+    // high-priority requests, and joins' walks ending here (sent by a neighbour).
+    let mut pushed_out = 0;
+    for k in 0..100u32 {
+        let (from, msg) = match k % 3 {
+            0 => (1_000 + k, Message::Join),
+            1 => (1_000 + k, Message::Neighbor { high: true }),
+            _ => (
+                originals[0],
+                Message::ForwardJoin {
+                    peer: 5_000 + k,
+                    ttl: 0,
+                },
+            ),
+        };
+        let out = f.input(Input::Received(from, msg));
+        pushed_out += out
+            .iter()
+            .filter(|a| matches!(a, Action::NeighborDown(_)))
+            .count();
+    }
+    // Without the cap each request pushes one out: the set churns a hundred times.
+    assert!(pushed_out <= bounds::EVICTIONS, "{pushed_out} pushed out");
+    assert_eq!(f.overlay.active().len(), 6);
+    // After the window, a newcomer is taken again.
+    f.now += Params::default().evict_window;
+    f.input(Input::Received(9_999, Message::Neighbor { high: true }));
+    assert!(
+        f.overlay.active().contains(&9_999),
+        "{:?}",
+        f.overlay.active()
+    );
+}

@@ -12,7 +12,7 @@
 //!
 //! Pure logic: the state is handed the time, a random generator and an output list.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 
 use super::event::{Action, Message, Millis, Timer, Types};
 use super::params::{bounds, Params};
@@ -46,6 +46,8 @@ pub struct Membership<K: Types> {
     /// fill, ask or retry, and not re-armed once the active set is full and quiet: a
     /// hundred thousand simulated servants need not wake every second for nothing.
     refill_set: bool,
+    /// When others' requests last pushed a neighbour out (see `may_evict`).
+    evicted: VecDeque<Millis>,
 }
 
 impl<K: Types> Membership<K> {
@@ -58,6 +60,7 @@ impl<K: Types> Membership<K> {
             lost: Vec::new(),
             offered: Vec::new(),
             refill_set: false,
+            evicted: VecDeque::new(),
         }
     }
 
@@ -137,7 +140,18 @@ impl<K: Types> Membership<K> {
         }
         match msg {
             Message::Join => {
-                self.add_active(from.clone(), p, rng, out);
+                if self.may_evict(now, p) {
+                    self.add_active(from.clone(), p, rng, out);
+                } else {
+                    // Full, and taken enough strangers lately: the newcomer gets its links
+                    // where its walks end.
+                    out.push(Action::Send(
+                        from.clone(),
+                        Message::Disconnect { alive: true },
+                    ));
+                    out.push(Action::Close(from.clone()));
+                    self.add_passive(from.clone(), p, rng);
+                }
                 for n in self.active.clone() {
                     if n != from {
                         let fwd = Message::ForwardJoin {
@@ -154,8 +168,7 @@ impl<K: Types> Membership<K> {
                 }
                 let ttl = ttl.min(p.active_walk);
                 if ttl == 0 || self.active.len() <= 1 {
-                    self.add_active(peer.clone(), p, rng, out);
-                    out.push(Action::Send(peer, Message::Neighbor { high: true }));
+                    self.end_walk(now, peer, p, rng, out);
                     return;
                 }
                 if ttl == p.passive_walk {
@@ -172,14 +185,13 @@ impl<K: Types> Membership<K> {
                         n.clone(),
                         Message::ForwardJoin { peer, ttl: ttl - 1 },
                     )),
-                    None => {
-                        self.add_active(peer.clone(), p, rng, out);
-                        out.push(Action::Send(peer, Message::Neighbor { high: true }));
-                    }
+                    None => self.end_walk(now, peer, p, rng, out),
                 }
             }
             Message::Neighbor { high } => {
-                let accepted = self.active.contains(&from) || high || self.active.len() < p.active;
+                let accepted = self.active.contains(&from)
+                    || self.active.len() < p.active
+                    || (high && self.may_evict(now, p));
                 if accepted {
                     self.add_active(from.clone(), p, rng, out);
                 } else {
@@ -423,6 +435,46 @@ impl<K: Types> Membership<K> {
             self.asked.insert(peer.clone(), (now, high));
             out.push(Action::Send(peer, Message::Neighbor { high }));
         }
+    }
+
+    /// A join's walk ends here: the newcomer becomes a neighbour (if a place can be made).
+    fn end_walk(
+        &mut self,
+        now: Millis,
+        peer: K::Peer,
+        p: &Params,
+        rng: &mut Rng,
+        out: &mut Vec<Action<K>>,
+    ) {
+        if self.may_evict(now, p) {
+            self.add_active(peer.clone(), p, rng, out);
+            out.push(Action::Send(peer, Message::Neighbor { high: true }));
+        } else {
+            self.add_passive(peer, p, rng);
+        }
+    }
+
+    /// Whether a request from another servant may take a place: there is one free, or a
+    /// neighbour may be pushed out, which others' requests may do at most
+    /// `bounds::EVICTIONS` times per `evict_window`. Without the cap, a stranger with
+    /// many keys could push out every neighbour in a moment with joins or
+    /// high-priority requests and stand in their place.
+    fn may_evict(&mut self, now: Millis, p: &Params) -> bool {
+        if self.active.len() < p.active {
+            return true;
+        }
+        while self
+            .evicted
+            .front()
+            .is_some_and(|&t| now.saturating_sub(t) >= p.evict_window)
+        {
+            self.evicted.pop_front();
+        }
+        if self.evicted.len() >= bounds::EVICTIONS {
+            return false;
+        }
+        self.evicted.push_back(now);
+        true
     }
 
     fn add_active(&mut self, peer: K::Peer, p: &Params, rng: &mut Rng, out: &mut Vec<Action<K>>) {

@@ -47,6 +47,8 @@ pub struct Params {
     pub keep: Millis,
     /// Lines kept at most, whatever their age.
     pub keep_lines: usize,
+    /// The window of `bounds::EVICTIONS`.
+    pub evict_window: Millis,
     /// How often a neighbour lost to a time-out is asked again, and for how long.
     pub retry_every: Millis,
     pub retry_for: Millis,
@@ -76,6 +78,7 @@ impl Default for Params {
             newcomer_for: 5_000,
             keep: 60_000,
             keep_lines: 4_096,
+            evict_window: 10_000,
             retry_every: 2_000,
             retry_for: 60_000,
             plumtree: true,
@@ -103,6 +106,9 @@ pub mod bounds {
     /// a few bytes per id and its answer a whole line, so grafts past this are let go
     /// (an honest neighbour grafts a line once, and again only if it did not come).
     pub const GRAFTED_PER_SECOND: usize = 256;
+    /// Neighbours pushed out by others' joins and high-priority requests, at most, per
+    /// `Params::evict_window`.
+    pub const EVICTIONS: usize = 6;
     /// Neighbours lost to a time-out that are asked again.
     pub const LOST: usize = 8;
 }
