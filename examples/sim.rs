@@ -248,9 +248,10 @@ fn header(args: &Args) -> String {
          Written by `make sim` (`cargo run --release --example sim -- --servants {} --seed {}{}`), \
          git {}, {}, on {} cores. The servants run the overlay's own state machine \
          (`src/overlay/`), the code a servant runs, driven by a discrete-event simulator \
-         (`src/overlay/sim.rs`): one-way latencies of 5 to 50 ms per pair, links that fall \
+         (`src/overlay/sim/`): one-way latencies of 5 to 50 ms per pair, links that fall \
          silent for 3 s before their ends give up, a seeded random generator (the same seed \
-         gives the same run). The scenario: the servants join over 10 s; 10 lines from 5 \
+         gives the same run). The scenario: the servants join over 10 s, and 40 s later, \
+         the overlay settled, 10 lines from 5 \
          writers 500 ms apart while Plumtree's tree forms; 20 lines 50 ms apart in the stable \
          overlay; a fifth of the servants fail at once and 10 lines are written at once; 20 \
          lines once it has healed; the network splits in two halves for 8 s and 12 lines are \

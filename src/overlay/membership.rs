@@ -140,7 +140,7 @@ impl<K: Types> Membership<K> {
         }
         match msg {
             Message::Join => {
-                if self.may_evict(now, p) {
+                if self.active.contains(&from) || self.may_evict(now, p) {
                     self.add_active(from.clone(), p, rng, out);
                 } else {
                     // Full, and taken enough strangers lately: the newcomer gets its links
@@ -208,9 +208,9 @@ impl<K: Types> Membership<K> {
             Message::NeighborReply { accepted } => {
                 let asked = self.asked.remove(&from);
                 if !accepted {
-                    if !self.active.contains(&from) {
-                        out.push(Action::Close(from));
-                    }
+                    // Refused, also by a servant we had already taken in (a join's walk
+                    // ended here): there is no link, on either side.
+                    self.add_passive_after_refusal(now, from, p, rng, out);
                     return;
                 }
                 self.lost.retain(|l| l.peer != from);
@@ -435,6 +435,21 @@ impl<K: Types> Membership<K> {
             self.asked.insert(peer.clone(), (now, high));
             out.push(Action::Send(peer, Message::Neighbor { high }));
         }
+    }
+
+    fn add_passive_after_refusal(
+        &mut self,
+        now: Millis,
+        from: K::Peer,
+        p: &Params,
+        rng: &mut Rng,
+        out: &mut Vec<Action<K>>,
+    ) {
+        if self.remove_active(&from, p, out) {
+            self.refill(now, p, rng, out);
+        }
+        out.push(Action::Close(from.clone()));
+        self.add_passive(from, p, rng);
     }
 
     /// A join's walk ends here: the newcomer becomes a neighbour (if a place can be made).
