@@ -420,7 +420,7 @@ impl<K: Types> Broadcast<K> {
                     incarnation: gap.incarnation,
                     seq,
                 };
-                self.announced(now, missing, &from, p.gap_graft_after, out);
+                self.announced(now, missing, &from, p.graft_after, out);
             }
         }
     }

@@ -27,15 +27,17 @@ pub struct Params {
     pub refill_every: Millis,
     /// How long an asked neighbour may take to answer before it is asked no more.
     pub neighbor_timeout: Millis,
-    /// How long i-have announcements wait to be sent together.
+    /// How long i-have announcements wait to be sent together. 200 ms, not Plumtree's
+    /// immediate announcements: in `make sim` at 10,000 servants, announcing every 50 ms
+    /// made spurious grafts (a slow path of the tree overtaken by an id), and stable
+    /// redundancy was 0.19-0.26; 0.10 at 100 ms, 0.005 at 200 ms, with 40 % fewer i-have
+    /// messages.
     pub announce_every: Millis,
     /// How long after an announcement a missing line is grafted (Plumtree: about one
-    /// round trip), and then from the next announcer.
+    /// round trip), and then from the next announcer. A line missing before a later
+    /// one of its author waits as long (waiting 1 s instead was measured no better).
     pub graft_after: Millis,
     pub graft_again: Millis,
-    /// How long after a later line of its author arrived a line that was not announced
-    /// is grafted: long enough for it to come by its own path.
-    pub gap_graft_after: Millis,
     /// How long a gap in an author's lines is waited on before they are reported lost.
     pub lost_after: Millis,
     /// How long after its first neighbour a servant counts as new: summaries that reach
@@ -73,7 +75,6 @@ impl Default for Params {
             announce_every: 200,
             graft_after: 150,
             graft_again: 100,
-            gap_graft_after: 150,
             lost_after: 10_000,
             newcomer_for: 5_000,
             keep: 60_000,
