@@ -364,3 +364,31 @@ fn strangers_asking_by_the_hundred_push_out_a_bounded_few() {
         f.overlay.active()
     );
 }
+
+#[test]
+fn a_summary_at_the_highest_incarnation_or_number_is_answered_without_a_panic() {
+    let mut f = Fixture::new(&[1]);
+    f.gossip(1, 9, u64::MAX, 1);
+    f.gossip(1, 9, u64::MAX, 2);
+    f.now += 6_000;
+    f.input(Input::Received(2, Message::Join));
+    for last in [0, 1, u64::MAX] {
+        let summary = Message::Summary {
+            member_for: 60_000,
+            last: vec![(9, u64::MAX, last)],
+        };
+        let out = f.input(Input::Received(2, summary));
+        let offered: Vec<u64> = out
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send(2, Message::IHave(ids)) => {
+                    Some(ids.iter().map(|(id, _)| id.seq).collect::<Vec<_>>())
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        let want: Vec<u64> = (1..=2).filter(|&s| s > last).collect();
+        assert_eq!(offered, want, "last {last}");
+    }
+}

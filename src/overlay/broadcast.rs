@@ -241,17 +241,22 @@ impl<K: Types> Broadcast<K> {
                     self.order.start_after(now, author, *incarnation, *last);
                 }
                 for (author, incarnation, last) in entries {
+                    // What we kept of this run after `last` (nothing after the highest
+                    // number; and a range that can never end before it starts).
+                    let Some(first) = last.checked_add(1) else {
+                        continue;
+                    };
                     let from_id = LineId {
                         author: author.clone(),
                         incarnation,
-                        seq: last.saturating_add(1),
+                        seq: first,
                     };
                     let to_id = LineId {
                         author,
-                        incarnation: incarnation.saturating_add(1),
-                        seq: 0,
+                        incarnation,
+                        seq: u64::MAX,
                     };
-                    for (id, k) in self.kept.range(from_id..to_id) {
+                    for (id, k) in self.kept.range(from_id..=to_id) {
                         if offer.len() >= bounds::IDS {
                             break;
                         }
