@@ -81,11 +81,9 @@ pub fn to_line(msg: &OverlayMessage) -> String {
             let _ = write!(line, " {ttl} ");
             peer.push(&mut line);
         }
-        Message::Neighbor { high } => line.push_str(if *high { " HIGH" } else { " LOW" }),
-        Message::NeighborReply { accepted } => {
-            line.push_str(if *accepted { " ACCEPTED" } else { " DECLINED" })
-        }
-        Message::Disconnect { alive } => line.push_str(if *alive { " ALIVE" } else { " LEAVING" }),
+        Message::Neighbor { high } => push_either(&mut line, PRIORITY, *high),
+        Message::NeighborReply { accepted } => push_either(&mut line, ANSWER, *accepted),
+        Message::Disconnect { alive } => push_either(&mut line, STAYING, *alive),
         Message::Shuffle { origin, ttl, peers } => {
             let _ = write!(line, " {ttl} ");
             origin.push(&mut line);
@@ -152,27 +150,12 @@ pub fn parse(line: &str) -> Option<Result<OverlayMessage, ProtocolError>> {
         "JOIN" => no_fields("JOIN", rest).map(|()| Message::Join),
         "PRUNE" => no_fields("PRUNE", rest).map(|()| Message::Prune),
         "FORWARDJOIN" => parse_forward_join(rest),
-        "NEIGHBOR" => match rest {
-            "HIGH" => Ok(Message::Neighbor { high: true }),
-            "LOW" => Ok(Message::Neighbor { high: false }),
-            _ => err(format!("NEIGHBOR {:?}: expected HIGH or LOW", shown(rest))),
-        },
-        "NEIGHBOR-REPLY" => match rest {
-            "ACCEPTED" => Ok(Message::NeighborReply { accepted: true }),
-            "DECLINED" => Ok(Message::NeighborReply { accepted: false }),
-            _ => err(format!(
-                "NEIGHBOR-REPLY {:?}: expected ACCEPTED or DECLINED",
-                shown(rest)
-            )),
-        },
-        "DISCONNECT" => match rest {
-            "ALIVE" => Ok(Message::Disconnect { alive: true }),
-            "LEAVING" => Ok(Message::Disconnect { alive: false }),
-            _ => err(format!(
-                "DISCONNECT {:?}: expected ALIVE or LEAVING",
-                shown(rest)
-            )),
-        },
+        "NEIGHBOR" => either("NEIGHBOR", PRIORITY, rest).map(|high| Message::Neighbor { high }),
+        "NEIGHBOR-REPLY" => either("NEIGHBOR-REPLY", ANSWER, rest)
+            .map(|accepted| Message::NeighborReply { accepted }),
+        "DISCONNECT" => {
+            either("DISCONNECT", STAYING, rest).map(|alive| Message::Disconnect { alive })
+        }
         "SHUFFLE" => parse_shuffle(rest),
         "SHUFFLE-REPLY" => {
             contacts("SHUFFLE-REPLY", fields()).map(|peers| Message::ShuffleReply { peers })
@@ -194,6 +177,30 @@ pub fn parse(line: &str) -> Option<Result<OverlayMessage, ProtocolError>> {
         "SUMMARY" => parse_summary(fields()),
         _ => return None,
     })
+}
+
+/// The two words a yes-or-no field is spelled with: for `true`, for `false`.
+type Either = (&'static str, &'static str);
+const PRIORITY: Either = ("HIGH", "LOW");
+const ANSWER: Either = ("ACCEPTED", "DECLINED");
+const STAYING: Either = ("ALIVE", "LEAVING");
+
+fn push_either(line: &mut String, words: Either, yes: bool) {
+    line.push(' ');
+    line.push_str(if yes { words.0 } else { words.1 });
+}
+
+fn either(word: &str, words: Either, rest: &str) -> Result<bool, ProtocolError> {
+    match rest {
+        r if r == words.0 => Ok(true),
+        r if r == words.1 => Ok(false),
+        _ => err(format!(
+            "{word} {:?}: expected {} or {}",
+            shown(rest),
+            words.0,
+            words.1
+        )),
+    }
 }
 
 fn no_fields(word: &str, rest: &str) -> Result<(), ProtocolError> {
@@ -342,7 +349,16 @@ fn small<T: TryFrom<u64>>(what: &str, field: &str) -> Result<T, ProtocolError> {
     T::try_from(n).or_else(|_| err(format!("{what} {n} is too large")))
 }
 
-fn shown(s: &str) -> String {
-    let cut: String = s.chars().take(40).collect();
-    crate::escape::Shown(&cut).to_string()
+/// A hostile field in an error: its first 40 characters, quoted and escaped as every
+/// other protocol error shows it (`escape::Shown`).
+fn shown(s: &str) -> Cut {
+    Cut(s.chars().take(40).collect())
+}
+
+struct Cut(String);
+
+impl std::fmt::Debug for Cut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&crate::escape::Shown(&self.0), f)
+    }
 }
