@@ -103,18 +103,24 @@ pub fn random_bytes<const N: usize>() -> Result<[u8; N], IdentityError> {
     Ok(b)
 }
 
-/// A fresh random token of 16 hex digits (the manager's epoch). Falls back to the clock
-/// and process id only if the operating system gives no random bytes.
-pub fn random_token() -> String {
+/// A fresh random number, for what must differ between runs but guards no secret (the
+/// manager's epoch, a random generator's seed). Falls back to the clock and process id
+/// only if the operating system gives no random bytes.
+pub fn random_u64() -> u64 {
     match random_bytes::<8>() {
-        Ok(b) => hex(&b),
+        Ok(b) => u64::from_be_bytes(b),
         Err(_) => {
             let t = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos() as u64);
-            format!("{:016x}", t ^ (u64::from(std::process::id()) << 40))
+            t ^ (u64::from(std::process::id()) << 40)
         }
     }
+}
+
+/// A fresh random token of 16 hex digits (the manager's epoch).
+pub fn random_token() -> String {
+    format!("{:016x}", random_u64())
 }
 
 /// The id of a public key: the first [`ID_BYTES`] of its BLAKE3 hash, in hex.

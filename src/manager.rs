@@ -405,8 +405,8 @@ fn serve_lines(
     let mut bad_lines = 0u32;
     let reply = |line: String| -> bool { outbox.push(Arc::from(line)).is_ok() };
     let mut pending: Option<Challenged> = None;
-    // For `needs sample`: seeded once per connection from the OS.
-    let mut rng = Rng::from_os();
+    // For `needs sample`: seeded from the OS on the connection's first one.
+    let mut rng: Option<Rng> = None;
     loop {
         let line = match reader.read_line() {
             Ok(Some(line)) => line,
@@ -575,7 +575,8 @@ fn serve_lines(
             }
             Ok(ManagerCommand::NeedsSample { count }) => {
                 bad_lines = 0;
-                shared.registry().sample(ticket, count, &mut rng)
+                let rng = rng.get_or_insert_with(Rng::from_os);
+                shared.registry().sample(ticket, count, rng)
             }
             Ok(ManagerCommand::Bye) => return "said bye".into(),
             Ok(command @ (ManagerCommand::Complain { .. } | ManagerCommand::ReplaceRelay)) => {

@@ -23,15 +23,7 @@ impl Rng {
     /// A generator seeded from the operating system (falls back to the clock and the
     /// process id when the OS has no random source to give, which only affects choices).
     pub fn from_os() -> Rng {
-        let mut seed = [0u8; 8];
-        if getrandom::fill(&mut seed).is_err() {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0);
-            seed = (nanos ^ u64::from(std::process::id()).rotate_left(32)).to_le_bytes();
-        }
-        Rng::seeded(u64::from_le_bytes(seed))
+        Rng::seeded(crate::identity::random_u64())
     }
 
     pub fn next_u64(&mut self) -> u64 {
