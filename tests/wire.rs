@@ -137,4 +137,17 @@ fn an_overlay_link_is_refused_by_a_servant_of_the_full_mesh_and_never_shown() {
         dump()
     );
     alice.proc.wait_log("asked for an overlay link");
+    // A flood of them from one address is refused each time and logged once a minute.
+    for _ in 0..50 {
+        let mut raw = Raw::connect(alice.port);
+        raw.send(link.trim_end());
+        let answer = raw.expect_line("the answer to LINK");
+        assert!(answer.starts_with("ERR LINK: "), "{answer}");
+    }
+    assert_eq!(
+        alice.proc.count_log("asked for an overlay link"),
+        1,
+        "{}",
+        dump()
+    );
 }

@@ -251,10 +251,14 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound, plac
         Some(Ok(PeerLine::Link(hello))) => {
             // A servant of an overlay (4.10) asks for a neighbour link; this one links to
             // every servant instead. Said, so the other side falls back to `HELLO`.
-            info!(
-                "{peer}: {} ({}) asked for an overlay link; this servant links to every servant, so refused",
-                Shown(&hello.name),
-                hello.id
+            log_refusal(
+                inbound,
+                peer,
+                format!(
+                    "{} ({}) asked for an overlay link; this servant links to every servant",
+                    Shown(&hello.name),
+                    hello.id
+                ),
             );
             let _ = (&stream).write_all(
                 b"ERR LINK: this servant links to every servant and takes no overlay links\n",
@@ -297,6 +301,26 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound, plac
     debug!("{peer}: connection ended: {why}");
 }
 
+/// Logs why a connection was refused, once a minute per address (the rest at debug, and
+/// counted in the next one): a flood of refused connections cannot fill the log.
+fn log_refusal(inbound: &Inbound, peer: SocketAddr, why: String) {
+    let allowed = inbound
+        .refusals
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .allow(&peer.ip());
+    match allowed {
+        Some(held) if held > 0 => {
+            warn!(
+                "{peer}: refused: {why} ({held} more refusals from {} not logged)",
+                peer.ip()
+            )
+        }
+        Some(_) => warn!("{peer}: refused: {why}"),
+        None => debug!("{peer}: refused: {why}"),
+    }
+}
+
 /// The listener's half of the handshake (see `handshake`): answers `HELLO` or `PULL` with
 /// `WELCOME` and checks the `PROOF`. `None` when the other side cannot prove its key (or
 /// the network key), which is logged once a minute per address.
@@ -308,23 +332,7 @@ fn accept(
     hello: &Hello,
     inbound: &Inbound,
 ) -> Option<Link> {
-    let refuse = |why: String| {
-        let allowed = inbound
-            .refusals
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .allow(&peer.ip());
-        match allowed {
-            Some(held) if held > 0 => {
-                warn!(
-                    "{peer}: refused: {why} ({held} more refusals from {} not logged)",
-                    peer.ip()
-                )
-            }
-            Some(_) => warn!("{peer}: refused: {why}"),
-            None => debug!("{peer}: refused: {why}"),
-        }
-    };
+    let refuse = |why: String| log_refusal(inbound, peer, why);
     let net = inbound.network.as_ref();
     let (answered, welcome) = match Answered::new(&inbound.identity, first, hello, net) {
         Ok(a) => a,
