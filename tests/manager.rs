@@ -133,9 +133,18 @@ fn console_lists_registered_servants() {
 
 #[test]
 fn a_client_that_stops_reading_is_dropped_and_the_rest_are_served() {
-    // A listed client asks for the list over and over and never reads the answers. What
-    // waits for it is bounded: once its outbox is full it is dropped (and the others are
-    // told it left), while everyone else keeps getting answers.
+    hog_is_dropped("needs peer list");
+}
+
+#[test]
+fn a_client_flooding_sample_requests_unread_is_dropped_and_the_rest_are_served() {
+    hog_is_dropped("needs sample 64");
+}
+
+/// A listed client asks `command` over and over and never reads the answers. What
+/// waits for it is bounded: once its outbox is full it is dropped (and the others are
+/// told it left), while everyone else keeps getting answers.
+fn hog_is_dropped(command: &'static str) {
     let dir = TestDir::new("manager-hog");
     // Nothing listens on the ports these clients give: no reachability probes.
     let m = start_manager(&dir, "<timeout>30</timeout><probe>false</probe>");
@@ -143,13 +152,13 @@ fn a_client_that_stops_reading_is_dropped_and_the_rest_are_served() {
         .map(|i| register(m.port, 41000 + i, &format!("s{i}")).0)
         .collect();
     let (hog, _, idhog) = register(m.port, 42000, "hog");
-    // Every answer is a list of 21 servants (about 2.5 KB): 20,000 of them are far more
+    // Every answer names 20 or 21 servants (about 2.5 KB): 20,000 of them are far more
     // than the manager holds for one client.
     let writer = {
         let mut stream = hog.stream.try_clone().expect("clone the hog's socket");
         std::thread::spawn(move || {
             let _ = stream.set_write_timeout(Some(Duration::from_secs(5)));
-            let batch = "needs peer list\n".repeat(1000);
+            let batch = format!("{command}\n").repeat(1000);
             for _ in 0..20 {
                 if std::io::Write::write_all(&mut stream, batch.as_bytes()).is_err() {
                     break;
