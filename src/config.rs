@@ -180,6 +180,14 @@ pub struct ServantConfig {
     /// `<networkkey>`: a file holding the network's shared secret; only servants that
     /// prove it are accepted (none: any key may join).
     pub network_key: Option<PathBuf>,
+    /// `<fullmesh>`: while the network has at most this many servants, each links to
+    /// every other, as the article does; past it, the servant joins the overlay.
+    pub full_mesh: usize,
+    /// `<degree>`: the overlay's active neighbours per servant (its D).
+    pub degree: usize,
+    /// `<bootstrap>`, once or more: `host:port` of servants to join the overlay through
+    /// when no manager answers.
+    pub bootstrap: Vec<String>,
 }
 
 impl Default for ServantConfig {
@@ -203,6 +211,9 @@ impl Default for ServantConfig {
             identity: None,
             known_peers: None,
             network_key: None,
+            full_mesh: 8,
+            degree: 6,
+            bootstrap: Vec::new(),
         }
     }
 }
@@ -325,14 +336,14 @@ impl<'a, 'input> Reader<'a, 'input> {
 
     /// Children that are elements; rejects text outside them.
     ///
-    /// A second element of the same name is refused too (only `<ban>` and `<connectionmgr>`
-    /// may repeat): a file that says a thing twice must not silently mean the last.
+    /// A second element of the same name is refused too (only `<ban>`, `<connectionmgr>`
+    /// and `<bootstrap>` may repeat): a file that says a thing twice must not silently mean the last.
     fn elements<'n>(&self, node: Node<'n, 'input>) -> Result<Vec<Node<'n, 'input>>, ConfigError> {
         let mut out: Vec<Node<'n, 'input>> = Vec::new();
         for c in node.children() {
             if c.is_element() {
                 let name = c.tag_name().name();
-                let repeats = name == "ban" || name == "connectionmgr";
+                let repeats = name == "ban" || name == "connectionmgr" || name == "bootstrap";
                 if !repeats && out.iter().any(|o| o.tag_name().name() == name) {
                     let parent = node.tag_name().name();
                     return Err(self.invalid(c, format!("<{name}> appears twice in <{parent}>")));
@@ -490,6 +501,15 @@ impl ServantConfig {
                     "knownpeers" => c.known_peers = Some(r.file(el, "knownpeers", path)?),
                     "networkkey" => c.network_key = Some(r.file(el, "networkkey", path)?),
                     "workers" => c.workers = r.number(el, "workers", 1, 32)?,
+                    "fullmesh" => c.full_mesh = r.number(el, "fullmesh", 0, 1_000_000)?,
+                    "degree" => c.degree = r.number(el, "degree", 1, 12)?,
+                    "bootstrap" => {
+                        let addr = r.text(el)?;
+                        if addr.rsplit_once(':').is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err()) {
+                            return Err(r.invalid(el, format!("<bootstrap> must be host:port, found {addr:?}")));
+                        }
+                        c.bootstrap.push(addr.to_owned());
+                    }
                     "uploads" => c.uploads = r.number(el, "uploads", 1, 1000)?,
                     "maxconnections" => {
                         c.max_connections = r.number(el, "maxconnections", 1, 1_000_000)?
@@ -525,7 +545,7 @@ impl ServantConfig {
                         return Err(r.unknown(
                             el,
                             "config",
-                            "connectionmgr, port, name, listen, bind, publicport, heartbeat, queue, maxconnections, maxperaddress, share, downloads, workers, uploads, bans, identity, knownpeers, networkkey",
+                            "connectionmgr, port, name, listen, bind, publicport, heartbeat, queue, maxconnections, maxperaddress, share, downloads, workers, uploads, bans, identity, knownpeers, networkkey, fullmesh, degree, bootstrap",
                         ))
                     }
                 }
@@ -762,7 +782,7 @@ mod tests {
         );
         assert_eq!(
             servant("<config><connectionmgr>h</connectionmgr><hearbeat>1</hearbeat></config>").unwrap_err(),
-            "config.xml:1:41: unknown element <hearbeat> in <config> (known: connectionmgr, port, name, listen, bind, publicport, heartbeat, queue, maxconnections, maxperaddress, share, downloads, workers, uploads, bans, identity, knownpeers, networkkey)"
+            "config.xml:1:41: unknown element <hearbeat> in <config> (known: connectionmgr, port, name, listen, bind, publicport, heartbeat, queue, maxconnections, maxperaddress, share, downloads, workers, uploads, bans, identity, knownpeers, networkkey, fullmesh, degree, bootstrap)"
         );
         let e = servant("<config><connectionmgr>h</connectionmgr>\n<port>85</config>").unwrap_err();
         assert!(e.starts_with("config.xml:2:"), "{e}");

@@ -54,8 +54,8 @@ pub enum Mode {
     /// `PULL`: a relay connection; the listener writes the chat it relays on it.
     Pull,
     /// `LINK`: a neighbour link of the overlay; both ends write on it, each direction
-    /// tagged with a key of its own.
-    Link,
+    /// tagged with a key of its own. With the port the opener listens on (0: none).
+    Link(u16),
 }
 
 /// Why a handshake failed; each names what the other side got wrong.
@@ -259,7 +259,7 @@ impl Opening {
         let line = match mode {
             Mode::Send => PeerLine::Hello(hello.clone()),
             Mode::Pull => PeerLine::Pull(hello.clone()),
-            Mode::Link => PeerLine::Link(hello.clone()),
+            Mode::Link(port) => PeerLine::Link(hello.clone(), port),
         }
         .to_line();
         Ok((
@@ -423,10 +423,10 @@ mod tests {
             Identity::ephemeral().unwrap(),
             Identity::ephemeral().unwrap(),
         );
-        let (opening, hello) = Opening::new(&a, "alice", Mode::Link).unwrap();
+        let (opening, hello) = Opening::new(&a, "alice", Mode::Link(4000)).unwrap();
         assert!(hello.starts_with("LINK 2 "), "{hello}");
         let h = match PeerLine::parse(hello.trim_end()) {
-            Some(Ok(PeerLine::Link(h))) => h,
+            Some(Ok(PeerLine::Link(h, 4000))) => h,
             other => panic!("{other:?}"),
         };
         let (answered, welcome) = Answered::new(&b, &hello, &h, None).unwrap();

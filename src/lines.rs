@@ -101,6 +101,12 @@ impl<R: Read> LineReader<R> {
         }
     }
 
+    /// Changes the longest line accepted from now on (a connection that turns out, after
+    /// its first lines, to carry longer ones: an overlay link after its handshake).
+    pub fn set_limit(&mut self, limit: usize) {
+        self.limit = limit;
+    }
+
     /// The reader this one wraps (for example to change the socket's time-out).
     pub fn get_ref(&self) -> &R {
         &self.inner

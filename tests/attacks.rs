@@ -207,7 +207,7 @@ fn serve(
             }
             Mode::Pull => {}
             // This listener never took a LINK (see the parse above).
-            Mode::Link => return,
+            Mode::Link(_) => return,
         }
     }
 }

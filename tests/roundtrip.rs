@@ -317,7 +317,7 @@ fn peer_line() -> impl Strategy<Value = PeerLine> {
     prop_oneof![
         hello().prop_map(PeerLine::Hello),
         hello().prop_map(PeerLine::Pull),
-        hello().prop_map(PeerLine::Link),
+        (hello(), any::<u16>()).prop_map(|(h, p)| PeerLine::Link(h, p)),
         (
             id(),
             any::<[u8; 32]>(),

@@ -113,7 +113,7 @@ fn an_overlay_link_is_refused_by_a_servant_of_the_full_mesh_and_never_shown() {
     let alice = start_servant(&dir, "alice", m.port, "");
     let me = new_identity();
     let (_opening, link) =
-        genp2p::handshake::Opening::new(&me, "rawbot", genp2p::handshake::Mode::Link).unwrap();
+        genp2p::handshake::Opening::new(&me, "rawbot", genp2p::handshake::Mode::Link(0)).unwrap();
     let mut raw = Raw::connect(alice.port);
     raw.send(link.trim_end());
     let answer = raw.expect_line("the answer to LINK");

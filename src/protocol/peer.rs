@@ -69,8 +69,9 @@ pub struct Proof {
 pub enum PeerLine {
     Hello(Hello),
     Pull(Hello),
-    /// `LINK`: a neighbour link of the overlay, carrying lines both ways (4.10).
-    Link(Hello),
+    /// `LINK ... PORT`: a neighbour link of the overlay, carrying lines both ways (4.10);
+    /// PORT is where the opener listens for links (0: it cannot be reached).
+    Link(Hello, u16),
     Welcome(Welcome),
     Proof(Proof),
     /// `READY LAST`: the handshake is done; the listener has shown messages up to LAST
@@ -268,7 +269,7 @@ impl PeerLine {
         Some(match word {
             "HELLO" => parse_hello("HELLO", rest).map(PeerLine::Hello),
             "PULL" => parse_hello("PULL", rest).map(PeerLine::Pull),
-            "LINK" => parse_hello("LINK", rest).map(PeerLine::Link),
+            "LINK" => parse_link(rest),
             "WELCOME" => parse_welcome(rest),
             "PROOF" => parse_proof(rest),
             "READY" => number("READY: LAST", rest).map(|last| PeerLine::Ready { last }),
@@ -300,7 +301,11 @@ impl PeerLine {
         match self {
             PeerLine::Hello(h) => hello("HELLO", h),
             PeerLine::Pull(h) => hello("PULL", h),
-            PeerLine::Link(h) => hello("LINK", h),
+            PeerLine::Link(h, port) => {
+                let mut line = hello("LINK", h);
+                line.pop();
+                format!("{line} {port}\n")
+            }
             PeerLine::Welcome(w) => format!(
                 "WELCOME {} {} {} {}{}\n",
                 w.id,
@@ -372,6 +377,22 @@ fn parse_hello(word: &str, rest: &str) -> Result<Hello, ProtocolError> {
         key: hex_field(&what("key"), key)?,
         eph: hex_field(&what("ephemeral key"), eph)?,
     })
+}
+
+/// `LINK 2 ID NAME INC KEY EPH PORT`: a `HELLO` and the opener's listening port.
+fn parse_link(rest: &str) -> Result<PeerLine, ProtocolError> {
+    let usage = format!("LINK {PEER_PROTOCOL_VERSION} ID NAME INC KEY EPH PORT");
+    let Some((hello, port)) = rest.rsplit_once(' ') else {
+        return err(format!("LINK: expected '{usage}'"));
+    };
+    if hello.split(' ').count() != 6 {
+        return err(format!("LINK: expected '{usage}'"));
+    }
+    let port = number("LINK: port", port)?;
+    let Ok(port) = u16::try_from(port) else {
+        return err(format!("LINK: port {port} is not a TCP port"));
+    };
+    Ok(PeerLine::Link(parse_hello("LINK", hello)?, port))
 }
 
 /// The optional last field: a network key's proof.
@@ -607,6 +628,7 @@ mod tests {
         };
         for l in [
             PeerLine::Hello(h.clone()),
+            PeerLine::Link(h.clone(), 4000),
             PeerLine::Pull(h),
             PeerLine::Welcome(Welcome {
                 id: ID.into(),

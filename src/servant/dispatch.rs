@@ -18,10 +18,11 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use log::{debug, warn};
 
 use super::listener::Inbound;
+use super::neighbors::link::ToDriver;
 use super::sender::{Outgoing, Wire};
 use crate::batch;
 use crate::identity::{Identity, Presigned};
-use crate::protocol::{msg_head, msg_line, ChatMessage, TEXT_LIMIT};
+use crate::protocol::{msg_head, msg_line, ChatMessage, PeerLine, TEXT_LIMIT};
 
 /// How long after a line typed alone its successor's signature is begun (see `say`).
 const PRESIGN_AFTER: Duration = Duration::from_micros(300);
@@ -60,6 +61,9 @@ pub struct Dispatch {
     spare: Mutex<Option<Presigned>>,
     /// When the last run of lines was sent.
     last_sent: Mutex<Option<Instant>>,
+    /// Set once the servant is in the overlay: every line goes to the `overlay` thread
+    /// too, which passes it on to the neighbours.
+    overlay: Mutex<Option<Sender<ToDriver>>>,
 }
 
 impl Dispatch {
@@ -72,7 +76,13 @@ impl Dispatch {
             next_seq: AtomicU64::new(1),
             spare: Mutex::new(None),
             last_sent: Mutex::new(None),
+            overlay: Mutex::new(None),
         }
+    }
+
+    /// From now on, every line goes to the overlay too.
+    pub fn set_overlay(&self, tx: Sender<ToDriver>) {
+        *self.overlay.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
     }
 
     fn lock(&self) -> MutexGuard<'_, Arc<Vec<PeerQueue>>> {
@@ -219,6 +229,25 @@ impl Dispatch {
             self.inbound
                 .hub
                 .record(&me.id, me.incarnation, out.seq, &out.line);
+        }
+        let overlay = self
+            .overlay
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(tx) = overlay {
+            let parsed: Vec<ChatMessage> = lines
+                .iter()
+                .filter_map(
+                    |out| match PeerLine::parse(out.line.trim_end_matches('\n')) {
+                        Some(Ok(PeerLine::Msg(m))) => Some(m),
+                        _ => None,
+                    },
+                )
+                .collect();
+            if tx.send(ToDriver::Typed(parsed)).is_err() {
+                debug!("the overlay has stopped; the line goes to linked servants only");
+            }
         }
         let (last, queued) = match more_waiting {
             true => (None, lines),

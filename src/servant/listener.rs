@@ -28,6 +28,7 @@ use super::authors::Authors;
 use super::bans::Bans;
 use super::console::Pipe;
 use super::known::{changed_warning, KnownPeers, Standing};
+use super::neighbors::{link, Door};
 use super::relaying::{serve_pull, Hub};
 use super::seen::{Seen, Verdict, STRANGERS};
 use super::sender::{HANDSHAKE_TIMEOUT, PING_EVERY};
@@ -71,6 +72,8 @@ pub struct Inbound {
     pub said: AtomicU64,
     /// Refused handshakes, logged once per address a minute.
     pub refusals: Mutex<LogLimiter<IpAddr>>,
+    /// Where links that overlay neighbours open are handed (closed in the full mesh).
+    pub links: Arc<Door>,
     /// What we relay to servants behind firewalls (empty unless one pulls from us).
     pub hub: Hub,
     /// The files we share, for `FILES`, `MANIFEST` and `GET` requests.
@@ -248,22 +251,36 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound, plac
             }
             serve_pull(&stream, &mut reader, peer, &link, inbound)
         }
-        Some(Ok(PeerLine::Link(hello))) => {
-            // A servant of an overlay (4.10) asks for a neighbour link; this one links to
-            // every servant instead. Said, so the other side falls back to `HELLO`.
-            log_refusal(
-                inbound,
-                peer,
-                format!(
-                    "{} ({}) asked for an overlay link; this servant links to every servant",
-                    Shown(&hello.name),
-                    hello.id
-                ),
-            );
-            let _ = (&stream).write_all(
-                b"ERR LINK: this servant links to every servant and takes no overlay links\n",
-            );
-            return;
+        Some(Ok(PeerLine::Link(hello, port))) => {
+            let Some(ep) = inbound.links.endpoint() else {
+                // A servant of an overlay (4.10) asks for a neighbour link; this one
+                // links to every servant instead. Said, so the other side falls back to
+                // `HELLO`.
+                log_refusal(
+                    inbound,
+                    peer,
+                    format!(
+                        "{} ({}) asked for an overlay link; this servant links to every servant",
+                        Shown(&hello.name),
+                        hello.id
+                    ),
+                );
+                let _ = (&stream).write_all(
+                    b"ERR LINK: this servant links to every servant and takes no overlay links\n",
+                );
+                return;
+            };
+            let Some(link) = accept(&stream, &mut reader, peer, &first, &hello, inbound) else {
+                return;
+            };
+            if let Err(e) = (&stream).write_all(PeerLine::Ready { last: 0 }.to_line().as_bytes()) {
+                return debug!("{peer} ({}): cannot answer: {e}", Shown(&link.name));
+            }
+            if inbound.seen.is_listed(&link.peer_id) {
+                place.protect();
+            }
+            place.touch();
+            link::serve_accepted(&stream, &mut reader, peer, &link, port, &ep)
         }
         Some(Err(e)) => {
             info!("{peer}: bad first line: {e}; closed");
@@ -618,6 +635,38 @@ impl Conn<'_> {
                 );
                 self.complained = true;
             }
+        }
+    }
+}
+
+/// Lines the overlay passed on to us (each already checked on its link): shown as a
+/// servant connection's are, once, with their author's pin.
+pub(super) struct Forwarded {
+    drops: Drops,
+}
+
+impl Default for Forwarded {
+    fn default() -> Forwarded {
+        Forwarded {
+            drops: Drops {
+                last: None,
+                held: 0,
+                pinned: None,
+            },
+        }
+    }
+}
+
+impl Forwarded {
+    pub(super) fn show(&mut self, chat: &crate::protocol::ChatMessage, inbound: &Inbound) {
+        let line = PeerLine::Msg(chat.clone()).to_line();
+        let line = line.trim_end_matches('\n');
+        if let Some(Ok(m)) = MsgRef::parse(line) {
+            let here = SocketAddr::from(([0, 0, 0, 0], 0));
+            receive(m, line, None, here, "overlay", inbound, &mut self.drops);
+        }
+        if let Some(pipe) = &inbound.pipe {
+            pipe.flush();
         }
     }
 }

@@ -25,10 +25,12 @@ pub mod dispatch;
 pub mod known;
 pub mod link;
 pub mod listener;
+pub mod neighbors;
 pub mod relay_watch;
 pub mod relaying;
 pub mod seen;
 pub mod sender;
+pub mod switch;
 
 use std::collections::{HashMap, HashSet};
 use std::fmt;
@@ -54,6 +56,8 @@ use console::{Input, HELP};
 use dispatch::{Dispatch, PeerQueue};
 use link::{LinkEvent, ManagerWriter, Registration};
 use listener::Inbound;
+use neighbors::link::ToDriver;
+use neighbors::Neighbors;
 use relaying::{Hub, Puller};
 use seen::Seen;
 use sender::{Outgoing, Target, Wire};
@@ -190,6 +194,15 @@ struct Core {
     /// Our slot at the manager, from the last whole list (`<me>TRUE</me>`): `/peers` on a
     /// relay names itself, not "slot N", as the relay of the servants it serves.
     my_offset: Option<u32>,
+    /// Our address as the manager sees it, from the last whole list: where the overlay's
+    /// servants dial us.
+    my_ip: Option<IpAddr>,
+    /// The port we are listed at (`<publicport>` or the one we listen on).
+    port: u16,
+    /// Set once the network has outgrown `<fullmesh>` (see `switch`).
+    overlay: Option<Neighbors>,
+    /// When the links to every servant close, after joining the overlay.
+    mesh_until: Option<Instant>,
 }
 
 /// The grace period after a manager change: the manager's time-out (at least 3 s) and 2 s
@@ -400,6 +413,7 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         out: out_tx.clone(),
         pipe: pipe.clone(),
         hub: Hub::default(),
+        links: Default::default(),
         library: Arc::clone(&library),
     });
     if let Some(dirty) = known_dirty {
@@ -483,7 +497,7 @@ fn run_joined(
         stop_printer,
         inbound,
     } = output;
-    let (id, name) = (me.identity.id.clone(), me.name.clone());
+    let (id, name, port) = (me.identity.id.clone(), me.name.clone(), me.port);
     let identity = Arc::clone(&me.identity);
     let list = first
         .as_ref()
@@ -553,6 +567,10 @@ fn run_joined(
         downloads: Arc::new(Downloads::default()),
         joined: Instant::now(),
         my_offset: None,
+        my_ip: None,
+        port,
+        overlay: None,
+        mesh_until: None,
         listed_since: HashMap::new(),
     };
     core.apply_list(list);
@@ -577,10 +595,17 @@ impl Core {
                 self.refresh_banned_authors();
                 self.watch_relay(now);
             }
+            if self.mesh_until.is_some_and(|t| now >= t) {
+                self.end_mesh(now);
+            }
             let wait = self
                 .grace_until
                 .map_or(TICK, |t| t.saturating_duration_since(now))
-                .min(self.next_tick.saturating_duration_since(now));
+                .min(self.next_tick.saturating_duration_since(now))
+                .min(
+                    self.mesh_until
+                        .map_or(TICK, |t| t.saturating_duration_since(now)),
+                );
             match events.recv_timeout(wait) {
                 Ok(Event::Input(Input::Say(text))) => self.dispatch.say(text, false),
                 Ok(Event::Input(Input::Peers)) => self.show_peers(),
@@ -631,6 +656,19 @@ impl Core {
 
     /// Peers we can connect to (relayed ones cannot be reached), for file requests.
     fn file_peers(&self) -> Vec<download::Peer> {
+        if self.overlay.is_some() {
+            // No link to every servant: every listed servant that can be dialled.
+            return self
+                .listed
+                .values()
+                .filter_map(|e| {
+                    switch::contact_of(e).map(|c| download::Peer {
+                        label: e.label(),
+                        addr: c.addr,
+                    })
+                })
+                .collect();
+        }
         self.peers
             .values()
             .map(|p| download::Peer {
@@ -738,6 +776,9 @@ impl Core {
 
     /// `/peers`: the article's `userList1`, with each peer's state.
     fn show_peers(&self) {
+        if let Some(n) = &self.overlay {
+            return self.show_overlay(n);
+        }
         let mut lines = vec![format!(
             "{} peer(s); manager {}",
             self.listed.len().max(self.peers.len()),
@@ -824,6 +865,36 @@ impl Core {
         }
     }
 
+    /// `/peers` in the overlay: the neighbours, not every listed servant.
+    fn show_overlay(&self, n: &Neighbors) {
+        self.print(format!(
+            "{} servant(s) listed; manager {}",
+            self.listed.len() + 1,
+            if self.manager_up {
+                "connected"
+            } else {
+                "unreachable, reconnecting"
+            }
+        ));
+        match n.view() {
+            Some(view) => {
+                for line in view.lines() {
+                    let line = match line.strip_prefix("  neighbour ") {
+                        Some(rest) => {
+                            let id = rest.split_whitespace().next().unwrap_or("");
+                            let name = self.listed.get(id).map_or("?".to_owned(), PeerEntry::label);
+                            format!("  {name:<20} {rest}")
+                        }
+                        None => line.to_owned(),
+                    };
+                    self.print(line);
+                }
+            }
+            None => self.print("overlay: no answer".into()),
+        }
+        self.print(format!("  {:<20} (this servant) id {}", self.name, self.id));
+    }
+
     /// What the link reports (the article's `Winsock1_DataArrival`, split into events).
     fn on_link(&mut self, ev: LinkEvent) {
         match ev {
@@ -852,6 +923,7 @@ impl Core {
                 for e in entries {
                     self.add_or_update(e);
                 }
+                self.consider_overlay();
             }
             LinkEvent::Leave(entries) => {
                 for e in entries {
@@ -937,6 +1009,9 @@ impl Core {
     /// match a whole list (keeping absent peers during a grace period).
     fn apply_list(&mut self, list: PeerList) {
         self.my_offset = list.me().map(|me| me.offset);
+        if let Some(ip) = list.me().and_then(|me| me.ip.parse().ok()) {
+            self.my_ip = Some(ip);
+        }
         let my_relay = list.me().and_then(|me| me.relay);
         let others: HashMap<String, PeerEntry> = list
             .peers
@@ -945,6 +1020,8 @@ impl Core {
             .map(|e| (e.filing_key(), e.clone()))
             .collect();
         self.listed = others;
+        // Before any sender starts: a newcomer to a large network starts none.
+        self.consider_overlay();
         if let Some(relay) = my_relay.and_then(|r| list.peers.iter().find(|e| e.offset == r)) {
             self.pull_from(relay.clone());
         }
@@ -971,6 +1048,7 @@ impl Core {
         if self.grace_until.is_none() {
             self.drop_unlisted();
         }
+        self.consider_overlay();
     }
 
     fn end_grace(&mut self) {
@@ -1147,6 +1225,13 @@ impl Core {
         // Its key is learnt (and its name pinned) even when it is relayed: its lines
         // reach us through relays, and are checked with it.
         let expect = self.key_of(&entry);
+        if let Some(n) = &self.overlay {
+            // In the overlay, a listed servant is someone to know, not a link to open.
+            if let Some(c) = switch::contact_of(&entry) {
+                let _ = n.tx.try_send(ToDriver::Learn(vec![c]));
+            }
+            return;
+        }
         if let Some(relay) = entry.relay {
             if let Some(p) = self.stop_sender(&key) {
                 info!(
@@ -1242,6 +1327,57 @@ impl Core {
         }
     }
 
+    /// Joins the overlay once the network has outgrown `<fullmesh>` (see `switch`).
+    fn consider_overlay(&mut self) {
+        let servants = self.listed.len() + 1;
+        if self.overlay.is_some() || !switch::wants_overlay(servants, self.config.full_mesh) {
+            return;
+        }
+        let Some(ip) = self.my_ip else { return };
+        let me = crate::protocol::overlay::Contact {
+            id: self.id.clone(),
+            addr: SocketAddr::new(ip, self.port),
+        };
+        let n = match switch::start(&self.inbound, me, &self.config, self.port) {
+            Ok(n) => n,
+            Err(e) => return warn!("cannot start the overlay: {e}; linking to every servant"),
+        };
+        info!(
+            "{servants} servants on the network, more than <fullmesh> {}: joining the overlay; the links to every servant close in {} s",
+            self.config.full_mesh,
+            switch::MESH_LINGER.as_secs()
+        );
+        let contacts: Vec<_> = self
+            .listed
+            .values()
+            .filter_map(switch::contact_of)
+            .collect();
+        let first = crate::overlay::Rng::from_os().choose(&contacts).cloned();
+        let _ = n.tx.send(ToDriver::Learn(contacts));
+        if let Some(c) = first {
+            let _ = n.tx.send(ToDriver::Join(c));
+        }
+        self.dispatch.set_overlay(n.tx.clone());
+        self.overlay = Some(n);
+        self.mesh_until = Some(Instant::now() + switch::MESH_LINGER);
+    }
+
+    /// After `MESH_LINGER` in the overlay, the links to every servant close.
+    fn end_mesh(&mut self, now: Instant) {
+        if self.mesh_until.is_none_or(|t| now < t) {
+            return;
+        }
+        self.mesh_until = None;
+        let keys: Vec<String> = self.peers.keys().cloned().collect();
+        for key in &keys {
+            self.stop_sender(key);
+        }
+        info!(
+            "closed the links to {} servant(s); the overlay carries the chat",
+            keys.len()
+        );
+    }
+
     /// The article's "discontinue attempting to communicate with the servant who left":
     /// dropping the channel ends the sender thread.
     fn remove(&mut self, key: &str, why: &str) {
@@ -1266,6 +1402,9 @@ impl Core {
 
     /// Stops every sender, giving them `LINGER` to deliver what they hold.
     fn shutdown(&mut self) {
+        if let Some(n) = self.overlay.take() {
+            n.leave(LINGER);
+        }
         self.puller = None;
         self.dispatch.clear();
         let mut threads: Vec<JoinHandle<()>> = std::mem::take(&mut self.stopping);

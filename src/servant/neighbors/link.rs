@@ -1,0 +1,400 @@
+//! One link of the overlay: a TCP connection to a neighbour, opened with `LINK` (section
+//! 4.10 of docs/PROTOCOL.md), carrying overlay lines both ways.
+//!
+//! A link is two threads, as every connection of the full mesh is: `nrecv-ID` reads the
+//! neighbour's lines and hands them to the `overlay` thread, `nsend-ID` writes what the
+//! `overlay` thread queues for it. Each direction is tagged with a key of its own from
+//! the handshake (`handshake::Link`), so an injected line, or one of ours sent back to
+//! us, is refused at the cost of a hash. A `GOSSIP`'s chat line is checked against its
+//! author's signature here, on the link's own thread, before the overlay sees it: a line
+//! that does not verify is dropped and logged, never passed on, and it changes nothing.
+//!
+//! The `overlay` thread owns the links: it drops a link's queue to close it, and the
+//! sending thread then writes what it still holds and shuts the socket, which ends the
+//! reading thread. Either thread ending tells the `overlay` thread once.
+
+use std::io::{self, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use log::{debug, info, warn};
+
+use crate::escape::Shown;
+use crate::handshake::{Link, Mode, Tags};
+use crate::identity::{Identity, NetworkKey};
+use crate::lines::{LineError, LineReader};
+use crate::protocol::overlay::{self, Contact, OverlayMessage, OVERLAY_LINE_LIMIT};
+use crate::protocol::{split_tag, MsgRef, CHAT_LINE_LIMIT};
+
+use super::super::sender::{open_link, PING_EVERY};
+
+/// How long a dial may take to connect.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+/// A link that carries nothing, not even a `PING`, for this long is closed: the
+/// neighbour is gone (HyParView's failure detector is the connection itself).
+const IDLE_LIMIT: Duration = Duration::from_secs(3 * PING_EVERY.as_secs());
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Bytes written in one go at most, when lines have piled up.
+const WRITE_RUN: usize = 64 * 1024;
+
+/// Whether a chat line may travel: its signature verifies and its author is not banned.
+/// `Err` says why not, for the log.
+pub type Check = dyn Fn(&MsgRef) -> Result<(), String> + Send + Sync;
+
+/// What the `overlay` thread is told, by the links and by the core.
+pub enum ToDriver {
+    /// A link is up: one we dialled (its queue is already ours) or one a neighbour
+    /// opened to us (`tx` is its queue). `contact` is the neighbour as proved by the
+    /// handshake.
+    Up {
+        contact: Contact,
+        conn: u64,
+        tx: Option<Sender<Arc<str>>>,
+    },
+    /// A line from a neighbour, checked.
+    Received {
+        contact: Contact,
+        msg: OverlayMessage,
+    },
+    /// The link ended.
+    Down {
+        contact: Contact,
+        conn: u64,
+        why: String,
+    },
+    /// A dial failed: nobody there, or not the servant meant.
+    Unreachable {
+        contact: Option<Contact>,
+        addr: SocketAddr,
+        conn: u64,
+        why: String,
+    },
+    /// The core's word: our own signed lines, to broadcast.
+    Typed(Vec<crate::protocol::ChatMessage>),
+    /// The core's word: servants worth knowing.
+    Learn(Vec<Contact>),
+    /// The core's word: join through this servant, or through whoever listens at this
+    /// address (a `<bootstrap>`, whose id the handshake tells).
+    Join(Contact),
+    Bootstrap(SocketAddr),
+    /// The core's word: what the overlay looks like now, for `/peers`.
+    View(Sender<String>),
+    /// The core's word: say goodbye to every neighbour and stop.
+    Leave,
+}
+
+/// What every link's threads share: who we are, and where lines go.
+pub struct Endpoint {
+    pub identity: Arc<Identity>,
+    pub name: String,
+    pub network: Option<NetworkKey>,
+    /// Where we listen for links, said in `LINK` (0: we cannot be reached).
+    pub port: u16,
+    pub check: Box<Check>,
+    pub events: Sender<ToDriver>,
+}
+
+static CONNS: AtomicU64 = AtomicU64::new(1);
+
+/// A number for a new connection, so that the end of an old link to a neighbour is not
+/// taken for the end of its new one.
+pub fn next_conn() -> u64 {
+    CONNS.fetch_add(1, Ordering::Relaxed)
+}
+
+fn short(id: &str) -> &str {
+    id.get(..6).unwrap_or(id)
+}
+
+fn spawn(name: String, f: impl FnOnce() + Send + 'static) -> io::Result<()> {
+    thread::Builder::new().name(name).spawn(f).map(drop)
+}
+
+/// Dials `addr` (the servant `contact`, or whoever listens there when `None`) on a new
+/// `nsend-` thread that then writes what `rx` holds. Lines queued before the handshake
+/// ends wait in `rx`.
+pub fn dial(
+    contact: Option<Contact>,
+    addr: SocketAddr,
+    conn: u64,
+    rx: Receiver<Arc<str>>,
+    ep: Arc<Endpoint>,
+) -> io::Result<()> {
+    let name = format!("nsend-{}", contact.as_ref().map_or("new", |c| short(&c.id)));
+    spawn(name, move || {
+        let unreachable = |why: String| {
+            let _ = ep.events.send(ToDriver::Unreachable {
+                contact: contact.clone(),
+                addr,
+                conn,
+                why,
+            });
+        };
+        let stream = match crate::dial::connect(&addr, CONNECT_TIMEOUT) {
+            Ok(s) => s,
+            Err(e) => return unreachable(e.to_string()),
+        };
+        let link = match handshake(&stream, &ep) {
+            Ok(link) => link,
+            Err(e) => return unreachable(e.to_string()),
+        };
+        if let Some(c) = contact.as_ref().filter(|c| c.id != link.peer_id) {
+            return unreachable(format!(
+                "the servant there is {}, not {}",
+                link.peer_id, c.id
+            ));
+        }
+        let proved = Contact {
+            id: link.peer_id.clone(),
+            addr,
+        };
+        let reading = match stream.try_clone() {
+            Ok(s) => s,
+            Err(e) => return unreachable(e.to_string()),
+        };
+        let (tags, back) = (link.tags.clone(), link.back.clone());
+        let (c, e) = (proved.clone(), Arc::clone(&ep));
+        let recv_name = format!("nrecv-{}", short(&proved.id));
+        let started = spawn(recv_name, move || {
+            let mut reader = LineReader::new(&reading, OVERLAY_LINE_LIMIT);
+            read_and_end(&mut reader, &back, &c, conn, &e);
+        });
+        if let Err(e) = started {
+            return unreachable(format!("cannot start its reading thread: {e}"));
+        }
+        let _ = ep.events.send(ToDriver::Up {
+            contact: proved.clone(),
+            conn,
+            tx: None,
+        });
+        let why = write_lines(&stream, &tags, &rx);
+        debug!("link to {} at {addr} closed: {why}", proved.id);
+        let _ = stream.shutdown(Shutdown::Both);
+    })
+}
+
+/// The opener's handshake, with our listening port in `LINK`.
+fn handshake(stream: &TcpStream, ep: &Endpoint) -> io::Result<Link> {
+    stream.set_nodelay(true)?;
+    stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    let mut reader = LineReader::new(stream, CHAT_LINE_LIMIT);
+    let (link, _) = open_link(
+        stream,
+        &mut reader,
+        (&ep.identity, &ep.name),
+        Mode::Link(ep.port),
+        None,
+        ep.network.as_ref(),
+    )?;
+    stream.set_read_timeout(Some(IDLE_LIMIT))?;
+    Ok(link)
+}
+
+/// A link a neighbour opened to us, after the handshake (`READY` written): starts its
+/// `nsend-` thread and reads its lines on this thread until it ends. `port` is where it
+/// said it listens.
+pub fn serve_accepted(
+    stream: &TcpStream,
+    reader: &mut LineReader<&TcpStream>,
+    peer: SocketAddr,
+    link: &Link,
+    port: u16,
+    ep: &Arc<Endpoint>,
+) -> String {
+    let contact = Contact {
+        id: link.peer_id.clone(),
+        addr: SocketAddr::new(peer.ip(), port),
+    };
+    let conn = next_conn();
+    let writing = match stream.try_clone() {
+        Ok(s) => s,
+        Err(e) => return e.to_string(),
+    };
+    let (tx, rx) = crossbeam_channel::bounded::<Arc<str>>(super::LINK_QUEUE);
+    let back = link.back.clone();
+    let name = format!("nsend-{}", short(&contact.id));
+    let started = spawn(name, move || {
+        let _ = writing.set_write_timeout(Some(WRITE_TIMEOUT));
+        let why = write_lines(&writing, &back, &rx);
+        debug!("link from {peer} closed: {why}");
+        let _ = writing.shutdown(Shutdown::Both);
+    });
+    if let Err(e) = started {
+        return format!("cannot start its sending thread: {e}");
+    }
+    let _ = stream.set_read_timeout(Some(IDLE_LIMIT));
+    reader.set_limit(OVERLAY_LINE_LIMIT);
+    let up = ToDriver::Up {
+        contact: contact.clone(),
+        conn,
+        tx: Some(tx),
+    };
+    if ep.events.send(up).is_err() {
+        return "the overlay has stopped".into();
+    }
+    read_and_end(reader, &link.tags, &contact, conn, ep)
+}
+
+/// Reads a link to its end, then tells the `overlay` thread and shuts the socket (which
+/// ends its sending thread).
+fn read_and_end(
+    reader: &mut LineReader<&TcpStream>,
+    tags: &Tags,
+    contact: &Contact,
+    conn: u64,
+    ep: &Endpoint,
+) -> String {
+    let why = read_lines(reader, tags, contact, ep);
+    let _ = reader.get_ref().shutdown(Shutdown::Both);
+    let _ = ep.events.send(ToDriver::Down {
+        contact: contact.clone(),
+        conn,
+        why: why.clone(),
+    });
+    why
+}
+
+/// Writes each queued line under its tag, several at once when they have piled up, and
+/// a `PING` when there has been nothing to say for a while. Ends when the queue is
+/// dropped (after writing what it holds) or the socket fails.
+fn write_lines(stream: &TcpStream, tags: &Tags, rx: &Receiver<Arc<str>>) -> String {
+    let mut buf = Vec::with_capacity(4096);
+    loop {
+        let first = match rx.recv_timeout(PING_EVERY) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => Arc::from("PING\n"),
+            Err(RecvTimeoutError::Disconnected) => return "closed here".into(),
+        };
+        buf.clear();
+        buf.extend_from_slice(&tags.tagged(&first));
+        while buf.len() < WRITE_RUN {
+            match rx.try_recv() {
+                Ok(line) => buf.extend_from_slice(&tags.tagged(&line)),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = { stream }.write_all(&buf) {
+            return e.to_string();
+        }
+    }
+}
+
+/// Lines that could not be taken, logged at most once a minute per link.
+struct Drops {
+    last: Option<Instant>,
+    held: u64,
+}
+
+impl Drops {
+    fn note(&mut self, contact: &Contact, what: &str) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(60))
+        {
+            self.held += 1;
+            return debug!(
+                "neighbour {} at {}: {what}; dropped",
+                contact.id, contact.addr
+            );
+        }
+        let more = match std::mem::take(&mut self.held) {
+            0 => String::new(),
+            n => format!("; {n} more dropped since the last such line"),
+        };
+        warn!(
+            "neighbour {} at {}: {what}; dropped (logged once a minute per link{more})",
+            contact.id, contact.addr
+        );
+        self.last = Some(now);
+    }
+}
+
+/// Reads the neighbour's lines: each checked by its tag, parsed, and a `GOSSIP`'s chat
+/// line by its author's signature, then handed to the `overlay` thread.
+fn read_lines(
+    reader: &mut LineReader<&TcpStream>,
+    tags: &Tags,
+    contact: &Contact,
+    ep: &Endpoint,
+) -> String {
+    let mut drops = Drops {
+        last: None,
+        held: 0,
+    };
+    loop {
+        let raw = match reader.read_line_ref() {
+            Ok(Some(line)) => line,
+            Ok(None) => return "closed".into(),
+            Err(LineError::Io(e)) => return e.to_string(),
+            Err(LineError::Idle) => return format!("silent for {}s", IDLE_LIMIT.as_secs()),
+            Err(e) => {
+                drops.note(contact, &e.to_string());
+                continue;
+            }
+        };
+        let line = match split_tag(raw) {
+            Some((tag, line)) if tags.checks(&tag, line.as_bytes()) => line,
+            Some(_) => {
+                drops.note(contact, "a line whose tag does not match");
+                continue;
+            }
+            None => {
+                drops.note(contact, "a line without its tag");
+                continue;
+            }
+        };
+        if line == "PING" {
+            continue;
+        }
+        if let Some(chat) = gossiped_chat(line) {
+            let checked = match MsgRef::parse(chat) {
+                Some(Ok(m)) => (ep.check)(&m),
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err("a GOSSIP without a MSG".into()),
+            };
+            if let Err(why) = checked {
+                drops.note(contact, &format!("a forwarded line {why}"));
+                continue;
+            }
+        }
+        match overlay::parse(line) {
+            Some(Ok(msg)) => {
+                let received = ToDriver::Received {
+                    contact: contact.clone(),
+                    msg,
+                };
+                // Waits while the `overlay` thread is behind: the neighbour is slowed
+                // by TCP, and nothing piles up here.
+                if ep.events.send(received).is_err() {
+                    return "the overlay has stopped".into();
+                }
+            }
+            Some(Err(e)) => drops.note(contact, &e.to_string()),
+            None => drops.note(
+                contact,
+                &format!(
+                    "an unexpected line {:?}",
+                    Shown(&line.chars().take(40).collect::<String>())
+                ),
+            ),
+        }
+    }
+}
+
+/// The `MSG ...` inside `GOSSIP HOPS MSG ...`.
+fn gossiped_chat(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("GOSSIP ")?;
+    let (_, msg) = rest.split_once(' ')?;
+    Some(msg)
+}
+
+/// Logged once per link when it comes up.
+pub fn log_up(contact: &Contact, dialled: bool) {
+    let how = if dialled { "to" } else { "from" };
+    info!("overlay link {how} {} at {}", contact.id, contact.addr);
+}

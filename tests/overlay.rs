@@ -1,0 +1,97 @@
+//! The overlay with the real binaries on loopback: past `<fullmesh>` servants, each
+//! keeps a few neighbours, and every line still reaches every servant exactly once.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+
+/// Starts `n` servants called s0, s1, ... with `extra` settings, each waiting to join.
+fn start_many(dir: &TestDir, manager_port: u16, n: usize, extra: &str) -> Vec<Servant> {
+    (0..n)
+        .map(|i| start_servant(dir, &format!("s{i}"), manager_port, extra))
+        .collect()
+}
+
+/// Waits until every servant has left the full mesh (`MESH_LINGER`, 10 s, after it
+/// joined the overlay) and has a neighbour.
+fn wait_overlay(servants: &[Servant]) {
+    for s in servants {
+        let closed = try_wait_for(Duration::from_secs(30), || {
+            (s.proc.count_log("closed the links to ") > 0).then_some(())
+        });
+        if closed.is_none() {
+            fail(&format!("{} never left the full mesh\n{}", s.name, dump()));
+        }
+        s.proc.wait_log("neighbour up: ");
+    }
+}
+
+/// Each servant says one line; every servant shows every other's line exactly once.
+fn everyone_hears_everyone_once(servants: &mut [Servant], round: &str) {
+    for s in servants.iter_mut() {
+        let text = format!("{round} from {}", s.name);
+        s.proc.send(&text);
+    }
+    for s in servants.iter() {
+        for o in servants.iter().filter(|o| o.name != s.name) {
+            s.wait_heard(&o.name, &format!("{round} from {}", o.name));
+        }
+    }
+    for s in servants.iter() {
+        for o in servants.iter().filter(|o| o.name != s.name) {
+            let want = format!("{round} from {}", o.name);
+            let n = s.heard_from(&o.name).iter().filter(|t| **t == want).count();
+            assert_eq!(n, 1, "{} showed {want:?} {n} times\n{}", s.name, dump());
+        }
+    }
+}
+
+#[test]
+fn past_fullmesh_servants_keep_few_neighbours_and_every_line_arrives_once() {
+    let dir = TestDir::new("overlay-small");
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let mut servants = start_many(&dir, m.port, 12, "<fullmesh>4</fullmesh><degree>3</degree>");
+    wait_overlay(&servants);
+    everyone_hears_everyone_once(&mut servants, "first");
+    everyone_hears_everyone_once(&mut servants, "second");
+    for s in &servants {
+        let links = s
+            .proc
+            .thread_names()
+            .iter()
+            .filter(|t| t.starts_with("nsend-"))
+            .count();
+        assert!(
+            links <= 3 + 4,
+            "{} holds {links} overlay links\n{}",
+            s.name,
+            dump()
+        );
+        assert!(
+            !s.proc.thread_names().iter().any(|t| t.starts_with("send-")),
+            "{} still links to every servant\n{}",
+            s.name,
+            dump()
+        );
+    }
+}
+
+#[test]
+fn fifty_servants_in_the_overlay_each_hear_every_line_exactly_once() {
+    let dir = TestDir::new("overlay-fifty");
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let mut servants = start_many(&dir, m.port, 50, "");
+    wait_overlay(&servants);
+    everyone_hears_everyone_once(&mut servants, "hello");
+    for s in &servants {
+        let threads = s.proc.thread_names().len();
+        assert!(
+            threads < 40,
+            "{} runs {threads} threads\n{}",
+            s.name,
+            dump()
+        );
+    }
+}
