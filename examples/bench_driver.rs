@@ -549,7 +549,8 @@ fn servant_conf(ctx: &Ctx, tag: &str, i: usize, manager: SocketAddr) -> PathBuf 
         &format!(
             "<config><connectionmgr>127.0.0.1</connectionmgr><port>{}</port><name>s{i}</name>\
              <listen>0</listen><bind>127.0.0.1</bind><heartbeat>1</heartbeat>\
-             <maxconnections>1024</maxconnections><maxperaddress>1024</maxperaddress></config>\n",
+             <maxconnections>1024</maxconnections><maxperaddress>1024</maxperaddress>\
+             <fullmesh>1000000</fullmesh></config>\n",
             manager.port()
         ),
     )

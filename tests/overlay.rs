@@ -95,3 +95,73 @@ fn fifty_servants_in_the_overlay_each_hear_every_line_exactly_once() {
         );
     }
 }
+
+/// A hand-written neighbour: the `LINK` handshake done, lines written with its tags.
+struct RawNeighbour {
+    raw: Raw,
+    link: genp2p::handshake::Link,
+}
+
+impl RawNeighbour {
+    fn link_to(port: u16, me: &genp2p::identity::Identity, name: &str) -> RawNeighbour {
+        let mut raw = Raw::connect(port);
+        let (link, _) = raw_handshake(&mut raw, me, name, genp2p::handshake::Mode::Link(0));
+        RawNeighbour { raw, link }
+    }
+
+    fn send(&mut self, line: &str) {
+        let tag = genp2p::encoding::hex(&self.link.tags.tag(line.as_bytes()));
+        self.raw.send(&format!("{tag} {line}"));
+    }
+}
+
+#[test]
+fn a_neighbour_that_alters_or_forges_forwarded_lines_is_not_believed() {
+    let dir = TestDir::new("overlay-forger");
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let alice = start_servant(&dir, "alice", m.port, "<fullmesh>0</fullmesh>");
+    let mut bob = start_servant(&dir, "bob", m.port, "<fullmesh>0</fullmesh>");
+    alice.proc.wait_log("neighbour up: ");
+    bob.proc.wait_log("neighbour up: ");
+    let eve = new_identity();
+    let mut n = RawNeighbour::link_to(alice.port, &eve, "eve");
+    n.send("NEIGHBOR HIGH");
+    alice.proc.wait_log(&format!("neighbour up: {}", eve.id));
+    // Lines by carol, a servant eve has heard, passed on by eve.
+    let carol = new_identity();
+    let gossip = |line: &str| format!("GOSSIP 1 {} {line}", carol.key.hex());
+    let first = signed_msg(&carol, carol.incarnation, 1, "carol", "a genuine line");
+    let altered = first.replace("a genuine line", "an altered line");
+    let forged = signed_msg(&eve, carol.incarnation, 2, "carol", "a forged line")
+        .replace(&eve.id, &carol.id);
+    let second = signed_msg(
+        &carol,
+        carol.incarnation,
+        2,
+        "carol",
+        "another genuine line",
+    );
+    n.send(&gossip(&altered));
+    n.send(&gossip(&forged));
+    n.send(&gossip(&first));
+    n.send(&gossip(&second));
+    for s in [&alice, &bob] {
+        s.wait_heard("carol", "a genuine line");
+        s.wait_heard("carol", "another genuine line");
+    }
+    alice
+        .proc
+        .wait_log("whose signature does not verify; dropped");
+    bob.proc.send("bob after the attack");
+    alice.wait_heard("bob", "bob after the attack");
+    for s in [&alice, &bob] {
+        let heard = s.heard_from("carol");
+        assert_eq!(
+            heard,
+            ["a genuine line", "another genuine line"],
+            "{}\n{}",
+            s.name,
+            dump()
+        );
+    }
+}

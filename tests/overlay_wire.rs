@@ -2,10 +2,11 @@
 //! spelling and back, hostile fields refused with errors that name them, lists past
 //! their bounds refused, and the overlay's state machine speaking only through them.
 
+use genp2p::identity::Identity;
 use genp2p::overlay::event::{LineId, Message};
 use genp2p::overlay::params::bounds;
 use genp2p::protocol::overlay::{
-    parse, to_line, Contact, OverlayMessage, Wire, OVERLAY_LINE_LIMIT,
+    parse, to_line, Contact, OverlayMessage, Signed, Wire, OVERLAY_LINE_LIMIT,
 };
 use genp2p::protocol::{msg_line, ChatMessage, MsgRef, PeerLine};
 
@@ -19,13 +20,25 @@ fn contact(id: &str, addr: &str) -> Contact {
     }
 }
 
-fn chat(seq: u64) -> ChatMessage {
-    let line = msg_line(A, 7, seq, "alice", &[0xab; 64], None, "hello there, bob");
-    MsgRef::parse(line.trim_end())
+/// A line by a servant whose key the line carries (its id is the key's fingerprint).
+fn chat(seq: u64) -> Signed {
+    static AUTHOR: std::sync::OnceLock<Identity> = std::sync::OnceLock::new();
+    let me = AUTHOR.get_or_init(|| Identity::ephemeral().unwrap());
+    let line = msg_line(
+        &me.id,
+        7,
+        seq,
+        "alice",
+        &[0xab; 64],
+        None,
+        "hello there, bob",
+    );
+    let chat: ChatMessage = MsgRef::parse(line.trim_end())
         .unwrap()
         .unwrap()
         .to_owned()
-        .unwrap()
+        .unwrap();
+    Signed { key: me.key, chat }
 }
 
 fn round_trip(msg: OverlayMessage) -> String {
@@ -90,21 +103,29 @@ fn every_message_round_trips_in_the_documented_spelling() {
         round_trip(Message::ShuffleReply { peers: vec![] }),
         "SHUFFLE-REPLY\n"
     );
-    let chat = chat(3);
+    let signed = chat(3);
+    let gossip = round_trip(Message::Gossip {
+        id: LineId {
+            author: signed.chat.origin.clone(),
+            incarnation: 7,
+            seq: 3,
+        },
+        hops: 2,
+        line: signed.clone(),
+    });
+    assert_eq!(
+        gossip,
+        format!(
+            "GOSSIP 2 {} {}",
+            signed.key.hex(),
+            PeerLine::Msg(signed.chat).to_line()
+        )
+    );
     let id = LineId {
         author: A.to_string(),
         incarnation: 7,
         seq: 3,
     };
-    let gossip = round_trip(Message::Gossip {
-        id: id.clone(),
-        hops: 2,
-        line: chat.clone(),
-    });
-    assert_eq!(
-        gossip,
-        format!("GOSSIP 2 {}", PeerLine::Msg(chat).to_line())
-    );
     assert_eq!(
         round_trip(Message::IHave(vec![(id.clone(), 4)])),
         format!("IHAVE {A}/7/3/4\n")
@@ -145,7 +166,7 @@ impl Net {
                     self.wire
                         .push_back((to, self.contacts[at].clone(), to_line(&msg)));
                 }
-                Action::Show { line, .. } => self.shown[at].push(line.text),
+                Action::Show { line, .. } => self.shown[at].push(line.chat.text),
                 _ => {}
             }
         }
@@ -193,9 +214,9 @@ fn the_state_machine_speaks_through_these_lines() {
     );
     let line = chat(1);
     let id = LineId {
-        author: line.origin.clone(),
-        incarnation: line.incarnation,
-        seq: line.seq,
+        author: line.chat.origin.clone(),
+        incarnation: line.chat.incarnation,
+        seq: line.chat.seq,
     };
     net.step(0, Input::Broadcast(id, line));
     net.deliver();
@@ -232,7 +253,11 @@ fn lists_past_their_bounds_are_refused_and_say_so() {
 
 #[test]
 fn hostile_fields_are_errors_that_name_the_field() {
-    let cases = [
+    // A key that is a real servant's, carried with a line it did not write.
+    let other = Identity::ephemeral().unwrap();
+    let key_then = |rest: &str| format!("GOSSIP 1 {} {rest}", other.key.hex());
+    let forged = PeerLine::Msg(chat(1).chat).to_line().trim_end().to_owned();
+    let cases: [(&str, &str); 17] = [
         (
             "FORWARDJOIN 300 15cb6fc94d098f860455@1.2.3.4:5",
             "FORWARDJOIN: TTL 300 is too large",
@@ -264,18 +289,22 @@ fn hostile_fields_are_errors_that_name_the_field() {
             "GRAFT \u{1b}[2J/1/2",
             "GRAFT: ORIGIN \"\\x1b[2J\" is not an id",
         ),
+        ("GOSSIP 1 PRUNE", "GOSSIP needs HOPS KEY MSG"),
         (
-            "GOSSIP 1 PRUNE",
-            "GOSSIP: HOPS must be followed by a MSG line",
+            &key_then("PRUNE x"),
+            "GOSSIP: KEY must be followed by a MSG line",
         ),
         (
-            "GOSSIP 1 MSG 15cb6fc94d098f860455 1 1 alice nosig hi",
+            &key_then(&format!("MSG {} 1 1 alice nosig hi", other.id)),
             "signature",
         ),
+        (&format!("GOSSIP 1 0011 {}", &forged), "GOSSIP: KEY"),
+        (&key_then(&forged), "GOSSIP: KEY is the key of"),
         ("SUMMARY", "SUMMARY needs MEMBER-FOR"),
         ("SHUFFLE 1", "SHUFFLE needs TTL ORIGIN"),
     ];
     for (line, want) in cases {
+        let line: &str = line;
         let got = parse(line).expect("an overlay line").expect_err(line);
         assert!(
             got.0.contains(want),

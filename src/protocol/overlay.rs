@@ -9,7 +9,7 @@
 //! DISCONNECT ALIVE|LEAVING               the link is dropped; ALIVE: ask me again later
 //! SHUFFLE TTL ORIGIN CONTACT...          a sample of known servants, on a random walk
 //! SHUFFLE-REPLY CONTACT...               as many back, to ORIGIN
-//! GOSSIP HOPS MSG ORIGIN INC SEQ NAME SIG TEXT   a whole line, its author's MSG verbatim
+//! GOSSIP HOPS KEY MSG ORIGIN INC SEQ NAME SIG TEXT   a whole line: its author's key and MSG
 //! IHAVE ORIGIN/INC/SEQ/HOPS...           ids of lines the sender has (Plumtree's lazy push)
 //! GRAFT ORIGIN/INC/SEQ...                send me these, and whole lines from now on
 //! PRUNE                                  only ids from now on
@@ -18,13 +18,15 @@
 //!
 //! A CONTACT is `ID@IP:PORT` (`ID@[IPV6]:PORT`): a servant's id and where it listens.
 //! The author's `MSG` travels inside `GOSSIP` exactly as it was signed, so a forwarder
-//! can pass it on but not alter it. Every list is held to `overlay::params::bounds`
+//! can pass it on but not alter it, and with its author's public key (whose fingerprint
+//! is the author's id), so a servant that has never heard of the author can check it. Every list is held to `overlay::params::bounds`
 //! when it is read: a longer one is an error naming the count, never a cut made quietly.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 
 use super::{check_id, err, number, ChatMessage, MsgRef, PeerLine, ProtocolError};
+use crate::identity::PeerKey;
 use crate::overlay::event::{LineId, Message, Types};
 use crate::overlay::params::bounds;
 
@@ -59,6 +61,14 @@ impl Contact {
     }
 }
 
+/// A chat line as the overlay carries it: signed, with the key that checks it.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    /// The author's key; its fingerprint is `chat.origin` (checked when read).
+    pub key: PeerKey,
+    pub chat: ChatMessage,
+}
+
 /// What the overlay carries between servants: contacts, ids, and signed chat lines.
 #[derive(Debug, Clone)]
 pub struct Wire;
@@ -66,7 +76,7 @@ pub struct Wire;
 impl Types for Wire {
     type Peer = Contact;
     type Author = String;
-    type Line = ChatMessage;
+    type Line = Signed;
 }
 
 /// An overlay message on the wire.
@@ -91,10 +101,10 @@ pub fn to_line(msg: &OverlayMessage) -> String {
         }
         Message::ShuffleReply { peers } => push_contacts(&mut line, peers),
         Message::Gossip {
-            hops, line: chat, ..
+            hops, line: signed, ..
         } => {
-            let _ = write!(line, " {hops} ");
-            let msg = PeerLine::Msg(chat.clone()).to_line();
+            let _ = write!(line, " {hops} {} ", signed.key.hex());
+            let msg = PeerLine::Msg(signed.chat.clone()).to_line();
             line.push_str(msg.trim_end_matches('\n'));
         }
         Message::IHave(ids) => {
@@ -239,15 +249,38 @@ fn parse_shuffle(rest: &str) -> Result<OverlayMessage, ProtocolError> {
     })
 }
 
+/// `GOSSIP HOPS KEY MSG ...`: the parts, unparsed (for checking the line's signature
+/// before anything else is made of it).
+pub fn gossip_parts(rest: &str) -> Result<(&str, &str, &str), ProtocolError> {
+    let mut parts = rest.splitn(3, ' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(hops), Some(key), Some(msg)) => Ok((hops, key, msg)),
+        _ => err("GOSSIP needs HOPS KEY MSG..."),
+    }
+}
+
+/// The author's key in a `GOSSIP`, checked to be the key of the line's author.
+pub fn gossip_key(key: &str, chat: &MsgRef) -> Result<PeerKey, ProtocolError> {
+    let key = PeerKey::from_hex(key).map_err(|e| ProtocolError(format!("GOSSIP: KEY: {e}")))?;
+    if key.id() != chat.origin {
+        return err(format!(
+            "GOSSIP: KEY is the key of {}, not of the line's author {}",
+            key.id(),
+            chat.origin
+        ));
+    }
+    Ok(key)
+}
+
 fn parse_gossip(rest: &str) -> Result<OverlayMessage, ProtocolError> {
-    let Some((hops, msg)) = rest.split_once(' ') else {
-        return err("GOSSIP needs HOPS MSG...");
-    };
+    let (hops, key, msg) = gossip_parts(rest)?;
     let hops = small("GOSSIP: HOPS", hops)?;
     let Some(chat) = MsgRef::parse(msg) else {
-        return err("GOSSIP: HOPS must be followed by a MSG line");
+        return err("GOSSIP: KEY must be followed by a MSG line");
     };
-    let chat = chat?.to_owned()?;
+    let chat = chat?;
+    let key = gossip_key(key, &chat)?;
+    let chat = chat.to_owned()?;
     let id = LineId {
         author: chat.origin.clone(),
         incarnation: chat.incarnation,
@@ -256,7 +289,7 @@ fn parse_gossip(rest: &str) -> Result<OverlayMessage, ProtocolError> {
     Ok(Message::Gossip {
         id,
         hops,
-        line: chat,
+        line: Signed { key, chat },
     })
 }
 

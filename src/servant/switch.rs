@@ -21,6 +21,7 @@ use super::listener::{Forwarded, Inbound};
 use super::neighbors::link::{Endpoint, ToDriver};
 use super::neighbors::{Neighbors, Setup, EVENTS};
 use crate::config::ServantConfig;
+use crate::identity::PeerKey;
 use crate::overlay::Params;
 use crate::protocol::overlay::Contact;
 use crate::protocol::{MsgRef, PeerEntry};
@@ -66,12 +67,15 @@ pub fn start(
 ) -> std::io::Result<Neighbors> {
     let (events_tx, events) = crossbeam_channel::bounded::<ToDriver>(EVENTS);
     let checker = Arc::clone(inbound);
-    let check = Box::new(move |m: &MsgRef| {
+    let check = Box::new(move |key: &PeerKey, m: &MsgRef| {
         // Bans follow the author on every path (see `Core::refresh_banned_authors`).
         if checker.banned_authors.contains(m.origin) {
             checker.banned_lines.fetch_add(1, Ordering::Relaxed);
             return Err(format!("by {}, listed at a banned address", m.origin));
         }
+        // The key proves the author's id (its fingerprint): a servant that has never
+        // heard of the author learns it here.
+        checker.authors.learn(*key);
         checker
             .authors
             .verify(m)

@@ -25,7 +25,7 @@ use log::{debug, info, warn};
 
 use crate::escape::Shown;
 use crate::handshake::{Link, Mode, Tags};
-use crate::identity::{Identity, NetworkKey};
+use crate::identity::{Identity, NetworkKey, PeerKey};
 use crate::lines::{LineError, LineReader};
 use crate::protocol::overlay::{self, Contact, OverlayMessage, OVERLAY_LINE_LIMIT};
 use crate::protocol::{split_tag, MsgRef, CHAT_LINE_LIMIT};
@@ -41,9 +41,9 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes written in one go at most, when lines have piled up.
 const WRITE_RUN: usize = 64 * 1024;
 
-/// Whether a chat line may travel: its signature verifies and its author is not banned.
-/// `Err` says why not, for the log.
-pub type Check = dyn Fn(&MsgRef) -> Result<(), String> + Send + Sync;
+/// Whether a chat line may travel: its signature verifies (by `key`, already checked to
+/// be its author's) and its author is not banned. `Err` says why not, for the log.
+pub type Check = dyn Fn(&PeerKey, &MsgRef) -> Result<(), String> + Send + Sync;
 
 /// What the `overlay` thread is told, by the links and by the core.
 pub enum ToDriver {
@@ -351,14 +351,9 @@ fn read_lines(
         if line == "PING" {
             continue;
         }
-        if let Some(chat) = gossiped_chat(line) {
-            let checked = match MsgRef::parse(chat) {
-                Some(Ok(m)) => (ep.check)(&m),
-                Some(Err(e)) => Err(e.to_string()),
-                None => Err("a GOSSIP without a MSG".into()),
-            };
-            if let Err(why) = checked {
-                drops.note(contact, &format!("a forwarded line {why}"));
+        if let Some(rest) = line.strip_prefix("GOSSIP ") {
+            if let Err(why) = check_gossip(rest, ep) {
+                drops.note(contact, &why);
                 continue;
             }
         }
@@ -386,11 +381,17 @@ fn read_lines(
     }
 }
 
-/// The `MSG ...` inside `GOSSIP HOPS MSG ...`.
-fn gossiped_chat(line: &str) -> Option<&str> {
-    let rest = line.strip_prefix("GOSSIP ")?;
-    let (_, msg) = rest.split_once(' ')?;
-    Some(msg)
+/// A `GOSSIP`'s chat line (after `GOSSIP `), checked: its key is its author's, and the
+/// signature verifies by it.
+fn check_gossip(rest: &str, ep: &Endpoint) -> Result<(), String> {
+    let (_, key, msg) = overlay::gossip_parts(rest).map_err(|e| e.to_string())?;
+    let m = match MsgRef::parse(msg) {
+        Some(Ok(m)) => m,
+        Some(Err(e)) => return Err(format!("GOSSIP: {e}")),
+        None => return Err("a GOSSIP without a MSG".into()),
+    };
+    let key = overlay::gossip_key(key, &m).map_err(|e| e.to_string())?;
+    (ep.check)(&key, &m).map_err(|why| format!("a forwarded line {why}"))
 }
 
 /// Logged once per link when it comes up.

@@ -31,7 +31,7 @@ use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendErro
 use log::{debug, info, warn};
 
 use crate::overlay::{Action, Input, LineId, Message, Overlay, Params, Rng, Timer};
-use crate::protocol::overlay::{to_line, Contact, Wire};
+use crate::protocol::overlay::{to_line, Contact, Signed, Wire};
 use crate::protocol::ChatMessage;
 use link::{Endpoint, ToDriver};
 
@@ -245,7 +245,7 @@ impl Driver {
             Action::Show { id, line, .. } => {
                 if id.author != self.setup.me.id {
                     self.shown += 1;
-                    (self.setup.show)(&line);
+                    (self.setup.show)(&line.chat);
                 }
             }
             Action::Lost {
@@ -355,13 +355,14 @@ impl Driver {
                 }
             }
             ToDriver::Typed(lines) => {
-                for line in lines {
+                let key = self.setup.endpoint.identity.key;
+                for chat in lines {
                     let id = LineId {
-                        author: line.origin.clone(),
-                        incarnation: line.incarnation,
-                        seq: line.seq,
+                        author: chat.origin.clone(),
+                        incarnation: chat.incarnation,
+                        seq: chat.seq,
                     };
-                    self.handle(Input::Broadcast(id, line));
+                    self.handle(Input::Broadcast(id, Signed { key, chat }));
                 }
             }
             ToDriver::Learn(contacts) => self.learn(contacts),
