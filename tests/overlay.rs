@@ -165,3 +165,94 @@ fn a_neighbour_that_alters_or_forges_forwarded_lines_is_not_believed() {
         );
     }
 }
+
+#[test]
+fn a_banned_host_is_never_a_neighbour_and_its_forwarded_lines_are_not_shown() {
+    let dir = TestDir::new("overlay-bans");
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let overlay = "<fullmesh>0</fullmesh>";
+    let alice = start_servant(
+        &dir,
+        "alice",
+        m.port,
+        &format!(
+            "{overlay}<bind>127.0.0.2</bind><bans><ban><target>127.0.0.4</target></ban></bans>"
+        ),
+    );
+    let bob = start_servant(
+        &dir,
+        "bob",
+        m.port,
+        &format!("{overlay}<bind>127.0.0.3</bind>"),
+    );
+    let mut mallory = start_servant(
+        &dir,
+        "mallory",
+        m.port,
+        &format!("{overlay}<bind>127.0.0.4</bind>"),
+    );
+    bob.proc.wait_log(&format!("neighbour up: {}", mallory.id));
+    bob.proc.wait_log(&format!("neighbour up: {}", alice.id));
+    // Bans follow the author once alice's list places mallory at the banned address.
+    let mut alice = alice;
+    wait_for("alice to list mallory at a banned address", || {
+        alice.proc.send("/bans");
+        std::thread::sleep(Duration::from_millis(200));
+        alice
+            .proc
+            .stdout()
+            .iter()
+            .any(|l| l.contains("1 servant(s) listed at banned addresses"))
+            .then_some(())
+    });
+    mallory.proc.send("mallory speaks");
+    bob.wait_heard("mallory", "mallory speaks");
+    alice.proc.wait_log(&format!(
+        "a forwarded line by {}, listed at a banned address",
+        mallory.id
+    ));
+    let mut bob = bob;
+    bob.proc.send("bob speaks");
+    alice.wait_heard("bob", "bob speaks");
+    assert!(alice.heard_from("mallory").is_empty(), "{}", dump());
+    assert_eq!(
+        alice
+            .proc
+            .count_log(&format!("neighbour up: {}", mallory.id)),
+        0,
+        "{}",
+        dump()
+    );
+}
+
+#[test]
+fn a_neighbour_killed_is_replaced_and_no_line_is_lost() {
+    let dir = TestDir::new("overlay-kill");
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let mut servants = start_many(&dir, m.port, 12, "<fullmesh>4</fullmesh><degree>3</degree>");
+    wait_overlay(&servants);
+    // s0's first neighbour, killed without a word.
+    let up = servants[0].proc.wait_log("neighbour up: ");
+    let victim_id = log_message(&up)
+        .trim_start_matches("neighbour up: ")
+        .split(' ')
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    let at = servants
+        .iter()
+        .position(|s| s.id == victim_id)
+        .unwrap_or_else(|| fail(&format!("no servant has id {victim_id}\n{}", dump())));
+    let mut victim = servants.remove(at);
+    victim.proc.kill();
+    servants[0]
+        .proc
+        .wait_log(&format!("neighbour down: {victim_id}"));
+    everyone_hears_everyone_once(&mut servants, "after the kill");
+    let ups = servants[0].proc.count_log("neighbour up: ");
+    assert!(
+        ups >= 2,
+        "s0 found no neighbour to replace the lost one\n{}",
+        dump()
+    );
+}

@@ -637,7 +637,16 @@ impl Servant {
 /// and waits until it has joined.
 pub fn start_servant(dir: &TestDir, name: &str, manager_port: u16, extra: &str) -> Servant {
     let cfg = servant_config(name, manager_port, Some(0), extra);
-    Servant::joined(spawn_servant(dir, name, &cfg, &[], "info"), name)
+    Servant::joined(
+        spawn_servant(
+            dir,
+            name,
+            &cfg,
+            &[],
+            &std::env::var("TEST_LOG").unwrap_or("info".into()),
+        ),
+        name,
+    )
 }
 
 /// Starts plain servants with these names and waits until each knows every other.

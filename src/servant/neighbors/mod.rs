@@ -329,7 +329,10 @@ impl Driver {
         match ev {
             ToDriver::Up { contact, conn, tx } => self.up(contact, conn, tx),
             ToDriver::Received { contact, msg } => {
-                if self.links.contains_key(&contact) {
+                if !self.links.contains_key(&contact) {
+                    return;
+                }
+                if let Some(msg) = self.screen(msg) {
                     self.handle(Input::Received(contact, msg));
                 }
             }
@@ -378,6 +381,28 @@ impl Driver {
             }
             ToDriver::Leave => {}
         }
+    }
+
+    /// Servants at banned addresses never reach the state: a walk that would make one a
+    /// neighbour ends here, and samples lose them.
+    fn screen(&self, msg: Message<Wire>) -> Option<Message<Wire>> {
+        let refuses = &self.setup.refuses;
+        let keep = |peers: Vec<Contact>| -> Vec<Contact> {
+            peers
+                .into_iter()
+                .filter(|c| !refuses(c.addr.ip()))
+                .collect()
+        };
+        Some(match msg {
+            Message::ForwardJoin { peer, .. } if refuses(peer.addr.ip()) => return None,
+            Message::Shuffle { origin, ttl, peers } => Message::Shuffle {
+                origin,
+                ttl,
+                peers: keep(peers),
+            },
+            Message::ShuffleReply { peers } => Message::ShuffleReply { peers: keep(peers) },
+            other => other,
+        })
     }
 
     /// A link is up: a dial finished, or a neighbour opened one to us.
@@ -443,6 +468,7 @@ impl Driver {
         let fresh: Vec<Contact> = contacts
             .into_iter()
             .filter(|c| c.id != self.setup.me.id && c.addr.port() != 0)
+            .filter(|c| !(self.setup.refuses)(c.addr.ip()))
             .filter(|c| self.known.insert(c.clone()))
             .collect();
         if fresh.is_empty() {
