@@ -8,8 +8,8 @@
 //! whatever the size of the network. Lines can be passed on safely because each carries
 //! its author's signature: a forwarder can drop a line, not alter or invent one.
 //!
-//! Not yet driven by the servant's threads: today it runs in the simulator and the
-//! tests; the servant still links to every other servant as the article does.
+//! The servant drives it from one thread (`servant::neighbors`) once the network has
+//! outgrown `<fullmesh>`; below that, the servant links to every other as the article does.
 //!
 //! The logic is a state machine with no I/O (`state`), so the same code runs in the
 //! servant and in `sim`, a discrete-event simulator that runs 100,000 servants in one
