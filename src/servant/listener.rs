@@ -613,7 +613,11 @@ impl Conn<'_> {
         // Every chat line is a MSG: read it in place, without copying its parts.
         if let Some(parsed) = MsgRef::parse(line) {
             match parsed {
-                Ok(m) => receive(m, line, link, peer, name, inbound, &mut self.drops),
+                Ok(m) => {
+                    // The author's own tagged line needs no signature check.
+                    let checked = link.filter(|l| l.peer_id == m.origin).map(|l| l.peer);
+                    receive(m, line, checked, peer, name, inbound, &mut self.drops)
+                }
                 Err(e) => self.drops.note(peer, name, &e.to_string()),
             }
             return;
@@ -658,12 +662,15 @@ impl Default for Forwarded {
 }
 
 impl Forwarded {
-    pub(super) fn show(&mut self, chat: &crate::protocol::ChatMessage, inbound: &Inbound) {
-        let line = PeerLine::Msg(chat.clone()).to_line();
+    /// `signed` was checked on its link: its key is its author's and its signature
+    /// verifies, so it is not checked again.
+    pub(super) fn show(&mut self, signed: &crate::protocol::overlay::Signed, inbound: &Inbound) {
+        let line = PeerLine::Msg(signed.chat.clone()).to_line();
         let line = line.trim_end_matches('\n');
         if let Some(Ok(m)) = MsgRef::parse(line) {
             let here = SocketAddr::from(([0, 0, 0, 0], 0));
-            receive(m, line, None, here, "overlay", inbound, &mut self.drops);
+            let key = Some(signed.key);
+            receive(m, line, key, here, "overlay", inbound, &mut self.drops);
         }
         if let Some(pipe) = &inbound.pipe {
             pipe.flush();
@@ -671,12 +678,13 @@ impl Forwarded {
     }
 }
 
-/// One `MSG` from a servant connection: checked (the author's own tagged line, or its
-/// author's signature), then shown once and recorded for the servants we relay to.
+/// One `MSG` from a servant connection: checked by its author's signature unless
+/// `checked` already holds the author's key (the author's own tagged line, or a line
+/// checked on an overlay link), then shown once and recorded for the servants we relay to.
 fn receive(
     m: MsgRef,
     line: &str,
-    link: Option<&Link>,
+    checked: Option<PeerKey>,
     peer: SocketAddr,
     name: &str,
     inbound: &Inbound,
@@ -693,9 +701,9 @@ fn receive(
             &format!("a line by {}, listed at a banned address", m.origin),
         );
     }
-    let key = match link {
-        Some(link) if link.peer_id == m.origin => link.peer,
-        _ => match inbound.authors.verify(&m) {
+    let key = match checked {
+        Some(key) => key,
+        None => match inbound.authors.verify(&m) {
             Ok(key) => key,
             Err(why) => {
                 return drops.note(peer, name, &format!("a line by {} {why}", m.origin));

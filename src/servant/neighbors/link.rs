@@ -18,7 +18,7 @@ use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
 use log::{debug, info, warn};
@@ -26,6 +26,7 @@ use log::{debug, info, warn};
 use crate::escape::Shown;
 use crate::handshake::{Link, Mode, Tags};
 use crate::identity::{Identity, NetworkKey, PeerKey};
+use crate::limits::LogLimiter;
 use crate::lines::{LineError, LineReader};
 use crate::protocol::overlay::{self, Contact, OverlayMessage, OVERLAY_LINE_LIMIT};
 use crate::protocol::{split_tag, MsgRef, CHAT_LINE_LIMIT};
@@ -284,33 +285,26 @@ fn write_lines(stream: &TcpStream, tags: &Tags, rx: &Receiver<Arc<str>>) -> Stri
 }
 
 /// Lines that could not be taken, logged at most once a minute per link.
-struct Drops {
-    last: Option<Instant>,
-    held: u64,
-}
+struct Drops(LogLimiter<()>);
 
 impl Drops {
     fn note(&mut self, contact: &Contact, what: &str) {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(60))
-        {
-            self.held += 1;
-            return debug!(
+        match self.0.allow(&()) {
+            None => debug!(
                 "neighbour {} at {}: {what}; dropped",
                 contact.id, contact.addr
-            );
+            ),
+            Some(held) => {
+                let more = match held {
+                    0 => String::new(),
+                    n => format!("; {n} more dropped since the last such line"),
+                };
+                warn!(
+                    "neighbour {} at {}: {what}; dropped (logged once a minute per link{more})",
+                    contact.id, contact.addr
+                );
+            }
         }
-        let more = match std::mem::take(&mut self.held) {
-            0 => String::new(),
-            n => format!("; {n} more dropped since the last such line"),
-        };
-        warn!(
-            "neighbour {} at {}: {what}; dropped (logged once a minute per link{more})",
-            contact.id, contact.addr
-        );
-        self.last = Some(now);
     }
 }
 
@@ -322,10 +316,7 @@ fn read_lines(
     contact: &Contact,
     ep: &Endpoint,
 ) -> String {
-    let mut drops = Drops {
-        last: None,
-        held: 0,
-    };
+    let mut drops = Drops(LogLimiter::new(Duration::from_secs(60)));
     loop {
         let raw = match reader.read_line_ref() {
             Ok(Some(line)) => line,

@@ -32,7 +32,6 @@ use log::{debug, info, warn};
 
 use crate::overlay::{Action, Input, LineId, Message, Overlay, Params, Rng, Timer};
 use crate::protocol::overlay::{to_line, Contact, Signed, Wire};
-use crate::protocol::ChatMessage;
 use link::{Endpoint, ToDriver};
 
 /// Lines queued for one neighbour at most. A neighbour that lets this many pile up is
@@ -68,7 +67,7 @@ pub struct Setup {
     pub endpoint: Arc<Endpoint>,
     pub events: Receiver<ToDriver>,
     /// Shows a line once (the full mesh's receiving path: pins, `Seen`, relays).
-    pub show: Box<dyn FnMut(&ChatMessage) + Send>,
+    pub show: Box<dyn FnMut(&Signed) + Send>,
     /// Whether an address is banned: never dialled, never a neighbour.
     pub refuses: Box<dyn Fn(IpAddr) -> bool + Send>,
     /// Servants to join through when nobody else is known (`<bootstrap>`).
@@ -245,7 +244,7 @@ impl Driver {
             Action::Show { id, line, .. } => {
                 if id.author != self.setup.me.id {
                     self.shown += 1;
-                    (self.setup.show)(&line.chat);
+                    (self.setup.show)(&line);
                 }
             }
             Action::Lost {
