@@ -22,7 +22,7 @@ use super::neighbors::link::ToDriver;
 use super::sender::{Outgoing, Wire};
 use crate::batch;
 use crate::identity::{Identity, Presigned};
-use crate::protocol::{msg_head, msg_line, ChatMessage, PeerLine, TEXT_LIMIT};
+use crate::protocol::{msg_head, msg_line, ChatMessage, TEXT_LIMIT};
 
 /// How long after a line typed alone its successor's signature is begun (see `say`).
 const PRESIGN_AFTER: Duration = Duration::from_micros(300);
@@ -236,16 +236,8 @@ impl Dispatch {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         if let Some(tx) = overlay {
-            let parsed: Vec<ChatMessage> = lines
-                .iter()
-                .filter_map(
-                    |out| match PeerLine::parse(out.line.trim_end_matches('\n')) {
-                        Some(Ok(PeerLine::Msg(m))) => Some(m),
-                        _ => None,
-                    },
-                )
-                .collect();
-            if tx.send(ToDriver::Typed(parsed)).is_err() {
+            // Read back into their parts on the `overlay` thread, not here.
+            if tx.send(ToDriver::Typed(lines.to_vec())).is_err() {
                 debug!("the overlay has stopped; the line goes to linked servants only");
             }
         }

@@ -31,7 +31,7 @@ use crate::lines::{LineError, LineReader};
 use crate::protocol::overlay::{self, Contact, OverlayMessage, OVERLAY_LINE_LIMIT};
 use crate::protocol::{split_tag, MsgRef, CHAT_LINE_LIMIT};
 
-use super::super::sender::{open_link, PING_EVERY};
+use super::super::sender::{open_link, Outgoing, PING_EVERY};
 
 /// How long a dial may take to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -74,8 +74,8 @@ pub enum ToDriver {
         conn: u64,
         why: String,
     },
-    /// The core's word: our own signed lines, to broadcast.
-    Typed(Vec<crate::protocol::ChatMessage>),
+    /// The typist's word: our own signed lines, to broadcast.
+    Typed(Vec<Arc<Outgoing>>),
     /// The core's word: servants worth knowing.
     Learn(Vec<Contact>),
     /// The core's word: join through this servant, or through whoever listens at this

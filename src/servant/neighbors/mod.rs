@@ -32,6 +32,7 @@ use log::{debug, info, warn};
 
 use crate::overlay::{Action, Input, LineId, Message, Overlay, Params, Rng, Timer};
 use crate::protocol::overlay::{to_line, Contact, Signed, Wire};
+use crate::protocol::PeerLine;
 use link::{Endpoint, ToDriver};
 
 /// Lines queued for one neighbour at most. A neighbour that lets this many pile up is
@@ -358,7 +359,10 @@ impl Driver {
             }
             ToDriver::Typed(lines) => {
                 let key = self.setup.endpoint.identity.key;
-                for chat in lines {
+                for out in lines {
+                    let Some(Ok(PeerLine::Msg(chat))) = PeerLine::parse(out.line.trim_end()) else {
+                        continue;
+                    };
                     let id = LineId {
                         author: chat.origin.clone(),
                         incarnation: chat.incarnation,
