@@ -256,3 +256,46 @@ fn a_neighbour_killed_is_replaced_and_no_line_is_lost() {
         dump()
     );
 }
+
+#[test]
+fn with_the_manager_down_a_newcomer_joins_through_bootstrap() {
+    let dir = TestDir::new("overlay-bootstrap");
+    let mut m = start_manager(&dir, MANAGER_DEFAULTS);
+    let settings = "<fullmesh>4</fullmesh><degree>3</degree>";
+    let mut servants = start_many(&dir, m.port, 8, settings);
+    wait_overlay(&servants);
+    m.proc.kill();
+    for s in &servants {
+        s.proc.wait_log("lost the connection manager");
+    }
+    let boot = format!(
+        "{settings}<bootstrap>127.0.0.1:{}</bootstrap>",
+        servants[0].port
+    );
+    let mut late = start_servant(&dir, "late", m.port, &boot);
+    late.proc
+        .wait_log("no connection manager: joining the overlay through <bootstrap>");
+    late.proc.wait_log("neighbour up: ");
+    servants[5].proc.send("to the newcomer");
+    late.wait_heard("s5", "to the newcomer");
+    late.proc.send("from the newcomer");
+    for s in &servants {
+        s.wait_heard("late", "from the newcomer");
+    }
+    for s in &servants {
+        assert_eq!(
+            s.heard_from("late"),
+            ["from the newcomer"],
+            "{}\n{}",
+            s.name,
+            dump()
+        );
+    }
+    assert_eq!(late.heard_from("s5"), ["to the newcomer"], "{}", dump());
+    // The manager back: the newcomer is listed, and stays in the overlay.
+    let _m = start_manager_on(&dir, m.port, MANAGER_DEFAULTS);
+    late.proc.wait_log("listed by the connection manager");
+    let mut names: Vec<&str> = servants.iter().map(|s| s.name.as_str()).collect();
+    names.push("late");
+    wait_listed(_m.port, &names);
+}

@@ -342,16 +342,27 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         }
     })?;
 
-    // The article's start: connect, ask for the list, listen on the port in `<me>`.
+    // The article's start: connect, ask for the list, listen on the port in `<me>`. With
+    // `<bootstrap>`, a manager that does not answer the first time is no reason to wait:
+    // the servant listens on `<listen>` (or any port), joins the overlay through those
+    // servants, and keeps trying the manager in the background.
     let mut backoff = Duration::from_millis(200);
     let mut tries = 0u32;
-    let ((stream, mut reader, assigned), manager) = loop {
+    let reached = loop {
         let attempt = link::connect_first(&managers, |s| {
             let (reader, port) = link::ask_assigned_port(&s)?;
             Ok((s, reader, port))
         });
         match attempt {
-            Ok(done) => break done,
+            Ok(done) => break Some(done),
+            Err(e) if !config.bootstrap.is_empty() => {
+                warn!(
+                    "cannot reach the connection manager at {}: {e}; joining through <bootstrap> {} and retrying the manager meanwhile",
+                    managers_label(&config),
+                    config.bootstrap.join(", ")
+                );
+                break None;
+            }
             Err(e) => {
                 tries += 1;
                 if tries == 1 {
@@ -369,6 +380,7 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
             }
         }
     };
+    let assigned = reached.as_ref().map_or(0, |((_, _, port), _)| *port);
     let listener = bind_listener(&config, assigned)?;
     let port = listener
         .local_addr()
@@ -440,14 +452,16 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         port: config.public_port.unwrap_or(port),
         network,
     };
-    let first = match link::register(&stream, &mut reader, &me) {
-        Ok(list) => Some((manager, stream, reader, list)),
-        Err(e) => {
-            // Listening already; the link keeps trying to get us listed.
-            warn!("registering with the connection manager failed: {e}; retrying");
-            None
+    let first = reached.and_then(|((stream, mut reader, _), manager)| {
+        match link::register(&stream, &mut reader, &me) {
+            Ok(list) => Some((manager, stream, reader, list)),
+            Err(e) => {
+                // Listening already; the link keeps trying to get us listed.
+                warn!("registering with the connection manager failed: {e}; retrying");
+                None
+            }
         }
-    };
+    });
     run_joined(
         config,
         options,
@@ -499,6 +513,7 @@ fn run_joined(
     } = output;
     let (id, name, port) = (me.identity.id.clone(), me.name.clone(), me.port);
     let identity = Arc::clone(&me.identity);
+    let listed = first.is_some();
     let list = first
         .as_ref()
         .map(|(_, _, _, l)| l.clone())
@@ -554,7 +569,7 @@ fn run_joined(
         grace_until: None,
         grace: grace_for(list.timeout_ms),
         epoch: list.epoch.clone(),
-        manager_up: true,
+        manager_up: listed,
         out: out_tx,
         stopping: Vec::new(),
         writer: Arc::clone(&writer),
@@ -574,6 +589,9 @@ fn run_joined(
         listed_since: HashMap::new(),
     };
     core.apply_list(list);
+    if !core.manager_up && !core.config.bootstrap.is_empty() {
+        core.bootstrap_overlay();
+    }
     let why = core.run(&events);
     info!("leaving: {why}");
     core.shutdown();
@@ -901,7 +919,11 @@ impl Core {
             LinkEvent::Up { list, another } => {
                 self.manager_up = true;
                 self.grace = grace_for(list.timeout_ms);
-                if list.epoch != self.epoch {
+                if self.epoch.is_empty() {
+                    // Started without a manager (`<bootstrap>`): this is the first list.
+                    info!("listed by the connection manager");
+                    self.epoch = list.epoch.clone();
+                } else if list.epoch != self.epoch {
                     // A restarted (or another) manager: its list fills up as servants
                     // re-register.
                     let what = if another {
@@ -1334,6 +1356,29 @@ impl Core {
             return;
         }
         let Some(ip) = self.my_ip else { return };
+        let why = format!(
+            "{servants} servants on the network, more than <fullmesh> {}: joining the overlay; the links to every servant close in {} s",
+            self.config.full_mesh,
+            switch::MESH_LINGER.as_secs()
+        );
+        self.start_overlay(ip, &why);
+    }
+
+    /// Started without a manager: the overlay through `<bootstrap>` is the only way in.
+    fn bootstrap_overlay(&mut self) {
+        let Some(ip) = self.my_ip.or_else(|| switch::own_ip(&self.config)) else {
+            return warn!(
+                "cannot tell this host's address towards <bootstrap>; waiting for the manager"
+            );
+        };
+        self.my_ip = Some(ip);
+        self.start_overlay(
+            ip,
+            "no connection manager: joining the overlay through <bootstrap>",
+        );
+    }
+
+    fn start_overlay(&mut self, ip: IpAddr, why: &str) {
         let me = crate::protocol::overlay::Contact {
             id: self.id.clone(),
             addr: SocketAddr::new(ip, self.port),
@@ -1342,11 +1387,7 @@ impl Core {
             Ok(n) => n,
             Err(e) => return warn!("cannot start the overlay: {e}; linking to every servant"),
         };
-        info!(
-            "{servants} servants on the network, more than <fullmesh> {}: joining the overlay; the links to every servant close in {} s",
-            self.config.full_mesh,
-            switch::MESH_LINGER.as_secs()
-        );
+        info!("{why}");
         let contacts: Vec<_> = self
             .listed
             .values()

@@ -10,7 +10,7 @@
 //! `<fullmesh>` again stays in the overlay, which serves a small network as well, rather
 //! than flapping between the two.
 
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs, UdpSocket};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,6 +56,27 @@ fn bootstrap_addrs(config: &ServantConfig) -> Vec<SocketAddr> {
         }
     }
     out
+}
+
+/// This host's address as the `<bootstrap>` servants will see it, for a servant that
+/// has no manager to tell it: `<bind>` when it names one, else the source address the
+/// system picks towards the first of them (a UDP `connect` sends nothing).
+pub fn own_ip(config: &ServantConfig) -> Option<IpAddr> {
+    if !config.bind.is_unspecified() {
+        return Some(config.bind);
+    }
+    let to = *bootstrap_addrs(config).first()?;
+    let any = SocketAddr::new(
+        if to.is_ipv4() {
+            IpAddr::from([0u8; 4])
+        } else {
+            IpAddr::from([0u16; 8])
+        },
+        0,
+    );
+    let probe = UdpSocket::bind(any).ok()?;
+    probe.connect(to).ok()?;
+    Some(probe.local_addr().ok()?.ip())
 }
 
 /// Starts the `overlay` thread for the servant `me`, listening for links on `port`.
