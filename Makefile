@@ -7,7 +7,7 @@ N      ?= 5
 RELEASE := target/release
 
 .PHONY: help build release test demo manager servant clean \
-        lan-up lan-down lan-demo lan-test bench stress sim fuzz deps
+        lan-up lan-down lan-demo lan-test lan-scale bench stress sim fuzz deps
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -44,6 +44,12 @@ lan-test: release ## the LAN scenarios, PASS or FAIL each (root)
 
 lan-down: ## remove everything the lab made (safe to repeat)
 	@bash lab/lab.sh down
+
+SCALE_N = $(if $(filter command line,$(origin N)),$(N),50)
+lan-scale: deps ## N servants (default 50) on their own loopback addresses: lines lost, doubled, late
+	$(CARGO) build --release --quiet --bins --example lan_scale
+	@ulimit -n 65536 2>/dev/null || ulimit -n $$(ulimit -Hn) 2>/dev/null; \
+	$(RELEASE)/examples/lan_scale --servants $(SCALE_N)
 
 bench: release ## measure genp2p beside its baselines (QUICK=1 for about a minute)
 	@bash bench/run.sh

@@ -543,21 +543,44 @@ impl System {
     }
 }
 
-fn servant_conf(ctx: &Ctx, tag: &str, i: usize, manager: SocketAddr) -> PathBuf {
+/// How the servants of a system link: to every servant (the article's design, kept at
+/// any N so full-mesh figures stay comparable), or in the overlay past the default
+/// `<fullmesh>` of 8.
+#[derive(Clone, Copy, PartialEq)]
+enum Links {
+    Mesh,
+    Overlay,
+}
+
+fn servant_conf(ctx: &Ctx, tag: &str, i: usize, manager: SocketAddr, links: Links) -> PathBuf {
+    let full_mesh = match links {
+        Links::Mesh => 1_000_000,
+        Links::Overlay => 8,
+    };
     ctx.conf(
         &format!("servant-{tag}-{i}.xml"),
         &format!(
             "<config><connectionmgr>127.0.0.1</connectionmgr><port>{}</port><name>s{i}</name>\
              <listen>0</listen><bind>127.0.0.1</bind><heartbeat>1</heartbeat>\
              <maxconnections>1024</maxconnections><maxperaddress>1024</maxperaddress>\
-             <fullmesh>1000000</fullmesh></config>\n",
+             <fullmesh>{full_mesh}</fullmesh></config>\n",
             manager.port()
         ),
     )
 }
 
 fn start_servant(ctx: &Ctx, tag: &str, i: usize, manager: SocketAddr) -> Res<Proc> {
-    let conf = servant_conf(ctx, tag, i, manager);
+    start_servant_linked(ctx, tag, i, manager, Links::Mesh)
+}
+
+fn start_servant_linked(
+    ctx: &Ctx,
+    tag: &str,
+    i: usize,
+    manager: SocketAddr,
+    links: Links,
+) -> Res<Proc> {
+    let conf = servant_conf(ctx, tag, i, manager, links);
     let mut cmd = Command::new(ctx.bin.join("servant"));
     cmd.arg("--config")
         .arg(conf)
@@ -582,10 +605,20 @@ fn start_stub(ctx: &Ctx, tag: &str, i: usize, manager: SocketAddr) -> Res<Proc> 
 }
 
 fn genp2p_system(ctx: &Ctx, n: usize, manager: (SocketAddr, u32), stub: bool) -> Res<System> {
-    let tag = if stub {
-        format!("n{n}-stub")
-    } else {
-        format!("n{n}")
+    genp2p_linked(ctx, n, manager, stub, Links::Mesh)
+}
+
+fn genp2p_linked(
+    ctx: &Ctx,
+    n: usize,
+    manager: (SocketAddr, u32),
+    stub: bool,
+    links: Links,
+) -> Res<System> {
+    let tag = match (stub, links) {
+        (true, _) => format!("n{n}-stub"),
+        (false, Links::Mesh) => format!("n{n}"),
+        (false, Links::Overlay) => format!("n{n}-overlay"),
     };
     let (etx, erx) = mpsc::channel();
     let mut procs = Vec::new();
@@ -593,7 +626,7 @@ fn genp2p_system(ctx: &Ctx, n: usize, manager: (SocketAddr, u32), stub: bool) ->
     let mut rx = Vec::new();
     let mut pids = Vec::new();
     // The sender first, so that its log's first lines are its own start.
-    let mut sender = start_servant(ctx, &tag, 0, manager.0)?;
+    let mut sender = start_servant_linked(ctx, &tag, 0, manager.0, links)?;
     let input = sender.child.stdin.take().unwrap();
     let drain = sender.child.stdout.take().unwrap();
     reader(
@@ -609,7 +642,7 @@ fn genp2p_system(ctx: &Ctx, n: usize, manager: (SocketAddr, u32), stub: bool) ->
         let mut p = if stub {
             start_stub(ctx, &tag, i, manager.0)?
         } else {
-            start_servant(ctx, &tag, i, manager.0)?
+            start_servant_linked(ctx, &tag, i, manager.0, links)?
         };
         stdins.push(p.child.stdin.take().unwrap());
         let shared = Arc::new(RxShared::default());
@@ -626,8 +659,19 @@ fn genp2p_system(ctx: &Ctx, n: usize, manager: (SocketAddr, u32), stub: bool) ->
         procs.push(p);
     }
     pids.push(manager.1);
+    if links == Links::Overlay {
+        // Measured once every servant has closed its links to every servant.
+        for i in 0..=n {
+            let log = ctx.out.join("logs").join(format!("servant-{tag}-{i}.log"));
+            wait_for_line(&log, "closed the links to ", Duration::from_secs(60))
+                .ok_or_else(|| format!("overlay servant {i} never left the full mesh"))?;
+        }
+    }
     Ok(System {
-        name: "genp2p",
+        name: match links {
+            Links::Mesh => "genp2p",
+            Links::Overlay => "genp2p-overlay",
+        },
         input,
         rx,
         events: erx,
@@ -790,6 +834,7 @@ fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
     let join_runs: usize = arg(args, "--join-runs", 5);
     let stub_ns = arg_list(args, "--stub-ns", "");
     let libp2p_ns = arg_list(args, "--libp2p-ns", "");
+    let overlay_ns = arg_list(args, "--overlay-ns", "");
     let configs: Vec<(usize, bool)> = ns
         .iter()
         .map(|&n| (n, false))
@@ -828,9 +873,36 @@ fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
         } else {
             libp2p_system(ctx, n)?
         };
+        // The overlay beside them (real servants only), with a manager of its own.
+        let mut o = if stub || !overlay_ns.contains(&n) {
+            None
+        } else {
+            let (om, oaddr) = start_manager(ctx, &format!("fanout-n{n}-overlay"), 4000)?;
+            let sys = genp2p_linked(ctx, n, (oaddr, om.pid()), false, Links::Overlay)?;
+            Some((sys, om))
+        };
         let limit = Duration::from_secs(30 + n as u64 / 2);
         let g_ready = g.warm(limit)?;
         let f_ready = f.warm(limit)?;
+        if let Some((o, om)) = &mut o {
+            let ready = o.warm(limit)?;
+            let receivers: Vec<u32> = o.pids[1..=o.rx.len()].to_vec();
+            let mut rss: Vec<f64> = receivers.iter().map(|&p| rss_kb(p) as f64).collect();
+            let mut thr: Vec<f64> = receivers.iter().map(|&p| threads(p) as f64).collect();
+            ctx.emit(
+                Json::new()
+                    .str("test", "footprint-overlay")
+                    .int("n", n as i64)
+                    .num("ready_s", ready)
+                    .int("sender_rss_kb", rss_kb(o.pids[0]) as i64)
+                    .int("sender_threads", threads(o.pids[0]) as i64)
+                    .num("receiver_rss_kb_median", quantile(&mut rss, 0.5))
+                    .num("receiver_rss_kb_max", quantile(&mut rss, 1.0))
+                    .num("receiver_threads_median", quantile(&mut thr, 0.5))
+                    .num("receiver_threads_max", quantile(&mut thr, 1.0))
+                    .int("manager_rss_kb", rss_kb(om.pid()) as i64),
+            );
+        }
         if let Some(l) = &mut l {
             let ready = l.warm(limit)?;
             ctx.emit(
@@ -888,6 +960,9 @@ fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
             if let Some(l) = &mut l {
                 systems.push(l);
             }
+            if let Some((o, _)) = &mut o {
+                systems.push(o);
+            }
             let k = systems.len();
             let before: Vec<[u64; 4]> = systems.iter().map(|s| counters(s)).collect();
             let mut lasts = vec![Vec::with_capacity(samples); k];
@@ -910,7 +985,10 @@ fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
                         Ok(Err(m)) => missing[which] += m,
                         // A baseline that stops delivering leaves the rotation with an
                         // error row; genp2p or the floor doing so ends the benchmark.
-                        Err(e) if systems[which].name == "libp2p" => {
+                        Err(e)
+                            if systems[which].name != "genp2p"
+                                && systems[which].name != "floor" =>
+                        {
                             ctx.emit(
                                 Json::new()
                                     .str("test", "error")
@@ -949,6 +1027,30 @@ fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
                         .num("receiver_cs_per_msg", d(1))
                         .num("sender_cpu_us_per_msg", d(2) / 1e3)
                         .num("receiver_cpu_us_per_msg", d(3) / 1e3 / n as f64),
+                );
+            }
+        }
+        if let Some((o, _)) = &mut o {
+            // Bytes on the loopback per line per receiving servant, full mesh and overlay,
+            // each on its own (TCP/IP headers and the heartbeats of the moment included).
+            for sys in [&mut g, o] {
+                let lines = 50;
+                let before = lo_tx_bytes();
+                for _ in 0..lines {
+                    let _ = sys.sample()?;
+                }
+                thread::sleep(Duration::from_millis(1500));
+                let bytes = lo_tx_bytes().saturating_sub(before);
+                ctx.emit(
+                    Json::new()
+                        .str("test", "bytes-per-line")
+                        .str("system", sys.name)
+                        .int("n", n as i64)
+                        .int("lines", lines as i64)
+                        .num(
+                            "bytes_per_line_per_servant",
+                            bytes as f64 / (lines * n) as f64,
+                        ),
                 );
             }
         }
@@ -1016,10 +1118,31 @@ fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
         drop(g);
         drop(f);
         drop(l);
+        drop(o);
         drop(mgr);
         thread::sleep(Duration::from_millis(500));
     }
     Ok(())
+}
+
+/// Bytes the loopback interface has sent (/proc/net/dev), machine-wide.
+fn lo_tx_bytes() -> u64 {
+    fs::read_to_string("/proc/net/dev")
+        .ok()
+        .and_then(|s| {
+            let line = s
+                .lines()
+                .find(|l| l.trim_start().starts_with("lo:"))?
+                .to_owned();
+            // Receive: 8 fields, then transmit bytes.
+            line.split(':')
+                .nth(1)?
+                .split_whitespace()
+                .nth(8)?
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Time from starting one more servant to its "joined" log line, beside the time a floor

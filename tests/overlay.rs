@@ -299,3 +299,42 @@ fn with_the_manager_down_a_newcomer_joins_through_bootstrap() {
     names.push("late");
     wait_listed(_m.port, &names);
 }
+
+#[test]
+fn a_firewalled_servant_keeps_only_links_it_opened_and_hears_everything_once() {
+    let dir = TestDir::new("overlay-firewall");
+    // The manager's probe on, with a short time-out (as in tests/relay.rs).
+    let m = start_manager(&dir, "<timeout>1.5</timeout><trustafter>0.3</trustafter>");
+    let settings = "<fullmesh>4</fullmesh><degree>3</degree>";
+    let mut servants = start_many(&dir, m.port, 7, settings);
+    // Listens on an OS-chosen port, but tells everyone a port where nothing listens.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        l.local_addr().expect("local address").port()
+    };
+    servants.push(start_servant(
+        &dir,
+        "hidden",
+        m.port,
+        &format!("{settings}<publicport>{dead}</publicport>"),
+    ));
+    wait_overlay(&servants);
+    let hidden = servants.len() - 1;
+    servants[hidden]
+        .proc
+        .wait_log("behind a firewall: keeping only the overlay links this servant opens");
+    everyone_hears_everyone_once(&mut servants, "first");
+    everyone_hears_everyone_once(&mut servants, "second");
+    let h = &servants[hidden];
+    assert_eq!(
+        h.proc.count_log("overlay link from "),
+        0,
+        "a link into a firewalled servant\n{}",
+        dump()
+    );
+    assert!(
+        !h.proc.thread_names().iter().any(|t| t.starts_with("pull-")),
+        "the overlay carries everything: no pulling from a relay\n{}",
+        dump()
+    );
+}

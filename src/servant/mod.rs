@@ -203,6 +203,8 @@ struct Core {
     overlay: Option<Neighbors>,
     /// When the links to every servant close, after joining the overlay.
     mesh_until: Option<Instant>,
+    /// The manager finds us unreachable (it named a relay for us).
+    hidden: bool,
 }
 
 /// The grace period after a manager change: the manager's time-out (at least 3 s) and 2 s
@@ -586,6 +588,7 @@ fn run_joined(
         port,
         overlay: None,
         mesh_until: None,
+        hidden: false,
         listed_since: HashMap::new(),
     };
     core.apply_list(list);
@@ -975,6 +978,10 @@ impl Core {
             LinkEvent::Down(_) => self.manager_up = false,
             LinkEvent::Pull(Some(relay)) => self.pull_from(relay),
             LinkEvent::Pull(None) => {
+                self.hidden = false;
+                if let Some(n) = &self.overlay {
+                    let _ = n.tx.send(ToDriver::Hidden(false));
+                }
                 if let Some(p) = self.puller.take() {
                     info!("no longer pulling from {}", p.relay_label);
                 }
@@ -986,6 +993,12 @@ impl Core {
     /// The article's "pull from another peer": we cannot be reached, so fetch every
     /// message from `relay`. A new relay replaces the old one (the manager chose again).
     fn pull_from(&mut self, relay: PeerEntry) {
+        self.hidden = true;
+        if let Some(n) = &self.overlay {
+            // In the overlay the links it opens carry everything, both ways.
+            let _ = n.tx.send(ToDriver::Hidden(true));
+            return;
+        }
         let Ok(ip) = relay.ip.parse::<IpAddr>() else {
             warn!(
                 "the manager named a relay with a bad address {:?}",
@@ -1388,6 +1401,16 @@ impl Core {
             Err(e) => return warn!("cannot start the overlay: {e}; linking to every servant"),
         };
         info!("{why}");
+        if self.hidden {
+            let _ = n.tx.send(ToDriver::Hidden(true));
+            self.relay_watch = None;
+            if let Some(p) = self.puller.take() {
+                info!(
+                    "no longer pulling from {}: the overlay links carry everything",
+                    p.relay_label
+                );
+            }
+        }
         let contacts: Vec<_> = self
             .listed
             .values()

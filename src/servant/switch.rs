@@ -107,7 +107,7 @@ pub fn start(
         identity: Arc::clone(&inbound.identity),
         name: inbound.name.clone(),
         network: inbound.network.clone(),
-        port,
+        port: port.into(),
         check,
         events: events_tx,
     });

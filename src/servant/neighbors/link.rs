@@ -15,7 +15,7 @@
 
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -82,6 +82,8 @@ pub enum ToDriver {
     /// address (a `<bootstrap>`, whose id the handshake tells).
     Join(Contact),
     Bootstrap(SocketAddr),
+    /// The core's word: the manager finds us unreachable (`true`), or reachable again.
+    Hidden(bool),
     /// The core's word: what the overlay looks like now, for `/peers`.
     View(Sender<String>),
     /// The core's word: say goodbye to every neighbour and stop.
@@ -94,7 +96,7 @@ pub struct Endpoint {
     pub name: String,
     pub network: Option<NetworkKey>,
     /// Where we listen for links, said in `LINK` (0: we cannot be reached).
-    pub port: u16,
+    pub port: AtomicU16,
     pub check: Box<Check>,
     pub events: Sender<ToDriver>,
 }
@@ -187,7 +189,7 @@ fn handshake(stream: &TcpStream, ep: &Endpoint) -> io::Result<Link> {
         stream,
         &mut reader,
         (&ep.identity, &ep.name),
-        Mode::Link(ep.port),
+        Mode::Link(ep.port.load(Ordering::Relaxed)),
         None,
         ep.network.as_ref(),
     )?;

@@ -23,6 +23,7 @@ pub mod link;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -141,6 +142,9 @@ struct Driver {
     /// Inputs for the state, from what it asked (a dial that cannot even start).
     later: Vec<Input<Wire>>,
     shown: u64,
+    /// Behind a firewall: `LINK` says port 0 and shuffles leave us out, so nobody
+    /// tries to dial us; every link is one we opened.
+    hidden: bool,
 }
 
 impl Driver {
@@ -160,6 +164,7 @@ impl Driver {
             setup,
             later: Vec::new(),
             shown: 0,
+            hidden: false,
         }
     }
 
@@ -280,7 +285,19 @@ impl Driver {
 
     /// Queues `msg` on the link to `peer`, dialling it first when there is none.
     fn send(&mut self, peer: Contact, msg: &Message<Wire>) {
-        let line: Arc<str> = Arc::from(to_line(msg));
+        let line: Arc<str> = Arc::from(match msg {
+            // Unreachable: our own address in a sample would only cost others a dial.
+            Message::Shuffle { origin, ttl, peers } if self.hidden => to_line(&Message::Shuffle {
+                origin: origin.clone(),
+                ttl: *ttl,
+                peers: peers
+                    .iter()
+                    .filter(|c| c.id != self.setup.me.id)
+                    .cloned()
+                    .collect(),
+            }),
+            _ => to_line(msg),
+        });
         if !self.links.contains_key(&peer) {
             if peer.addr.port() == 0 || (self.setup.refuses)(peer.addr.ip()) {
                 debug!(
@@ -379,6 +396,20 @@ impl Driver {
                 }
             }
             ToDriver::Bootstrap(addr) => self.bootstrap(addr),
+            ToDriver::Hidden(hidden) => {
+                if hidden != self.hidden {
+                    self.hidden = hidden;
+                    let port = if hidden { 0 } else { self.setup.me.addr.port() };
+                    self.setup.endpoint.port.store(port, Ordering::Relaxed);
+                    if hidden {
+                        info!(
+                            "behind a firewall: keeping only the overlay links this servant opens"
+                        );
+                    } else {
+                        info!("reachable again: other servants may open overlay links to this one");
+                    }
+                }
+            }
             ToDriver::View(reply) => {
                 let _ = reply.send(self.view());
             }
@@ -386,18 +417,17 @@ impl Driver {
         }
     }
 
-    /// Servants at banned addresses never reach the state: a walk that would make one a
-    /// neighbour ends here, and samples lose them.
+    /// Servants at banned addresses, and servants that cannot be reached (port 0), never
+    /// reach the state: a walk that would make one a neighbour ends here, and samples
+    /// lose them.
     fn screen(&self, msg: Message<Wire>) -> Option<Message<Wire>> {
         let refuses = &self.setup.refuses;
+        let shut = |c: &Contact| c.addr.port() == 0 || refuses(c.addr.ip());
         let keep = |peers: Vec<Contact>| -> Vec<Contact> {
-            peers
-                .into_iter()
-                .filter(|c| !refuses(c.addr.ip()))
-                .collect()
+            peers.into_iter().filter(|c| !shut(c)).collect()
         };
         Some(match msg {
-            Message::ForwardJoin { peer, .. } if refuses(peer.addr.ip()) => return None,
+            Message::ForwardJoin { peer, .. } if shut(&peer) => return None,
             Message::Shuffle { origin, ttl, peers } => Message::Shuffle {
                 origin,
                 ttl,
