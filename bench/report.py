@@ -320,6 +320,50 @@ for r in sims:
                       f"{p['ids_per_line']:.2f} | {p['last_hop']:.1f} ({p['last_hop_max']}) | {p['p50_ms']} ms |")
     sim_md.append("")
 
+# ----------------------------------------------------------------------------- 9. overlay, real servants
+real_md = []
+for n in sorted({r["n"] for r in sel("fanout", system="genp2p-overlay")}):
+    o = sel("fanout", system="genp2p-overlay", n=n)
+    g = sel("fanout", system="genp2p", n=n, receivers="servant")
+    r50 = ratio_runs(o, g, "p50_us")
+    if n >= 100:
+        goals.append((f"9. overlay not slower than the full mesh at N = {n} (p50, same run)", bool(r50) and med(r50) <= 1,
+                      f"overlay ÷ full mesh p50 {mmm(r50, 'x', 2)}"))
+    ms_ = lambda rs, k: mmm([v / 1000 for v in vals(rs, k)], '', 2)
+    real_md += [
+        f"| N = {n} | p50 ms | {ms_(o, 'p50_us')} | {ms_(g, 'p50_us')} | {mmm(r50, 'x', 2)} |",
+        f"| N = {n} | p99 ms | {ms_(o, 'p99_us')} | {ms_(g, 'p99_us')} | {mmm(ratio_runs(o, g, 'p99_us'), 'x', 2)} |",
+        f"| N = {n} | CPU µs per line, sender | {mmm(vals(o, 'sender_cpu_us_per_msg'), '', 0)} | {mmm(vals(g, 'sender_cpu_us_per_msg'), '', 0)} | |",
+        f"| N = {n} | CPU µs per line, one receiver (mean over the N) | {mmm(vals(o, 'receiver_cpu_us_per_msg'), '', 0)} | {mmm(vals(g, 'receiver_cpu_us_per_msg'), '', 0)} | {mmm(ratio_runs(o, g, 'receiver_cpu_us_per_msg'), 'x', 2)} |",
+        f"| N = {n} | context switches per line, one receiver | {mmm(vals(o, 'receiver_cs_per_msg'), '', 1)} | {mmm(vals(g, 'receiver_cs_per_msg'), '', 1)} | |",
+    ]
+    fo = sel("footprint-overlay", n=n)
+    fm = sel("footprint", n=n, receivers="servant")
+    if fo and fm:
+        fo, fm = fo[0], fm[0]
+        real_md.append(f"| N = {n} | threads per servant | receivers median {fo['receiver_threads_median']:.0f}, max {fo['receiver_threads_max']:.0f}; sender {fo['sender_threads']} | {fm['receiver_threads']} | |")
+        real_md.append(f"| N = {n} | RSS per servant (MiB) | receivers median {fo['receiver_rss_kb_median'] / 1024:.1f}, max {fo['receiver_rss_kb_max'] / 1024:.1f} | {fm['receiver_rss_kb'] / 1024:.1f} | |")
+    bo = sel("bytes-per-line", system="genp2p-overlay", n=n)
+    bg = sel("bytes-per-line", system="genp2p", n=n)
+    if bo and bg:
+        real_md.append(f"| N = {n} | bytes on the loopback per line per servant (TCP/IP headers included) | {mmm(vals(bo, 'bytes_per_line_per_servant'), '', 0)} | {mmm(vals(bg, 'bytes_per_line_per_servant'), '', 0)} | {fmt(med(vals(bo, 'bytes_per_line_per_servant')) / med(vals(bg, 'bytes_per_line_per_servant')), 'x', 2)} |")
+scale_md = []
+for fp in sel("lan-scale-footprint"):
+    n = fp["n"]
+    rows = sel("lan-scale", n=n)
+    clean = all(r["lost"] == 0 and r["doubled"] == 0 and r["out_of_order"] == 0 for r in rows)
+    goals.append((f"9. lan-scale, {n} servants on their own addresses: nothing lost, doubled or out of order (stable, churn, burst)", clean and bool(rows),
+                  "; ".join(f"{r['phase']}: {r['lost']} lost, {r['doubled']} doubled of {r['lines'] * (r['servants'] - 1):,}" for r in rows)))
+    goals.append((f"9. lan-scale, {n} servants: at most 2D + 8 = 20 threads and 5 MiB RSS per servant", fp["threads_max"] <= 20 and fp["rss_kb_max"] <= 5 * 1024,
+                  f"threads median {fp['threads_median']:.0f}, max {fp['threads_max']:.0f}; RSS median {fp['rss_kb_median'] / 1024:.1f} MiB, max {fp['rss_kb_max'] / 1024:.1f} MiB"))
+    scale_md.append(f"**{n} servants** (127.0.1.1 onwards, one address each), started {fp['start_s']:.1f} s, all in the overlay and hearing s0 after {fp['ready_s']:.1f} s; "
+                    f"per servant {fp['threads_median']:.0f} threads (max {fp['threads_max']:.0f}), {fp['rss_kb_median'] / 1024:.1f} MiB RSS (max {fp['rss_kb_max'] / 1024:.1f}), "
+                    f"all servants {fp['rss_mib_total']:.0f} MiB; manager {fp['manager_rss_kb'] / 1024:.1f} MiB. Churn: {fp['churn']} killed with SIGKILL and as many started.\n")
+    scale_md.append("| phase | lines | servants counted | lost | doubled | out of order | delivery p50 / p99 / max (ms) | last servant, p50 (ms) |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        scale_md.append(f"| {r['phase']} | {r['lines']} | {r['servants']} | {r['lost']} | {r['doubled']} | {r['out_of_order']} | {r['p50_ms']:.0f} / {r['p99_ms']:.0f} / {r['max_ms']:.0f} | {r['last_p50_ms']:.0f} |")
+    scale_md.append("")
+
 # ----------------------------------------------------------------------------- 7. transfer
 xfer_table = []
 resume_table = []
@@ -438,8 +482,21 @@ if sim_md:
     md.append("The overlay's own state machine (`src/overlay/`) in the discrete-event simulator (`examples/sim.rs`): 5–50 ms one-way latencies, "
               "a fifth of the servants failing at once, a split in two halves for 8 s. Plumtree beside flooding in the same run; "
               "`make sim` runs the same at 100,000 servants and writes bench/SIM.md, which says what each measure is. "
-              "Not yet beside a real 1,000-servant run: the servant does not drive the overlay yet.\n")
+              "Section 9 has the real servants.\n")
     md += sim_md
+if real_md or scale_md:
+    md.append("## 9. The overlay, real servants\n")
+    md.append("The same fan-out as section 1, with a second network of real servants beside the full mesh: its own manager, the default `<fullmesh>` of 8 and `<degree>` of 6, "
+              "measured once every servant has closed its links to every servant. The three systems take turns line by line. "
+              "Bytes per line: the loopback's transmitted bytes over 50 lines of one system alone, divided by lines × receivers.\n")
+    if real_md:
+        md.append("| N | figure | overlay | full mesh | overlay ÷ full mesh |\n|---|---|---:|---:|---:|")
+        md += real_md
+        md.append("")
+    if scale_md:
+        md.append("`make lan-scale` (`examples/lan_scale.rs`): servants on loopback addresses of their own; 5 writers × 20 paced lines (stable), "
+                  "lines written while servants are killed and started (churn, counted over the servants up throughout), 10 writers × 50 lines at once (burst).\n")
+        md += scale_md
 md.append("## How it is measured\n")
 md += [
     "- Everything runs on 127.0.0.1. Each load is bounded by a count and a time limit; every process started is killed by `bench_driver` when done (and by its dead-man timer), and the servants and floor processes also exit when the driver's end of their stdin closes.",

@@ -368,7 +368,22 @@ impl Lcg {
 /// What a run found, phase by phase, and the footprint.
 pub struct Report {
     pub phases: Vec<Phase>,
+    pub footprint: Footprint,
     pub text: String,
+}
+
+/// Start-up times and what the servants hold at rest.
+#[derive(Default)]
+pub struct Footprint {
+    pub start_s: f64,
+    pub ready_s: f64,
+    pub threads_median: f64,
+    pub threads_max: f64,
+    pub rss_kb_median: f64,
+    pub rss_kb_max: f64,
+    pub rss_mib_total: f64,
+    pub manager_rss_kb: f64,
+    pub churn: usize,
 }
 
 impl Report {
@@ -475,17 +490,27 @@ pub fn run(plan: &Plan, bin: &Path) -> Result<Report, String> {
         .iter()
         .map(|s| threads(s.child.id()) as f64)
         .collect();
-    let total_mib = rss.iter().sum::<f64>() / 1024.0;
+    let mut footprint = Footprint {
+        start_s: started.as_secs_f64(),
+        ready_s: t0.elapsed().as_secs_f64(),
+        threads_median: quantile(&mut thr, 0.5),
+        threads_max: quantile(&mut thr, 1.0),
+        rss_kb_median: quantile(&mut rss, 0.5),
+        rss_kb_max: quantile(&mut rss, 1.0),
+        rss_mib_total: rss.iter().sum::<f64>() / 1024.0,
+        manager_rss_kb: rss_kb(net.manager.id()) as f64,
+        churn: 0,
+    };
     say(
         &mut text,
         format!(
             "per servant: threads median {} max {}; RSS median {:.1} MiB max {:.1} MiB; all servants {:.0} MiB; manager {:.1} MiB",
-            quantile(&mut thr, 0.5),
-            quantile(&mut thr, 1.0),
-            quantile(&mut rss, 0.5) / 1024.0,
-            quantile(&mut rss, 1.0) / 1024.0,
-            total_mib,
-            rss_kb(net.manager.id()) as f64 / 1024.0
+            footprint.threads_median,
+            footprint.threads_max,
+            footprint.rss_kb_median / 1024.0,
+            footprint.rss_kb_max / 1024.0,
+            footprint.rss_mib_total,
+            footprint.manager_rss_kb / 1024.0
         ),
     );
     let writers: Vec<usize> = (0..plan.writers.min(plan.servants)).collect();
@@ -608,7 +633,50 @@ pub fn run(plan: &Plan, bin: &Path) -> Result<Report, String> {
         ),
     );
     drop(net);
-    Ok(Report { phases, text })
+    footprint.churn = victims.len();
+    Ok(Report {
+        phases,
+        footprint,
+        text,
+    })
+}
+
+/// One row per phase, and one for the footprint, for bench/report.py.
+fn append_json(path: &Path, plan: &Plan, r: &Report) -> std::io::Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    for p in &r.phases {
+        let row = bench_common::Json::new()
+            .str("test", "lan-scale")
+            .int("n", plan.servants as i64)
+            .str("phase", p.name)
+            .int("lines", p.lines as i64)
+            .int("servants", p.servants as i64)
+            .int("lost", p.lost as i64)
+            .int("doubled", p.doubled as i64)
+            .int("out_of_order", p.out_of_order as i64)
+            .num("p50_ms", quantile(&mut p.deliveries.clone(), 0.5))
+            .num("p99_ms", quantile(&mut p.deliveries.clone(), 0.99))
+            .num("max_ms", quantile(&mut p.deliveries.clone(), 1.0))
+            .num("last_p50_ms", quantile(&mut p.last.clone(), 0.5));
+        writeln!(f, "{}", row.finish())?;
+    }
+    let fp = &r.footprint;
+    let row = bench_common::Json::new()
+        .str("test", "lan-scale-footprint")
+        .int("n", plan.servants as i64)
+        .num("start_s", fp.start_s)
+        .num("ready_s", fp.ready_s)
+        .num("threads_median", fp.threads_median)
+        .num("threads_max", fp.threads_max)
+        .num("rss_kb_median", fp.rss_kb_median)
+        .num("rss_kb_max", fp.rss_kb_max)
+        .num("rss_mib_total", fp.rss_mib_total)
+        .num("manager_rss_kb", fp.manager_rss_kb)
+        .int("churn", fp.churn as i64);
+    writeln!(f, "{}", row.finish())
 }
 
 /// The directory of the servant and connection-manager binaries: the one above this
@@ -638,9 +706,15 @@ fn main() {
         "--bin",
         &bin_dir().to_string_lossy(),
     ));
+    let json = bench_common::arg_str(&args, "--json", "");
     match run(&plan, &bin) {
         Ok(r) => {
             print!("{}", r.text);
+            if !json.is_empty() {
+                if let Err(e) = append_json(Path::new(&json), &plan, &r) {
+                    eprintln!("lan-scale: {json}: {e}");
+                }
+            }
             std::process::exit(if r.clean() { 0 } else { 1 });
         }
         Err(e) => {
