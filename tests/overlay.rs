@@ -338,3 +338,141 @@ fn a_firewalled_servant_keeps_only_links_it_opened_and_hears_everything_once() {
         dump()
     );
 }
+
+/// The id in a `neighbour up: ID at ADDR` log line.
+fn neighbour_id(line: &str) -> String {
+    log_message(line)
+        .trim_start_matches("neighbour up: ")
+        .split(' ')
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn a_forwarder_that_passes_nothing_on_cannot_stop_delivery() {
+    let dir = TestDir::new("overlay-dropper");
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let mut servants = start_many(&dir, m.port, 12, "<fullmesh>4</fullmesh><degree>3</degree>");
+    wait_overlay(&servants);
+    everyone_hears_everyone_once(&mut servants, "before");
+    // s0's first neighbour, stopped: its links stay open and take what is written to
+    // them, and it passes nothing on, as a forwarder that drops every line would.
+    let first = servants[0].proc.wait_log("neighbour up: ");
+    let id = neighbour_id(&first);
+    let at = servants
+        .iter()
+        .position(|s| s.id == id)
+        .unwrap_or_else(|| fail(&format!("no servant has id {id}\n{}", dump())));
+    let dropper = servants.remove(at);
+    dropper.proc.signal("STOP");
+    for k in 0..5 {
+        servants[0].proc.send(&format!("past the dropper {k}"));
+    }
+    for s in &servants[1..] {
+        for k in 0..5 {
+            s.wait_heard("s0", &format!("past the dropper {k}"));
+        }
+    }
+    for s in &servants[1..] {
+        let heard: Vec<String> = s
+            .heard_from("s0")
+            .into_iter()
+            .filter(|t| t.starts_with("past the dropper"))
+            .collect();
+        let want: Vec<String> = (0..5).map(|k| format!("past the dropper {k}")).collect();
+        assert_eq!(heard, want, "{}\n{}", s.name, dump());
+    }
+    dropper.proc.signal("CONT");
+}
+
+/// Drops every packet between two groups of loopback addresses while it lives (an
+/// nftables table of its own); `None` where that cannot be done (not root, no `nft`).
+struct Split(String);
+
+impl Split {
+    fn between(a: &str, b: &str) -> Option<Split> {
+        let table = format!("genp2p_split_{}", std::process::id());
+        let script = format!(
+            "table inet {table} {{\n chain input {{\n  type filter hook input priority 0; policy accept;\n  \
+             ip saddr {a} ip daddr {b} drop\n  ip saddr {b} ip daddr {a} drop\n }}\n}}\n"
+        );
+        let mut child = std::process::Command::new("nft")
+            .args(["-f", "-"])
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .ok()?;
+        use std::io::Write as _;
+        child.stdin.take()?.write_all(script.as_bytes()).ok()?;
+        child.wait().ok()?.success().then_some(Split(table))
+    }
+}
+
+impl Drop for Split {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("nft")
+            .args(["delete", "table", "inet", &self.0])
+            .status();
+    }
+}
+
+#[test]
+fn a_split_network_delivers_what_each_half_missed_once_healed() {
+    let dir = TestDir::new("overlay-split");
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let settings = "<fullmesh>4</fullmesh><degree>3</degree>";
+    // Two halves on addresses of their own: 127.0.31.x and 127.0.32.x.
+    let mut servants: Vec<Servant> = (0..10)
+        .map(|i| {
+            let half = 31 + i % 2;
+            let bind = format!("<bind>127.0.{half}.{}</bind>", 1 + i / 2);
+            start_servant(&dir, &format!("s{i}"), m.port, &format!("{settings}{bind}"))
+        })
+        .collect();
+    wait_overlay(&servants);
+    everyone_hears_everyone_once(&mut servants, "before");
+    let Some(split) = Split::between("127.0.31.0/24", "127.0.32.0/24") else {
+        eprintln!(
+            "SKIPPED the split: dropping packets between loopback addresses needs root and nft"
+        );
+        return;
+    };
+    // Each half speaks while it cannot reach the other.
+    servants[0].proc.send("said in the first half");
+    servants[1].proc.send("said in the second half");
+    servants[2].wait_heard("s0", "said in the first half");
+    servants[3].wait_heard("s1", "said in the second half");
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(
+        servants[1]
+            .heard_from("s0")
+            .iter()
+            .all(|t| t != "said in the first half"),
+        "the split let a line through\n{}",
+        dump()
+    );
+    drop(split);
+    for s in &servants {
+        if s.name != "s0" {
+            s.wait_heard("s0", "said in the first half");
+        }
+        if s.name != "s1" {
+            s.wait_heard("s1", "said in the second half");
+        }
+    }
+    everyone_hears_everyone_once(&mut servants, "after");
+    for s in &servants {
+        for (who, text) in [
+            ("s0", "said in the first half"),
+            ("s1", "said in the second half"),
+        ] {
+            let n = s.heard_from(who).iter().filter(|t| *t == text).count();
+            assert!(
+                s.name == who || n == 1,
+                "{} showed {text:?} {n} times\n{}",
+                s.name,
+                dump()
+            );
+        }
+    }
+}
