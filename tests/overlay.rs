@@ -476,3 +476,71 @@ fn a_split_network_delivers_what_each_half_missed_once_healed() {
         }
     }
 }
+
+/// The resident set of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
+            l.split_whitespace().nth(1)?.parse().ok()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_hostile_neighbour_is_bounded_and_everyone_else_served() {
+    let dir = TestDir::new("overlay-hostile");
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let mut alice = start_servant(&dir, "alice", m.port, "<fullmesh>0</fullmesh>");
+    let mut bob = start_servant(&dir, "bob", m.port, "<fullmesh>0</fullmesh>");
+    alice.proc.wait_log("neighbour up: ");
+    bob.proc.wait_log("neighbour up: ");
+    let eve = new_identity();
+    let mut n = RawNeighbour::link_to(alice.port, &eve, "eve");
+    n.send("NEIGHBOR HIGH");
+    alice.proc.wait_log(&format!("neighbour up: {}", eve.id));
+    let before = rss_kib(alice.proc.pid());
+    let contact = |i: usize| format!("{i:020x}@127.0.9.{}:{}", 1 + i % 250, 1000 + i);
+    let me = format!("{}@127.0.0.1:1", eve.id);
+    // A shuffle of ten thousand servants: one line of some 400 KB.
+    let huge: Vec<String> = (0..10_000).map(contact).collect();
+    n.send(&format!("SHUFFLE 3 {me} {}", huge.join(" ")));
+    let said = alice.proc.wait_log(&format!("neighbour {} at ", eve.id));
+    assert!(
+        said.contains("line longer than 24576 bytes; dropped"),
+        "{said}\n{}",
+        dump()
+    );
+    // One past the bound of 16, a flood of ids nobody wrote, and alice herself.
+    let seventeen: Vec<String> = (0..17).map(contact).collect();
+    n.send(&format!("SHUFFLE 3 {me} {}", seventeen.join(" ")));
+    for line in 0..200 {
+        let ids: Vec<String> = (0..256)
+            .map(|i| format!("{:020x}/1/{}/1", 7, line * 256 + i + 1))
+            .collect();
+        n.send(&format!("IHAVE {}", ids.join(" ")));
+    }
+    let herself = format!("{}@127.0.0.1:{}", alice.id, alice.port);
+    n.send(&format!("SHUFFLE 1 {me} {herself}"));
+    // Everyone else is still served, both ways.
+    alice.proc.send("alice after the flood");
+    bob.wait_heard("alice", "alice after the flood");
+    bob.proc.send("bob after the flood");
+    alice.wait_heard("bob", "bob after the flood");
+    assert!(alice.proc.is_running(), "{}", dump());
+    assert_eq!(
+        alice
+            .proc
+            .count_log(&format!("overlay link to {} ", alice.id)),
+        0,
+        "alice dialled herself\n{}",
+        dump()
+    );
+    let after = rss_kib(alice.proc.pid());
+    assert!(
+        after < before + 32 * 1024,
+        "alice grew from {before} KiB to {after} KiB\n{}",
+        dump()
+    );
+}
