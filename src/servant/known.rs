@@ -14,16 +14,15 @@
 //! ```
 //!
 //! Pins are learnt from the manager's peer document (before any connection) and from
-//! the lines shown. The file is written by the `known-peers` thread, at most twice a
-//! second, atomically, so a network of a thousand joining at once costs a few writes.
+//! the lines shown. The core writes the file at its next tick after a change (every 5 s
+//! at most), atomically, so a network of a thousand joining at once costs a few writes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use crossbeam_channel::{bounded, Receiver, Sender};
 use log::warn;
 
 use crate::escape::Shown;
@@ -92,15 +91,15 @@ struct State {
 }
 
 /// The pins. Read and written by the core and every `recv-` thread, one short block at a
-/// time; saved by the `known-peers` thread.
+/// time; saved by the core at its next tick after a change (`save_if_dirty`).
 pub struct KnownPeers {
     path: Option<PathBuf>,
     state: Mutex<State>,
     /// Counts `/trust`s: a receiver that found a name pinned may trust that until this
     /// changes (see `still_pinned`).
     trusts: std::sync::atomic::AtomicU64,
-    /// Wakes the saver; `None` when there is no file.
-    dirty: Option<Sender<()>>,
+    /// Changed since the last save (never set when there is no file).
+    dirty: std::sync::atomic::AtomicBool,
     /// `MAX_PINS` reached (logged once).
     full: std::sync::atomic::AtomicBool,
 }
@@ -109,18 +108,15 @@ pub struct KnownPeers {
 /// pin is kept in memory and in the file. Past this, new names are shown unpinned.
 pub const MAX_PINS: usize = 10_000;
 
-/// Saves are at most this often. Each save rewrites the file and syncs it: in an
+/// Saves are at most this often (the core's tick). Each save rewrites the file and syncs it: in an
 /// overlay of 500 servants joining together, saving every 500 ms made a quarter of all
-/// the servants' time (`perf`: the `known-peers` threads in path lookups and renames).
+/// the servants' time (`perf`: the saving threads in path lookups and renames).
 /// A pin lost to a crash within these seconds is pinned again at the next sight of its
 /// name; the file is saved at exit too.
-const SAVE_EVERY: Duration = Duration::from_secs(5);
-
 impl KnownPeers {
     /// The pins in `path` (none when the file does not exist yet); `None`: not kept.
-    pub fn load(path: Option<&Path>) -> Result<(KnownPeers, Option<Receiver<()>>), KnownError> {
+    pub fn load(path: Option<&Path>) -> Result<KnownPeers, KnownError> {
         let mut state = State::default();
-        let (mut dirty, mut saver) = (None, None);
         if let Some(path) = path {
             match std::fs::read_to_string(path) {
                 Ok(text) => state.pins = parse(path, &text)?,
@@ -132,19 +128,14 @@ impl KnownPeers {
                     })
                 }
             }
-            let (tx, rx) = bounded(1);
-            (dirty, saver) = (Some(tx), Some(rx));
         }
-        Ok((
-            KnownPeers {
-                path: path.map(Path::to_owned),
-                state: Mutex::new(state),
-                trusts: Default::default(),
-                dirty,
-                full: Default::default(),
-            },
-            saver,
-        ))
+        Ok(KnownPeers {
+            path: path.map(Path::to_owned),
+            state: Mutex::new(state),
+            trusts: Default::default(),
+            dirty: Default::default(),
+            full: Default::default(),
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -152,8 +143,8 @@ impl KnownPeers {
     }
 
     fn touch(&self) {
-        if let Some(tx) = &self.dirty {
-            let _ = tx.try_send(());
+        if self.path.is_some() {
+            self.dirty.store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
@@ -257,11 +248,9 @@ impl KnownPeers {
         }
     }
 
-    /// The `known-peers` thread: saves a moment after each change, until `dirty` is gone.
-    pub fn save_loop(&self, dirty: &Receiver<()>) {
-        while dirty.recv().is_ok() {
-            std::thread::sleep(SAVE_EVERY);
-            let _ = dirty.try_recv();
+    /// Saves when something changed since the last save.
+    pub fn save_if_dirty(&self) {
+        if self.dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
             self.save();
         }
     }
@@ -341,7 +330,7 @@ mod tests {
 
     #[test]
     fn first_use_pins_a_change_is_flagged_once_and_trust_replaces() {
-        let (k, _) = KnownPeers::load(None).unwrap();
+        let k = KnownPeers::load(None).unwrap();
         let (a, b) = (
             Identity::ephemeral().unwrap().key,
             Identity::ephemeral().unwrap().key,

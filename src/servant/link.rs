@@ -58,6 +58,20 @@ pub enum LinkEvent {
     Pull(Option<PeerEntry>),
 }
 
+/// Where the link's events go: straight into the core's channel, each made the core's
+/// own kind of event by `wrap`, so no thread stands between the two.
+pub struct Events<E> {
+    pub tx: Sender<E>,
+    pub wrap: fn(LinkEvent) -> E,
+}
+
+impl<E> Events<E> {
+    /// `Err` once the core is gone.
+    fn send(&self, ev: LinkEvent) -> Result<(), ()> {
+        self.tx.send((self.wrap)(ev)).map_err(drop)
+    }
+}
+
 /// Who we are, as the manager should list us, and what proves it.
 #[derive(Debug, Clone)]
 pub struct Registration {
@@ -273,13 +287,13 @@ pub struct Session {
 
 /// The `manager-link` thread: keeps the list current over `session` and reconnects when
 /// it breaks (or first connects, when there is none yet). Runs until the core is gone.
-pub fn run(
+pub fn run<E>(
     managers: Managers,
     me: Registration,
     heartbeat: Duration,
     mut session: Option<Session>,
     writer: &ManagerWriter,
-    events: Sender<LinkEvent>,
+    events: Events<E>,
 ) {
     let mut backoff = BACKOFF_FIRST;
     let mut failures = 0u32;
@@ -446,13 +460,13 @@ impl LookBack<'_> {
 /// reads pushes and sends heartbeats until the connection fails (`Some(Ended::Lost)`), a
 /// manager named earlier in the config registers us again (`Some(Ended::Moved)`), or the
 /// core is gone (`None`).
-fn follow(
+fn follow<E>(
     mut reader: LineReader<TcpStream>,
     mut version: u64,
     timeout_ms: u64,
     heartbeat: Duration,
     writer: &ManagerWriter,
-    events: &Sender<LinkEvent>,
+    events: &Events<E>,
     look_back: LookBack,
 ) -> Option<Ended> {
     // Beat at least three times per manager time-out, whatever the config says.

@@ -329,7 +329,7 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         (Some(path), _) => Some(config.known_path(path)),
         (None, known) => known.clone(),
     };
-    let (known, known_dirty) =
+    let known =
         known::KnownPeers::load(known_path.as_deref()).map_err(ServantError::Known)?;
     let id = identity.id.clone();
     let name = config
@@ -430,10 +430,6 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         links: Default::default(),
         library: Arc::clone(&library),
     });
-    if let Some(dirty) = known_dirty {
-        let inb = Arc::clone(&inbound);
-        spawn("known-peers", move || inb.known.save_loop(&dirty))?;
-    }
     let inb = Arc::clone(&inbound);
     let caps = crate::limits::Caps {
         total: config.max_connections,
@@ -535,17 +531,12 @@ fn run_joined(
             version: l.version,
             timeout_ms: l.timeout_ms,
         });
-        let (link_tx, link_rx) = unbounded::<LinkEvent>();
+        let events = link::Events {
+            tx,
+            wrap: Event::Link,
+        };
         spawn("manager-link", move || {
-            link::run(managers, me, heartbeat, session, &w, link_tx)
-        })?;
-        // Forward link events into the core's one channel.
-        spawn("link-events", move || {
-            for ev in link_rx {
-                if tx.send(Event::Link(ev)).is_err() {
-                    break;
-                }
-            }
+            link::run(managers, me, heartbeat, session, &w, events)
         })?;
     }
     let dispatch = Arc::new(Dispatch::new(identity, name.clone(), Arc::clone(&inbound)));
@@ -615,6 +606,7 @@ impl Core {
                 self.next_tick = now + TICK;
                 self.refresh_banned_authors();
                 self.watch_relay(now);
+                self.inbound.known.save_if_dirty();
             }
             if self.mesh_until.is_some_and(|t| now >= t) {
                 self.end_mesh(now);
