@@ -578,6 +578,11 @@ fn serve_lines(
                 let rng = rng.get_or_insert_with(Rng::from_os);
                 shared.registry().sample(ticket, count, rng)
             }
+            Ok(ManagerCommand::NeedsNoChanges) => {
+                bad_lines = 0;
+                let version = shared.registry().quiet(ticket);
+                ManagerMessage::Unchanged { version }.to_line()
+            }
             Ok(ManagerCommand::Bye) => return "said bye".into(),
             Ok(command @ (ManagerCommand::Complain { .. } | ManagerCommand::ReplaceRelay)) => {
                 bad_lines = 0;

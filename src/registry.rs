@@ -59,6 +59,8 @@ struct Slot<C> {
     key: Option<String>,
     /// Listed to others only once it listens (`listening`).
     listed: bool,
+    /// Asked for no `<join>`/`<leave>` pushes (`needs no changes`).
+    quiet: bool,
     /// Written by `publish` under the lock; read by this client's writer thread.
     outbox: Outbox,
     /// This peer's `<peer>` element as others see it (me FALSE), cached while listed.
@@ -257,6 +259,7 @@ impl<C> Registry<C> {
                 id: None,
                 key: None,
                 listed: false,
+                quiet: false,
                 outbox,
                 xml: Arc::from(""),
                 unreachable: false,
@@ -418,7 +421,7 @@ impl<C> Registry<C> {
         let mut stalled = Vec::new();
         let was_quiet = self.nudges.is_empty();
         for (&offset, slot) in &self.slots {
-            if offset == except || !slot.listed {
+            if offset == except || !slot.listed || slot.quiet {
                 continue;
             }
             match slot.outbox.push_change(line.clone()) {
@@ -579,6 +582,15 @@ impl<C> Registry<C> {
         }
         doc.push_str("</sample>");
         doc
+    }
+
+    /// `needs no changes`: no more pushes of the list's changes to the holder of `t`;
+    /// the list's version now.
+    pub fn quiet(&mut self, t: &Ticket) -> u64 {
+        if let Some(slot) = self.slots.get_mut(&t.offset).filter(|s| s.serial == t.serial) {
+            slot.quiet = true;
+        }
+        self.version
     }
 
     /// How many servants are listed.

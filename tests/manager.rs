@@ -247,3 +247,40 @@ fn needs_sample_answers_a_random_few_of_the_listed_never_the_asker() {
     let (peers, line) = sample(&mut telnet, "10");
     assert_eq!(peers.len(), 6, "{line}");
 }
+
+#[test]
+fn a_client_that_needs_no_changes_is_not_told_of_joins_and_samples_instead() {
+    let dir = TestDir::new("manager-quiet");
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let (me, other) = (new_identity(), new_identity());
+    let mut quiet = Raw::connect(m.port);
+    register_with(&mut quiet, &me, 2300, "quiet");
+    let mut told = Raw::connect(m.port);
+    register_with(&mut told, &other, 2301, "told");
+    // Before: told of the next join, as every listed servant is.
+    let first = new_identity();
+    let mut c1 = Raw::connect(m.port);
+    register_with(&mut c1, &first, 2302, "first");
+    quiet.expect_line_where("the <join> of first", |l| {
+        l.starts_with("<join ") && l.contains("<name>first</name>")
+    });
+    quiet.send("needs no changes");
+    let ans = quiet.expect_line("the answer to needs no changes");
+    assert!(ans.starts_with("<unchanged version="), "{ans}");
+    let second = new_identity();
+    let mut c2 = Raw::connect(m.port);
+    register_with(&mut c2, &second, 2303, "second");
+    told.expect_line_where("the <join> of second", |l| {
+        l.starts_with("<join ") && l.contains("<name>second</name>")
+    });
+    match quiet.read_line(Duration::from_millis(500)) {
+        Got::Nothing => {}
+        other => panic!("a quiet client was pushed {other:?}\n{}", dump()),
+    }
+    quiet.send("needs sample 8");
+    let sample = quiet.expect_line("a sample");
+    assert!(
+        sample.starts_with("<sample ") && sample.contains("second"),
+        "{sample}"
+    );
+}

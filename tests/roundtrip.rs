@@ -272,6 +272,7 @@ fn manager_command() -> impl Strategy<Value = ManagerCommand> {
         (bytes64(), prop::option::of(any::<[u8; 16]>()))
             .prop_map(|(sig, net)| ManagerCommand::Prove { sig, net }),
         Just(ManagerCommand::Bye),
+        Just(ManagerCommand::NeedsNoChanges),
         (1..=genp2p::protocol::SAMPLE_LIMIT)
             .prop_map(|count| ManagerCommand::NeedsSample { count }),
         id().prop_map(|id| ManagerCommand::Complain { id }),

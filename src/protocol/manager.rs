@@ -44,6 +44,10 @@ pub enum ManagerCommand {
     /// `needs sample N`: up to N listed servants chosen at random, never the asker,
     /// answered with a `<sample>` (what an overlay's newcomer needs instead of the list).
     NeedsSample { count: usize },
+    /// `needs no changes`: stop pushing `<join>` and `<leave>` to this connection (a
+    /// servant in the overlay, which asks for samples instead); answered with
+    /// `<unchanged version="V"/>` at the list's current version.
+    NeedsNoChanges,
     /// `bye`: leaving; the manager drops the client at once.
     Bye,
     /// `complain ID`: this servant could not reach the listed servant with that id.
@@ -80,6 +84,9 @@ impl ManagerCommand {
         }
         if line == "bye" {
             return Ok(ManagerCommand::Bye);
+        }
+        if line == "needs no changes" {
+            return Ok(ManagerCommand::NeedsNoChanges);
         }
         if line == "replace relay" {
             return Ok(ManagerCommand::ReplaceRelay);
@@ -154,6 +161,7 @@ impl ManagerCommand {
                 None => format!("prove {}", hex(sig)),
             },
             ManagerCommand::NeedsSample { count } => format!("needs sample {count}"),
+            ManagerCommand::NeedsNoChanges => "needs no changes".into(),
             ManagerCommand::Bye => "bye".to_owned(),
             ManagerCommand::Complain { id } => format!("complain {id}"),
             ManagerCommand::ReplaceRelay => "replace relay".to_owned(),
@@ -608,6 +616,7 @@ mod tests {
                 ManagerCommand::NeedsPeerList { since: Some(12) },
             ),
             ("bye".to_owned(), ManagerCommand::Bye),
+            ("needs no changes".to_owned(), ManagerCommand::NeedsNoChanges),
             (
                 "needs sample 8".to_owned(),
                 ManagerCommand::NeedsSample { count: 8 },

@@ -38,6 +38,8 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_FIRST: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Servants asked for at each heartbeat of a quiet link.
+const QUIET_SAMPLE: usize = 8;
 
 /// What the link tells the core.
 #[derive(Debug)]
@@ -56,6 +58,8 @@ pub enum LinkEvent {
     Down(String),
     /// We cannot be reached: pull from this relay (`None`: stop pulling).
     Pull(Option<PeerEntry>),
+    /// A few listed servants, the answer to a quiet link's heartbeat (`needs sample`).
+    Sample(Vec<PeerEntry>),
 }
 
 /// Where the link's events go: straight into the core's channel, each made the core's
@@ -90,6 +94,9 @@ pub struct ManagerWriter {
     /// Set by the core when it says `bye`; read by the link thread, which then stops
     /// instead of reconnecting (the manager closing after our `bye` is no reason to rejoin).
     leaving: AtomicBool,
+    /// Set by the core once it is in the overlay: the manager is asked for no more
+    /// `<join>`/`<leave>` (`needs no changes`), and each heartbeat asks for a sample.
+    quiet: AtomicBool,
 }
 
 impl ManagerWriter {
@@ -107,6 +114,20 @@ impl ManagerWriter {
                 "not connected to the manager",
             )),
         }
+    }
+
+    /// From now on, and after every reconnection: no pushes of the list's changes, a
+    /// sample at each heartbeat. In an overlay of a thousand servants, each join pushed to
+    /// everyone costs the manager a million lines and every servant a thousand.
+    pub fn go_quiet(&self) {
+        self.quiet.store(true, Ordering::SeqCst);
+        if let Err(e) = self.send(&ManagerCommand::NeedsNoChanges) {
+            debug!("needs no changes not sent now ({e}); it is sent on reconnecting");
+        }
+    }
+
+    fn quiet(&self) -> bool {
+        self.quiet.load(Ordering::SeqCst)
     }
 
     fn leaving(&self) -> bool {
@@ -335,6 +356,9 @@ pub fn run<E>(
             },
         };
         writer.set(s.stream.try_clone().ok());
+        if writer.quiet() {
+            let _ = writer.send(&ManagerCommand::NeedsNoChanges);
+        }
         // The managers the config names before this one: the servant goes back to the
         // first of them that registers it again, so servants do not stay split between two.
         let look_back = LookBack {
@@ -493,6 +517,16 @@ fn follow<E>(
                         Some(LinkEvent::List(list))
                     }
                     Ok(ManagerMessage::Unchanged { version: v }) if v == version => None,
+                    Ok(ManagerMessage::Sample { peers, .. }) => Some(LinkEvent::Sample(peers)),
+                    // Quiet: the list moves on without us; nothing to catch up with.
+                    Ok(
+                        ManagerMessage::Unchanged { version: v }
+                        | ManagerMessage::Join { version: v, .. }
+                        | ManagerMessage::Leave { version: v, .. },
+                    ) if writer.quiet() => {
+                        version = v;
+                        None
+                    }
                     Ok(ManagerMessage::Join { version: v, peers }) if v == version + 1 => {
                         version = v;
                         Some(LinkEvent::Join(peers))
@@ -545,9 +579,14 @@ fn follow<E>(
         }
         if last_beat.elapsed() >= beat {
             last_beat = Instant::now();
-            if let Err(e) = writer.send(&ManagerCommand::NeedsPeerList {
-                since: Some(version),
-            }) {
+            let beat = if writer.quiet() {
+                ManagerCommand::NeedsSample { count: QUIET_SAMPLE }
+            } else {
+                ManagerCommand::NeedsPeerList {
+                    since: Some(version),
+                }
+            };
+            if let Err(e) = writer.send(&beat) {
                 return Some(Ended::Lost(e.to_string()));
             }
             beats = beats.wrapping_add(1);

@@ -969,6 +969,11 @@ impl Core {
             }
             LinkEvent::Down(_) => self.manager_up = false,
             LinkEvent::Pull(Some(relay)) => self.pull_from(relay),
+            LinkEvent::Sample(entries) => {
+                for e in entries {
+                    self.add_or_update(e);
+                }
+            }
             LinkEvent::Pull(None) => {
                 self.hidden = false;
                 if let Some(n) = &self.overlay {
@@ -1393,6 +1398,8 @@ impl Core {
             Err(e) => return warn!("cannot start the overlay: {e}; linking to every servant"),
         };
         info!("{why}");
+        // Each servant's join no longer concerns us: samples at each heartbeat instead.
+        self.writer.go_quiet();
         if self.hidden {
             let _ = n.tx.send(ToDriver::Hidden(true));
             self.relay_watch = None;
