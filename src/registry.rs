@@ -587,7 +587,11 @@ impl<C> Registry<C> {
     /// `needs no changes`: no more pushes of the list's changes to the holder of `t`;
     /// the list's version now.
     pub fn quiet(&mut self, t: &Ticket) -> u64 {
-        if let Some(slot) = self.slots.get_mut(&t.offset).filter(|s| s.serial == t.serial) {
+        if let Some(slot) = self
+            .slots
+            .get_mut(&t.offset)
+            .filter(|s| s.serial == t.serial)
+        {
             slot.quiet = true;
         }
         self.version

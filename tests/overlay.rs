@@ -440,8 +440,8 @@ fn a_split_network_delivers_what_each_half_missed_once_healed() {
     // Each half speaks while it cannot reach the other.
     servants[0].proc.send("said in the first half");
     servants[1].proc.send("said in the second half");
-    servants[2].wait_heard("s0", "said in the first half");
-    servants[3].wait_heard("s1", "said in the second half");
+    // (Within a half the line may not move either: a half can be cut off from a
+    // servant's every neighbour, and a link is given up only after 90 s of silence.)
     std::thread::sleep(Duration::from_secs(3));
     assert!(
         servants[1]

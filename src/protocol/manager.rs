@@ -616,7 +616,10 @@ mod tests {
                 ManagerCommand::NeedsPeerList { since: Some(12) },
             ),
             ("bye".to_owned(), ManagerCommand::Bye),
-            ("needs no changes".to_owned(), ManagerCommand::NeedsNoChanges),
+            (
+                "needs no changes".to_owned(),
+                ManagerCommand::NeedsNoChanges,
+            ),
             (
                 "needs sample 8".to_owned(),
                 ManagerCommand::NeedsSample { count: 8 },

@@ -18,6 +18,7 @@ use crossbeam_channel::{Receiver, SendTimeoutError, Sender, TrySendError};
 use log::{debug, warn};
 
 use super::listener::Inbound;
+use super::neighbors::bell::Bell;
 use super::neighbors::link::ToDriver;
 use super::sender::{Outgoing, Wire};
 use crate::batch;
@@ -63,7 +64,7 @@ pub struct Dispatch {
     last_sent: Mutex<Option<Instant>>,
     /// Set once the servant is in the overlay: every line goes to the `overlay` thread
     /// too, which passes it on to the neighbours.
-    overlay: Mutex<Option<Sender<ToDriver>>>,
+    overlay: Mutex<Option<Bell<ToDriver>>>,
 }
 
 impl Dispatch {
@@ -81,7 +82,7 @@ impl Dispatch {
     }
 
     /// From now on, every line goes to the overlay too.
-    pub fn set_overlay(&self, tx: Sender<ToDriver>) {
+    pub fn set_overlay(&self, tx: Bell<ToDriver>) {
         *self.overlay.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
     }
 

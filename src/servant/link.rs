@@ -580,7 +580,9 @@ fn follow<E>(
         if last_beat.elapsed() >= beat {
             last_beat = Instant::now();
             let beat = if writer.quiet() {
-                ManagerCommand::NeedsSample { count: QUIET_SAMPLE }
+                ManagerCommand::NeedsSample {
+                    count: QUIET_SAMPLE,
+                }
             } else {
                 ManagerCommand::NeedsPeerList {
                     since: Some(version),

@@ -329,8 +329,7 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         (Some(path), _) => Some(config.known_path(path)),
         (None, known) => known.clone(),
     };
-    let known =
-        known::KnownPeers::load(known_path.as_deref()).map_err(ServantError::Known)?;
+    let known = known::KnownPeers::load(known_path.as_deref()).map_err(ServantError::Known)?;
     let id = identity.id.clone();
     let name = config
         .name

@@ -86,7 +86,7 @@ pub fn start(
     config: &ServantConfig,
     port: u16,
 ) -> std::io::Result<Neighbors> {
-    let (events_tx, events) = crossbeam_channel::bounded::<ToDriver>(EVENTS);
+    let (events_tx, events) = super::neighbors::bell::bounded::<ToDriver>(EVENTS);
     let checker = Arc::clone(inbound);
     let check = Box::new(move |key: &PeerKey, m: &MsgRef| {
         // Bans follow the author on every path (see `Core::refresh_banned_authors`).

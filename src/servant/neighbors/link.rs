@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{RecvTimeoutError, Sender};
+
+use super::bell::{self, Bell, Waiter};
 use log::{debug, info, warn};
 
 use crate::escape::Shown;
@@ -54,7 +56,7 @@ pub enum ToDriver {
     Up {
         contact: Contact,
         conn: u64,
-        tx: Option<Sender<Arc<str>>>,
+        tx: Option<Bell<Arc<str>>>,
     },
     /// A line from a neighbour, checked.
     Received {
@@ -98,7 +100,7 @@ pub struct Endpoint {
     /// Where we listen for links, said in `LINK` (0: we cannot be reached).
     pub port: AtomicU16,
     pub check: Box<Check>,
-    pub events: Sender<ToDriver>,
+    pub events: Bell<ToDriver>,
 }
 
 static CONNS: AtomicU64 = AtomicU64::new(1);
@@ -124,7 +126,7 @@ pub fn dial(
     contact: Option<Contact>,
     addr: SocketAddr,
     conn: u64,
-    rx: Receiver<Arc<str>>,
+    rx: Waiter<Arc<str>>,
     ep: Arc<Endpoint>,
 ) -> io::Result<()> {
     let name = format!("nsend-{}", contact.as_ref().map_or("new", |c| short(&c.id)));
@@ -217,7 +219,7 @@ pub fn serve_accepted(
         Ok(s) => s,
         Err(e) => return e.to_string(),
     };
-    let (tx, rx) = crossbeam_channel::bounded::<Arc<str>>(super::LINK_QUEUE);
+    let (tx, rx) = bell::bounded::<Arc<str>>(super::LINK_QUEUE);
     let back = link.back.clone();
     let name = format!("nsend-{}", short(&contact.id));
     let started = spawn(name, move || {
@@ -264,7 +266,7 @@ fn read_and_end(
 /// Writes each queued line under its tag, several at once when they have piled up, and
 /// a `PING` when there has been nothing to say for a while. Ends when the queue is
 /// dropped (after writing what it holds) or the socket fails.
-fn write_lines(stream: &TcpStream, tags: &Tags, rx: &Receiver<Arc<str>>) -> String {
+fn write_lines(stream: &TcpStream, tags: &Tags, rx: &Waiter<Arc<str>>) -> String {
     let mut buf = Vec::with_capacity(4096);
     loop {
         let first = match rx.recv_timeout(PING_EVERY) {

@@ -19,6 +19,7 @@
 //! A servant holds at most `<degree>` neighbours and a few links being tried, so about
 //! twice as many threads, whatever the size of the network.
 
+pub mod bell;
 pub mod link;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -28,12 +29,13 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+use crossbeam_channel::{bounded, RecvTimeoutError, TrySendError};
 use log::{debug, info, warn};
 
 use crate::overlay::{Action, Input, LineId, Message, Overlay, Params, Rng, Timer};
 use crate::protocol::overlay::{to_line, Contact, Signed, Wire};
 use crate::protocol::PeerLine;
+use bell::{Bell, Waiter};
 use link::{Endpoint, ToDriver};
 
 /// Lines queued for one neighbour at most. A neighbour that lets this many pile up is
@@ -67,7 +69,7 @@ pub struct Setup {
     pub me: Contact,
     pub params: Params,
     pub endpoint: Arc<Endpoint>,
-    pub events: Receiver<ToDriver>,
+    pub events: Waiter<ToDriver>,
     /// Shows a line once (the full mesh's receiving path: pins, `Seen`, relays).
     pub show: Box<dyn FnMut(&Signed) + Send>,
     /// Whether an address is banned: never dialled, never a neighbour.
@@ -78,7 +80,7 @@ pub struct Setup {
 
 /// The running `overlay` thread.
 pub struct Neighbors {
-    pub tx: Sender<ToDriver>,
+    pub tx: Bell<ToDriver>,
     thread: JoinHandle<()>,
     door: Arc<Door>,
 }
@@ -118,7 +120,7 @@ impl Neighbors {
 /// The links to one neighbour: usually one; two for a moment when both sides dialled.
 struct Slot {
     /// Each connection's number and queue; lines go on the first.
-    conns: Vec<(u64, Sender<Arc<str>>)>,
+    conns: Vec<(u64, Bell<Arc<str>>)>,
     /// Whether a handshake has finished on one of them.
     up: bool,
 }
@@ -132,7 +134,7 @@ struct Driver {
     timer_count: u64,
     links: BTreeMap<Contact, Slot>,
     /// Dials to `<bootstrap>` addresses, whose servant the handshake names.
-    bootstrapping: HashMap<u64, Sender<Arc<str>>>,
+    bootstrapping: HashMap<u64, Bell<Arc<str>>>,
     /// Servants the core told us of, to join through when isolated.
     contacts: Vec<Contact>,
     known: HashSet<Contact>,
@@ -308,7 +310,7 @@ impl Driver {
                 return;
             }
             let conn = link::next_conn();
-            let (tx, rx) = bounded(LINK_QUEUE);
+            let (tx, rx) = bell::bounded(LINK_QUEUE);
             let ep = Arc::clone(&self.setup.endpoint);
             if let Err(e) = link::dial(Some(peer.clone()), peer.addr, conn, rx, ep) {
                 warn!("cannot start a link to {} at {}: {e}", peer.id, peer.addr);
@@ -439,7 +441,7 @@ impl Driver {
     }
 
     /// A link is up: a dial finished, or a neighbour opened one to us.
-    fn up(&mut self, contact: Contact, conn: u64, tx: Option<Sender<Arc<str>>>) {
+    fn up(&mut self, contact: Contact, conn: u64, tx: Option<Bell<Arc<str>>>) {
         if contact.id == self.setup.me.id {
             // Ourselves, at another address: never a neighbour.
             self.links.remove(&contact);
@@ -525,7 +527,7 @@ impl Driver {
 
     fn bootstrap(&mut self, addr: SocketAddr) {
         let conn = link::next_conn();
-        let (tx, rx) = bounded(LINK_QUEUE);
+        let (tx, rx) = bell::bounded(LINK_QUEUE);
         let ep = Arc::clone(&self.setup.endpoint);
         match link::dial(None, addr, conn, rx, ep) {
             Ok(()) => {
