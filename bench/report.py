@@ -494,7 +494,7 @@ if real_md or scale_md:
         md += real_md
         md.append("")
     if scale_md:
-        md.append("`make lan-scale` (`examples/lan_scale.rs`): servants on loopback addresses of their own; 5 writers × 20 paced lines (stable), "
+        md.append("`make lan-scale` (`examples/lan_scale.rs`): servants on loopback addresses of their own; 5 writers × 4 lines, one line every 200 ms (stable), "
                   "lines written while servants are killed and started (churn, counted over the servants up throughout), 10 writers × 50 lines at once (burst).\n")
         md += scale_md
 md.append("## How it is measured\n")

@@ -114,11 +114,11 @@ else
         --mib 1024 --runs 3 --resume-runs 3
 fi
 
-SCALE=300
+SCALE=1000
 [ "$QUICK" = 1 ] && SCALE=100
 echo "bench: the overlay of $SCALE servants on their own loopback addresses (make lan-scale)"
 t0=$(date +%s)
-target/release/examples/lan_scale --servants $SCALE --limit-secs 900 --json "$OUT/results.jsonl" \
+target/release/examples/lan_scale --servants $SCALE --limit-secs 1200 --json "$OUT/results.jsonl" \
     > "$OUT/logs/lan-scale.txt" 2>&1 || { echo "bench: lan-scale found losses or failed (see $OUT/logs/lan-scale.txt)"; FAILED=1; }
 echo "bench: (lan-scale: $(( $(date +%s) - t0 )) s)"
 

@@ -6,13 +6,15 @@
 //! showed against what was written: lines lost, shown twice, shown out of their author's
 //! order, and the spread of delivery times.
 //!
-//! - *stable*: `--writers` servants write `--lines` lines each, paced;
+//! - *stable*: `--writers` servants (5) write `--lines` lines each (4), one every
+//!   `--every-ms` (200);
 //! - *churn*: while the writers go on, `--churn` servants are killed with SIGKILL and as
 //!   many new ones started; counted over the servants up the whole time;
 //! - *burst*: `--burst-writers` servants write `--burst-lines` lines each, as fast as
 //!   their input takes them.
 //!
-//! Servants are started `--batch` at a time, each batch once the last has joined. Every
+//! The phases start `--settle-secs` (10) after every servant hears s0. Servants are
+//! started `--batch` at a time, each batch once the last has joined. Every
 //! wait is bounded, and `--limit-secs` (default 1,800) kills everything it started and
 //! exits 3. Exit 0 when nothing was lost, doubled or out of order, 1 otherwise.
 //!
@@ -39,6 +41,10 @@ pub struct Plan {
     pub servants: usize,
     pub writers: usize,
     pub lines: usize,
+    /// Between two paced lines (stable phase).
+    pub every: Duration,
+    /// Waited before the stable phase, once everyone hears s0.
+    pub settle: Duration,
     pub churn: usize,
     pub burst_writers: usize,
     pub burst_lines: usize,
@@ -51,6 +57,10 @@ pub struct Plan {
 pub struct Phase {
     pub name: &'static str,
     pub lines: usize,
+    /// Between two paced lines (stable phase).
+    pub every: Duration,
+    /// Waited before the stable phase, once everyone hears s0.
+    pub settle: Duration,
     pub servants: usize,
     pub lost: usize,
     pub doubled: usize,
@@ -108,6 +118,8 @@ struct Net {
     /// Who wrote line `k`: (author, number) -> when.
     written: HashMap<(usize, u64), Instant>,
     next: HashMap<usize, u64>,
+    /// Keep the logs: something was lost, doubled or out of order.
+    keep: bool,
 }
 
 impl Drop for Net {
@@ -117,7 +129,14 @@ impl Drop for Net {
         }
         let _ = self.manager.kill();
         let _ = self.manager.wait();
-        let _ = fs::remove_dir_all(&self.dir);
+        if self.keep {
+            eprintln!(
+                "lan-scale: the servants' logs are kept in {}",
+                self.dir.display()
+            );
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
     }
 }
 
@@ -235,6 +254,7 @@ impl Net {
             servants: Vec::new(),
             written: HashMap::new(),
             next: HashMap::new(),
+            keep: false,
         })
     }
 
@@ -515,6 +535,8 @@ pub fn run(plan: &Plan, bin: &Path) -> Result<Report, String> {
     );
     let writers: Vec<usize> = (0..plan.writers.min(plan.servants)).collect();
     let mut phases = Vec::new();
+    // The last to join are still filling their neighbours and reserves: let them settle.
+    thread::sleep(plan.settle);
 
     // Stable.
     let mut lines = Vec::new();
@@ -522,7 +544,7 @@ pub fn run(plan: &Plan, bin: &Path) -> Result<Report, String> {
         for &w in &writers {
             net.write(w);
             lines.push((w, net.next[&w]));
-            thread::sleep(Duration::from_millis(50));
+            thread::sleep(plan.every);
         }
     }
     let everyone = net.alive();
@@ -579,7 +601,7 @@ pub fn run(plan: &Plan, bin: &Path) -> Result<Report, String> {
         .into_iter()
         .filter(|i| !newcomers.contains(i))
         .collect();
-    net.wait_shown(&everyone, &lines, Duration::from_secs(60));
+    net.wait_shown(&everyone, &lines, Duration::from_secs(120));
     phases.push(net.tally("burst", &everyone, &lines));
     let linked_newcomers = newcomers
         .iter()
@@ -632,6 +654,7 @@ pub fn run(plan: &Plan, bin: &Path) -> Result<Report, String> {
             steady.len()
         ),
     );
+    net.keep = !phases.iter().all(Phase::clean);
     drop(net);
     footprint.churn = victims.len();
     Ok(Report {
@@ -694,7 +717,9 @@ fn main() {
     let plan = Plan {
         servants,
         writers: arg(&args, "--writers", 5),
-        lines: arg(&args, "--lines", 20),
+        lines: arg(&args, "--lines", 4),
+        every: Duration::from_millis(arg(&args, "--every-ms", 200)),
+        settle: Duration::from_secs(arg(&args, "--settle-secs", 10)),
         churn: arg(&args, "--churn", servants / 10),
         burst_writers: arg(&args, "--burst-writers", 10),
         burst_lines: arg(&args, "--burst-lines", 50),
@@ -735,6 +760,8 @@ mod tests {
             servants: 50,
             writers: 5,
             lines: 4,
+            every: Duration::from_millis(50),
+            settle: Duration::from_secs(1),
             churn: 5,
             burst_writers: 10,
             burst_lines: 20,
