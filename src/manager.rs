@@ -433,8 +433,16 @@ fn serve_lines(
             }
         };
         let answer = match ManagerCommand::parse(&line) {
-            Ok(ManagerCommand::NeedsPeerList { since }) => {
+            Ok(cmd @ (ManagerCommand::NeedsPeerList { .. } | ManagerCommand::NeedsChanges)) => {
                 bad_lines = 0;
+                let since = match cmd {
+                    ManagerCommand::NeedsPeerList { since } => since,
+                    _ => {
+                        // Pushes again from here; the whole list fills what was missed.
+                        shared.registry().set_quiet(ticket, false);
+                        None
+                    }
+                };
                 // Queued (or claimed for writing here) before the lock is released, so no
                 // change made after this snapshot can reach the client ahead of it.
                 let answer = {
@@ -580,7 +588,7 @@ fn serve_lines(
             }
             Ok(ManagerCommand::NeedsNoChanges) => {
                 bad_lines = 0;
-                let version = shared.registry().quiet(ticket);
+                let version = shared.registry().set_quiet(ticket, true);
                 ManagerMessage::Unchanged { version }.to_line()
             }
             Ok(ManagerCommand::Bye) => return "said bye".into(),

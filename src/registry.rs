@@ -584,15 +584,15 @@ impl<C> Registry<C> {
         doc
     }
 
-    /// `needs no changes`: no more pushes of the list's changes to the holder of `t`;
-    /// the list's version now.
-    pub fn quiet(&mut self, t: &Ticket) -> u64 {
+    /// `needs no changes` (`quiet`) or `needs changes`: whether the list's changes are
+    /// pushed to the holder of `t`; the list's version now.
+    pub fn set_quiet(&mut self, t: &Ticket, quiet: bool) -> u64 {
         if let Some(slot) = self
             .slots
             .get_mut(&t.offset)
             .filter(|s| s.serial == t.serial)
         {
-            slot.quiet = true;
+            slot.quiet = quiet;
         }
         self.version
     }

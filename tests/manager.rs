@@ -283,4 +283,17 @@ fn a_client_that_needs_no_changes_is_not_told_of_joins_and_samples_instead() {
         sample.starts_with("<sample ") && sample.contains("second"),
         "{sample}"
     );
+    // `needs changes`: the whole list, then the pushes again.
+    quiet.send("needs changes");
+    let list = quiet.expect_line("the list answering needs changes");
+    assert!(
+        list.starts_with("<peers ") && list.contains("second"),
+        "{list}"
+    );
+    let third = new_identity();
+    let mut c3 = Raw::connect(m.port);
+    register_with(&mut c3, &third, 2304, "third");
+    quiet.expect_line_where("the <join> of third", |l| {
+        l.starts_with("<join ") && l.contains("<name>third</name>")
+    });
 }

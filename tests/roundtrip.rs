@@ -273,6 +273,7 @@ fn manager_command() -> impl Strategy<Value = ManagerCommand> {
             .prop_map(|(sig, net)| ManagerCommand::Prove { sig, net }),
         Just(ManagerCommand::Bye),
         Just(ManagerCommand::NeedsNoChanges),
+        Just(ManagerCommand::NeedsChanges),
         (1..=genp2p::protocol::SAMPLE_LIMIT)
             .prop_map(|count| ManagerCommand::NeedsSample { count }),
         id().prop_map(|id| ManagerCommand::Complain { id }),

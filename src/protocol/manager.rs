@@ -48,6 +48,9 @@ pub enum ManagerCommand {
     /// servant in the overlay, which asks for samples instead); answered with
     /// `<unchanged version="V"/>` at the list's current version.
     NeedsNoChanges,
+    /// `needs changes`: push the list's changes again (the default), answered with the
+    /// whole `<peers>` list as `needs peer list` is.
+    NeedsChanges,
     /// `bye`: leaving; the manager drops the client at once.
     Bye,
     /// `complain ID`: this servant could not reach the listed servant with that id.
@@ -87,6 +90,9 @@ impl ManagerCommand {
         }
         if line == "needs no changes" {
             return Ok(ManagerCommand::NeedsNoChanges);
+        }
+        if line == "needs changes" {
+            return Ok(ManagerCommand::NeedsChanges);
         }
         if line == "replace relay" {
             return Ok(ManagerCommand::ReplaceRelay);
@@ -162,6 +168,7 @@ impl ManagerCommand {
             },
             ManagerCommand::NeedsSample { count } => format!("needs sample {count}"),
             ManagerCommand::NeedsNoChanges => "needs no changes".into(),
+            ManagerCommand::NeedsChanges => "needs changes".into(),
             ManagerCommand::Bye => "bye".to_owned(),
             ManagerCommand::Complain { id } => format!("complain {id}"),
             ManagerCommand::ReplaceRelay => "replace relay".to_owned(),
@@ -616,6 +623,7 @@ mod tests {
                 ManagerCommand::NeedsPeerList { since: Some(12) },
             ),
             ("bye".to_owned(), ManagerCommand::Bye),
+            ("needs changes".to_owned(), ManagerCommand::NeedsChanges),
             (
                 "needs no changes".to_owned(),
                 ManagerCommand::NeedsNoChanges,

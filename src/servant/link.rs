@@ -116,13 +116,24 @@ impl ManagerWriter {
         }
     }
 
-    /// From now on, and after every reconnection: no pushes of the list's changes, a
-    /// sample at each heartbeat. In an overlay of a thousand servants, each join pushed to
-    /// everyone costs the manager a million lines and every servant a thousand.
-    pub fn go_quiet(&self) {
-        self.quiet.store(true, Ordering::SeqCst);
-        if let Err(e) = self.send(&ManagerCommand::NeedsNoChanges) {
-            debug!("needs no changes not sent now ({e}); it is sent on reconnecting");
+    /// `true`: from now on, and after every reconnection, no pushes of the list's
+    /// changes and a sample at each heartbeat. In an overlay of a thousand servants,
+    /// each join pushed to everyone costs the manager a million lines and every servant
+    /// a thousand. `false`: the changes pushed again, after the whole list.
+    pub fn set_quiet(&self, quiet: bool) {
+        if self.quiet.swap(quiet, Ordering::SeqCst) == quiet {
+            return;
+        }
+        let cmd = if quiet {
+            ManagerCommand::NeedsNoChanges
+        } else {
+            ManagerCommand::NeedsChanges
+        };
+        if let Err(e) = self.send(&cmd) {
+            debug!(
+                "{} not sent now ({e}); the link says it on reconnecting",
+                cmd.to_line()
+            );
         }
     }
 

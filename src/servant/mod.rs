@@ -606,6 +606,9 @@ impl Core {
                 self.refresh_banned_authors();
                 self.watch_relay(now);
                 self.inbound.known.save_if_dirty();
+                if self.overlay.is_some() {
+                    self.quiet_when_no_bans();
+                }
             }
             if self.mesh_until.is_some_and(|t| now >= t) {
                 self.end_mesh(now);
@@ -1397,8 +1400,7 @@ impl Core {
             Err(e) => return warn!("cannot start the overlay: {e}; linking to every servant"),
         };
         info!("{why}");
-        // Each servant's join no longer concerns us: samples at each heartbeat instead.
-        self.writer.go_quiet();
+        self.quiet_when_no_bans();
         if self.hidden {
             let _ = n.tx.send(ToDriver::Hidden(true));
             self.relay_watch = None;
@@ -1422,6 +1424,15 @@ impl Core {
         self.dispatch.set_overlay(n.tx.clone());
         self.overlay = Some(n);
         self.mesh_until = Some(Instant::now() + switch::MESH_LINGER);
+    }
+
+    /// In the overlay, each servant's join no longer concerns us, and the manager is
+    /// asked for samples at each heartbeat instead, unless we ban someone: a ban follows
+    /// the servants the list places at the banned address, so every join must be seen.
+    /// Checked again at every tick, as `/ban` and edits of the bans file change it.
+    fn quiet_when_no_bans(&self) {
+        self.writer
+            .set_quiet(self.inbound.bans.targets().is_empty());
     }
 
     /// After `MESH_LINGER` in the overlay, the links to every servant close.
