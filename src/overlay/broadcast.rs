@@ -95,6 +95,8 @@ pub struct Broadcast<K: Types> {
     grafted: Vec<(K::Peer, Millis, usize)>,
     /// When the first neighbour came (what a summary says of how long we have been in).
     member_since: Option<Millis>,
+    /// Whether a summary has set where authors' lines start for us (the first one only).
+    started_orders: bool,
 }
 
 impl<K: Types> Default for Broadcast<K> {
@@ -110,6 +112,7 @@ impl<K: Types> Default for Broadcast<K> {
             announce_set: false,
             grafted: Vec::new(),
             member_since: None,
+            started_orders: false,
         }
     }
 }
@@ -235,11 +238,17 @@ impl<K: Types> Broadcast<K> {
                         offer.push((id.clone(), k.hops));
                     }
                 }
-                // Where the neighbour stands on an author a newcomer has not heard of is
-                // where its order starts: it waits for nothing written before it came.
-                let newcomer = self
-                    .member_since
-                    .is_some_and(|t| now.saturating_sub(t) < p.newcomer_for);
+                // Where the first neighbour stands on an author a newcomer has not heard
+                // of is where its order starts: it waits for nothing written before it
+                // came. Only the first: by a later summary, lines written since we came
+                // may still be on their way to us along the first links, and starting
+                // after them would skip them (`make stress`'s churn found three lost so).
+                // Those later neighbours offer what came since instead (above).
+                let newcomer = !self.started_orders
+                    && self
+                        .member_since
+                        .is_some_and(|t| now.saturating_sub(t) < p.newcomer_for);
+                self.started_orders = true;
                 for (author, incarnation, last) in entries.iter().filter(|_| newcomer) {
                     self.order.start_after(now, author, *incarnation, *last);
                 }

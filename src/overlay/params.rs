@@ -43,10 +43,10 @@ pub struct Params {
     /// to 28 s to reach the last servant, and with 10 s a few hundred of 449,000
     /// deliveries were reported lost while still on their way (`make lan-scale N=1000`).
     pub lost_after: Millis,
-    /// How long after its first neighbour a servant counts as new: summaries that reach
-    /// it within this time set where each author's lines start for it (it waits for
-    /// nothing written before it came). Later summaries, after a split heals, do not:
-    /// what was written meanwhile is fetched instead.
+    /// How long after its first neighbour a servant counts as new: the first summary,
+    /// if it reaches it within this time, sets where each author's lines start for it
+    /// (it waits for nothing written before it came). Later summaries, after a split
+    /// heals, do not: what was written meanwhile is fetched instead.
     pub newcomer_for: Millis,
     /// How long lines are kept to answer grafts and summaries.
     pub keep: Millis,

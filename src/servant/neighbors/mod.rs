@@ -47,6 +47,11 @@ pub const EVENTS: usize = 4096;
 const CONTACTS: usize = 4096;
 /// How often an isolated servant tries to join again.
 const REJOIN_EVERY: Duration = Duration::from_secs(2);
+/// As often, until the first neighbour: a newcomer that picked a servant killed a moment
+/// ago (still listed until the manager's time-out) hears nothing until it tries again,
+/// and lines written meanwhile are not fetched for it (it counts as new from its first
+/// neighbour). `make stress`'s churn, a servant killed every other second, found it.
+const REJOIN_FIRST: Duration = Duration::from_millis(200);
 
 /// Where the listener hands the links that neighbours open: open while the servant is
 /// in an overlay, closed (a `LINK` is refused) while it links to every servant.
@@ -140,6 +145,8 @@ struct Driver {
     known: HashSet<Contact>,
     isolated_since: Option<Instant>,
     last_rejoin: Option<Instant>,
+    /// Whether it has had a neighbour yet (see `REJOIN_FIRST`).
+    ever_linked: bool,
     setup: Setup,
     /// Inputs for the state, from what it asked (a dial that cannot even start).
     later: Vec<Input<Wire>>,
@@ -163,6 +170,7 @@ impl Driver {
             known: HashSet::new(),
             isolated_since: Some(Instant::now()),
             last_rejoin: None,
+            ever_linked: false,
             setup,
             later: Vec::new(),
             shown: 0,
@@ -190,10 +198,10 @@ impl Driver {
                 .timers
                 .keys()
                 .next()
-                .map_or(REJOIN_EVERY, |(t, _)| {
+                .map_or(self.rejoin_every(), |(t, _)| {
                     t.saturating_duration_since(Instant::now())
                 })
-                .min(REJOIN_EVERY);
+                .min(self.rejoin_every());
             match self.setup.events.recv_timeout(wait) {
                 Ok(ToDriver::Leave) => break,
                 Ok(ev) => self.on(ev),
@@ -271,6 +279,7 @@ impl Driver {
             }
             Action::NeighborUp(peer) => {
                 self.isolated_since = None;
+                self.ever_linked = true;
                 info!("neighbour up: {} at {}", peer.id, peer.addr);
             }
             Action::NeighborDown(peer) => {
@@ -537,15 +546,25 @@ impl Driver {
         }
     }
 
+    fn rejoin_every(&self) -> Duration {
+        if self.ever_linked {
+            REJOIN_EVERY
+        } else {
+            REJOIN_FIRST
+        }
+    }
+
     /// An isolated servant joins again through a servant it knows (or a `<bootstrap>`),
-    /// every `REJOIN_EVERY`.
+    /// every `REJOIN_EVERY` (`REJOIN_FIRST` until its first neighbour).
     fn maybe_rejoin(&mut self) {
         if !self.overlay.active().is_empty() {
             self.isolated_since = None;
             return;
         }
         if self.isolated_since.is_none()
-            || self.last_rejoin.is_some_and(|t| t.elapsed() < REJOIN_EVERY)
+            || self
+                .last_rejoin
+                .is_some_and(|t| t.elapsed() < self.rejoin_every())
         {
             return;
         }
