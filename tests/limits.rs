@@ -263,21 +263,6 @@ fn servant_caps_an_address_while_real_peers_chat() {
 // Threads and memory
 // ---------------------------------------------------------------------------------------
 
-/// `Threads:` and `VmRSS:` (KiB) of a process, from /proc/PID/status.
-fn threads_and_rss(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_else(|e| fail(&format!("cannot read /proc/{pid}/status: {e}")));
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next())
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or_else(|| fail(&format!("no {name} in /proc/{pid}/status")))
-    };
-    (field("Threads:"), field("VmRSS:"))
-}
-
 /// Threads allowed above the start (a helper that happens to be starting or ending).
 const THREAD_SLACK: u64 = 2;
 /// Memory allowed to stay after the first crowd has gone. Freed thread stacks and the

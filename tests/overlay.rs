@@ -14,6 +14,17 @@ fn start_many(dir: &TestDir, manager_port: u16, n: usize, extra: &str) -> Vec<Se
         .collect()
 }
 
+/// Settings for a small network that still runs the overlay: past 4 servants, 3
+/// neighbours each.
+const SMALL: &str = "<fullmesh>4</fullmesh><degree>3</degree>";
+
+/// `n` servants with `SMALL` settings, in the overlay (see `wait_overlay`).
+fn small_overlay(dir: &TestDir, manager_port: u16, n: usize) -> Vec<Servant> {
+    let servants = start_many(dir, manager_port, n, SMALL);
+    wait_overlay(&servants);
+    servants
+}
+
 /// Waits until every servant has left the full mesh (`MESH_LINGER`, 10 s, after it
 /// joined the overlay) and has a neighbour.
 fn wait_overlay(servants: &[Servant]) {
@@ -52,8 +63,7 @@ fn everyone_hears_everyone_once(servants: &mut [Servant], round: &str) {
 fn past_fullmesh_servants_keep_few_neighbours_and_every_line_arrives_once() {
     let dir = TestDir::new("overlay-small");
     let m = start_manager(&dir, MANAGER_DEFAULTS);
-    let mut servants = start_many(&dir, m.port, 12, "<fullmesh>4</fullmesh><degree>3</degree>");
-    wait_overlay(&servants);
+    let mut servants = small_overlay(&dir, m.port, 12);
     everyone_hears_everyone_once(&mut servants, "first");
     everyone_hears_everyone_once(&mut servants, "second");
     for s in &servants {
@@ -225,25 +235,30 @@ fn a_banned_host_is_never_a_neighbour_and_its_forwarded_lines_are_not_shown() {
     );
 }
 
+/// Where in `servants` the first neighbour of `servants[of]` is (its first
+/// `neighbour up: ID at ADDR` line).
+fn first_neighbour(servants: &[Servant], of: usize) -> usize {
+    let up = servants[of].proc.wait_log("neighbour up: ");
+    let id = log_message(&up)
+        .trim_start_matches("neighbour up: ")
+        .split(' ')
+        .next()
+        .unwrap_or_default();
+    servants
+        .iter()
+        .position(|s| s.id == id)
+        .unwrap_or_else(|| fail(&format!("no servant has id {id}\n{}", dump())))
+}
+
 #[test]
 fn a_neighbour_killed_is_replaced_and_no_line_is_lost() {
     let dir = TestDir::new("overlay-kill");
     let m = start_manager(&dir, MANAGER_DEFAULTS);
-    let mut servants = start_many(&dir, m.port, 12, "<fullmesh>4</fullmesh><degree>3</degree>");
-    wait_overlay(&servants);
+    let mut servants = small_overlay(&dir, m.port, 12);
     // s0's first neighbour, killed without a word.
-    let up = servants[0].proc.wait_log("neighbour up: ");
-    let victim_id = log_message(&up)
-        .trim_start_matches("neighbour up: ")
-        .split(' ')
-        .next()
-        .unwrap_or_default()
-        .to_owned();
-    let at = servants
-        .iter()
-        .position(|s| s.id == victim_id)
-        .unwrap_or_else(|| fail(&format!("no servant has id {victim_id}\n{}", dump())));
+    let at = first_neighbour(&servants, 0);
     let mut victim = servants.remove(at);
+    let victim_id = victim.id.clone();
     victim.proc.kill();
     servants[0]
         .proc
@@ -261,7 +276,7 @@ fn a_neighbour_killed_is_replaced_and_no_line_is_lost() {
 fn with_the_manager_down_a_newcomer_joins_through_bootstrap() {
     let dir = TestDir::new("overlay-bootstrap");
     let mut m = start_manager(&dir, MANAGER_DEFAULTS);
-    let settings = "<fullmesh>4</fullmesh><degree>3</degree>";
+    let settings = SMALL;
     let mut servants = start_many(&dir, m.port, 8, settings);
     wait_overlay(&servants);
     m.proc.kill();
@@ -305,7 +320,7 @@ fn a_firewalled_servant_keeps_only_links_it_opened_and_hears_everything_once() {
     let dir = TestDir::new("overlay-firewall");
     // The manager's probe on, with a short time-out (as in tests/relay.rs).
     let m = start_manager(&dir, "<timeout>1.5</timeout><trustafter>0.3</trustafter>");
-    let settings = "<fullmesh>4</fullmesh><degree>3</degree>";
+    let settings = SMALL;
     let mut servants = start_many(&dir, m.port, 7, settings);
     // Listens on an OS-chosen port, but tells everyone a port where nothing listens.
     let dead = {
@@ -339,31 +354,15 @@ fn a_firewalled_servant_keeps_only_links_it_opened_and_hears_everything_once() {
     );
 }
 
-/// The id in a `neighbour up: ID at ADDR` log line.
-fn neighbour_id(line: &str) -> String {
-    log_message(line)
-        .trim_start_matches("neighbour up: ")
-        .split(' ')
-        .next()
-        .unwrap_or_default()
-        .to_owned()
-}
-
 #[test]
 fn a_forwarder_that_passes_nothing_on_cannot_stop_delivery() {
     let dir = TestDir::new("overlay-dropper");
     let m = start_manager(&dir, MANAGER_DEFAULTS);
-    let mut servants = start_many(&dir, m.port, 12, "<fullmesh>4</fullmesh><degree>3</degree>");
-    wait_overlay(&servants);
+    let mut servants = small_overlay(&dir, m.port, 12);
     everyone_hears_everyone_once(&mut servants, "before");
     // s0's first neighbour, stopped: its links stay open and take what is written to
     // them, and it passes nothing on, as a forwarder that drops every line would.
-    let first = servants[0].proc.wait_log("neighbour up: ");
-    let id = neighbour_id(&first);
-    let at = servants
-        .iter()
-        .position(|s| s.id == id)
-        .unwrap_or_else(|| fail(&format!("no servant has id {id}\n{}", dump())));
+    let at = first_neighbour(&servants, 0);
     let dropper = servants.remove(at);
     dropper.proc.signal("STOP");
     for k in 0..5 {
@@ -420,7 +419,7 @@ impl Drop for Split {
 fn a_split_network_delivers_what_each_half_missed_once_healed() {
     let dir = TestDir::new("overlay-split");
     let m = start_manager(&dir, MANAGER_DEFAULTS);
-    let settings = "<fullmesh>4</fullmesh><degree>3</degree>";
+    let settings = SMALL;
     // Two halves on addresses of their own: 127.0.31.x and 127.0.32.x.
     let mut servants: Vec<Servant> = (0..10)
         .map(|i| {
@@ -477,17 +476,6 @@ fn a_split_network_delivers_what_each_half_missed_once_healed() {
     }
 }
 
-/// The resident set of a process, in KiB.
-fn rss_kib(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            let l = s.lines().find(|l| l.starts_with("VmRSS:"))?.to_owned();
-            l.split_whitespace().nth(1)?.parse().ok()
-        })
-        .unwrap_or(0)
-}
-
 #[test]
 fn a_hostile_neighbour_is_bounded_and_everyone_else_served() {
     let dir = TestDir::new("overlay-hostile");
@@ -500,7 +488,7 @@ fn a_hostile_neighbour_is_bounded_and_everyone_else_served() {
     let mut n = RawNeighbour::link_to(alice.port, &eve, "eve");
     n.send("NEIGHBOR HIGH");
     alice.proc.wait_log(&format!("neighbour up: {}", eve.id));
-    let before = rss_kib(alice.proc.pid());
+    let (_, before) = threads_and_rss(alice.proc.pid());
     let contact = |i: usize| format!("{i:020x}@127.0.9.{}:{}", 1 + i % 250, 1000 + i);
     let me = format!("{}@127.0.0.1:1", eve.id);
     // A shuffle of ten thousand servants: one line of some 400 KB.
@@ -537,7 +525,7 @@ fn a_hostile_neighbour_is_bounded_and_everyone_else_served() {
         "alice dialled herself\n{}",
         dump()
     );
-    let after = rss_kib(alice.proc.pid());
+    let (_, after) = threads_and_rss(alice.proc.pid());
     assert!(
         after < before + 32 * 1024,
         "alice grew from {before} KiB to {after} KiB\n{}",

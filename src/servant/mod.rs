@@ -1367,35 +1367,40 @@ impl Core {
         if self.overlay.is_some() || !switch::wants_overlay(servants, self.config.full_mesh) {
             return;
         }
-        let Some(ip) = self.my_ip else { return };
+        if self.my_ip.is_none() {
+            return;
+        }
         let why = format!(
             "{servants} servants on the network, more than <fullmesh> {}: joining the overlay; the links to every servant close in {} s",
             self.config.full_mesh,
             switch::MESH_LINGER.as_secs()
         );
-        self.start_overlay(ip, &why);
+        self.start_overlay(&why);
     }
 
     /// Started without a manager: the overlay through `<bootstrap>` is the only way in.
     fn bootstrap_overlay(&mut self) {
-        let Some(ip) = self.my_ip.or_else(|| switch::own_ip(&self.config)) else {
+        self.start_overlay("no connection manager: joining the overlay through <bootstrap>");
+    }
+
+    /// Starts the overlay at our address: the list's, or else the one towards
+    /// `<bootstrap>` (resolved here once, for both).
+    fn start_overlay(&mut self, why: &str) {
+        let bootstrap = switch::bootstrap_addrs(&self.config);
+        let Some(ip) = self
+            .my_ip
+            .or_else(|| switch::own_ip(&self.config, &bootstrap))
+        else {
             return warn!(
                 "cannot tell this host's address towards <bootstrap>; waiting for the manager"
             );
         };
         self.my_ip = Some(ip);
-        self.start_overlay(
-            ip,
-            "no connection manager: joining the overlay through <bootstrap>",
-        );
-    }
-
-    fn start_overlay(&mut self, ip: IpAddr, why: &str) {
         let me = crate::protocol::overlay::Contact {
             id: self.id.clone(),
             addr: SocketAddr::new(ip, self.port),
         };
-        let n = match switch::start(&self.inbound, me, &self.config, self.port) {
+        let n = match switch::start(&self.inbound, me, &self.config, self.port, bootstrap) {
             Ok(n) => n,
             Err(e) => return warn!("cannot start the overlay: {e}; linking to every servant"),
         };

@@ -47,7 +47,7 @@ pub fn contact_of(e: &PeerEntry) -> Option<Contact> {
 }
 
 /// `<bootstrap>`'s addresses, resolved now; a name that does not resolve is said once.
-fn bootstrap_addrs(config: &ServantConfig) -> Vec<SocketAddr> {
+pub fn bootstrap_addrs(config: &ServantConfig) -> Vec<SocketAddr> {
     let mut out = Vec::new();
     for b in &config.bootstrap {
         match b.to_socket_addrs() {
@@ -61,11 +61,11 @@ fn bootstrap_addrs(config: &ServantConfig) -> Vec<SocketAddr> {
 /// This host's address as the `<bootstrap>` servants will see it, for a servant that
 /// has no manager to tell it: `<bind>` when it names one, else the source address the
 /// system picks towards the first of them (a UDP `connect` sends nothing).
-pub fn own_ip(config: &ServantConfig) -> Option<IpAddr> {
+pub fn own_ip(config: &ServantConfig, bootstrap: &[SocketAddr]) -> Option<IpAddr> {
     if !config.bind.is_unspecified() {
         return Some(config.bind);
     }
-    let to = *bootstrap_addrs(config).first()?;
+    let to = *bootstrap.first()?;
     let any = SocketAddr::new(
         if to.is_ipv4() {
             IpAddr::from([0u8; 4])
@@ -85,6 +85,7 @@ pub fn start(
     me: Contact,
     config: &ServantConfig,
     port: u16,
+    bootstrap: Vec<SocketAddr>,
 ) -> std::io::Result<Neighbors> {
     let (events_tx, events) = super::neighbors::bell::bounded::<ToDriver>(EVENTS);
     let checker = Arc::clone(inbound);
@@ -125,7 +126,7 @@ pub fn start(
         events,
         show: Box::new(move |chat| forwarded.show(chat, &shower)),
         refuses: Box::new(move |ip| bans.refuses(ip)),
-        bootstrap: bootstrap_addrs(config),
+        bootstrap,
     };
     Neighbors::start(setup, Arc::clone(&inbound.links))
 }

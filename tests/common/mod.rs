@@ -389,6 +389,21 @@ impl Proc {
     }
 }
 
+/// `Threads:` and `VmRSS:` (KiB) of a process, from /proc/PID/status.
+pub fn threads_and_rss(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| fail(&format!("cannot read /proc/{pid}/status: {e}")));
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| fail(&format!("no {name} in /proc/{pid}/status")))
+    };
+    (field("Threads:"), field("VmRSS:"))
+}
+
 impl Drop for Proc {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
