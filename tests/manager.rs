@@ -297,3 +297,44 @@ fn a_client_that_needs_no_changes_is_not_told_of_joins_and_samples_instead() {
         l.starts_with("<join ") && l.contains("<name>third</name>")
     });
 }
+
+#[test]
+fn a_flood_of_needs_changes_from_one_client_leaves_the_others_served() {
+    let dir = TestDir::new("manager-quiet-flood");
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let (me, other) = (new_identity(), new_identity());
+    let mut flooder = Raw::connect(m.port);
+    register_with(&mut flooder, &me, 2310, "flooder");
+    let mut told = Raw::connect(m.port);
+    register_with(&mut told, &other, 2311, "told");
+    // Unlisted, listed, quiet or not: each answered, nothing else changed.
+    let mut stranger = Raw::connect(m.port);
+    stranger.send("needs no changes");
+    let ans = stranger.expect_line("the stranger's answer");
+    assert!(ans.starts_with("<unchanged version="), "{ans}");
+    for i in 0..500 {
+        flooder.send(if i % 2 == 0 {
+            "needs no changes"
+        } else {
+            "needs changes"
+        });
+    }
+    for i in 0..500 {
+        // (`told`'s join may come first, pushed before the first `needs no changes`.)
+        let l = flooder.expect_line_where("an answer to the flood", |l| !l.starts_with("<join "));
+        let want = if i % 2 == 0 { "<unchanged " } else { "<peers " };
+        assert!(l.starts_with(want), "answer {i}: {l}");
+    }
+    let late = new_identity();
+    let mut c = Raw::connect(m.port);
+    register_with(&mut c, &late, 2312, "late");
+    told.expect_line_where("the <join> of late", |l| {
+        l.starts_with("<join ") && l.contains("<name>late</name>")
+    });
+    assert_eq!(
+        listed_names(m.port),
+        ["flooder", "late", "told"],
+        "{}",
+        dump()
+    );
+}
