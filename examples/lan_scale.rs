@@ -16,7 +16,7 @@
 //! The phases start `--settle-secs` (10) after every servant hears s0. Servants are
 //! started `--batch` at a time, each batch once the last has joined. Every
 //! wait is bounded, and `--limit-secs` (default 1,800) kills everything it started and
-//! exits 3. Exit 0 when nothing was lost, doubled or out of order, 1 otherwise.
+//! exits 3. `--per-line` also prints each line's time to its last servant. Exit 0 when nothing was lost, doubled or out of order, 1 otherwise.
 //!
 //! `make test` runs it with 50 servants (the test at the end of this file). The
 //! processes and the counting are in `lan_scale/net.rs`.
@@ -52,9 +52,10 @@ pub struct Plan {
     pub burst_lines: usize,
     pub batch: usize,
     pub limit: Duration,
+    /// Also print each line's time to its last servant, in the order written.
+    pub per_line: bool,
 }
 
-/// One phase's figures.
 /// What a run found, phase by phase, and the footprint.
 pub struct Report {
     pub phases: Vec<Phase>,
@@ -314,6 +315,13 @@ pub fn run(plan: &Plan, bin: &Path) -> Result<Report, String> {
             ),
         );
     }
+    for p in phases.iter().filter(|_| plan.per_line) {
+        let each: Vec<String> = p.last.iter().map(|ms| format!("{ms:.0}")).collect();
+        say(
+            &mut text,
+            format!("{} last servant ms per line: {}", p.name, each.join(" ")),
+        );
+    }
     say(
         &mut text,
         format!(
@@ -395,6 +403,7 @@ fn main() {
         burst_lines: arg(&args, "--burst-lines", 50),
         batch: arg(&args, "--batch", 25),
         limit: Duration::from_secs(arg(&args, "--limit-secs", 1800)),
+        per_line: args.iter().any(|a| a == "--per-line"),
     };
     let bin = PathBuf::from(bench_common::arg_str(
         &args,
@@ -437,6 +446,7 @@ mod tests {
             burst_lines: 20,
             batch: 25,
             limit: Duration::from_secs(600),
+            per_line: false,
         };
         let r = run(&plan, &bin_dir()).unwrap_or_else(|e| panic!("lan-scale: {e}"));
         assert!(r.clean(), "{}", r.text);

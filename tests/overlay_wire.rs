@@ -21,7 +21,7 @@ fn contact(id: &str, addr: &str) -> Contact {
 }
 
 /// A line by a servant whose key the line carries (its id is the key's fingerprint).
-fn chat(seq: u64) -> Signed {
+fn chat(seq: u64) -> std::sync::Arc<Signed> {
     static AUTHOR: std::sync::OnceLock<Identity> = std::sync::OnceLock::new();
     let me = AUTHOR.get_or_init(|| Identity::ephemeral().unwrap());
     let line = msg_line(
@@ -38,7 +38,7 @@ fn chat(seq: u64) -> Signed {
         .unwrap()
         .to_owned()
         .unwrap();
-    Signed { key: me.key, chat }
+    std::sync::Arc::new(Signed { key: me.key, chat })
 }
 
 fn round_trip(msg: OverlayMessage) -> String {
@@ -118,7 +118,7 @@ fn every_message_round_trips_in_the_documented_spelling() {
         format!(
             "GOSSIP 2 {} {}",
             signed.key.hex(),
-            PeerLine::Msg(signed.chat).to_line()
+            PeerLine::Msg(signed.chat.clone()).to_line()
         )
     );
     let id = LineId {
@@ -166,7 +166,7 @@ impl Net {
                     self.wire
                         .push_back((to, self.contacts[at].clone(), to_line(&msg)));
                 }
-                Action::Show { line, .. } => self.shown[at].push(line.chat.text),
+                Action::Show { line, .. } => self.shown[at].push(line.chat.text.clone()),
                 _ => {}
             }
         }
@@ -256,7 +256,10 @@ fn hostile_fields_are_errors_that_name_the_field() {
     // A key that is a real servant's, carried with a line it did not write.
     let other = Identity::ephemeral().unwrap();
     let key_then = |rest: &str| format!("GOSSIP 1 {} {rest}", other.key.hex());
-    let forged = PeerLine::Msg(chat(1).chat).to_line().trim_end().to_owned();
+    let forged = PeerLine::Msg(chat(1).chat.clone())
+        .to_line()
+        .trim_end()
+        .to_owned();
     let cases: [(&str, &str); 17] = [
         (
             "FORWARDJOIN 300 15cb6fc94d098f860455@1.2.3.4:5",

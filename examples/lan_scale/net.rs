@@ -16,17 +16,13 @@ use std::time::{Duration, Instant};
 pub struct Phase {
     pub name: &'static str,
     pub lines: usize,
-    /// Between two paced lines (stable phase).
-    pub every: Duration,
-    /// Waited before the stable phase, once everyone hears s0.
-    pub settle: Duration,
     pub servants: usize,
     pub lost: usize,
     pub doubled: usize,
     pub out_of_order: usize,
     /// Every delivery's time from write to show, ms.
     pub deliveries: Vec<f64>,
-    /// For each line, the time until the last servant showed it, ms.
+    /// For each line, in the order written, the time until the last servant showed it, ms.
     pub last: Vec<f64>,
 }
 
@@ -320,7 +316,7 @@ impl Net {
                 }
             }
         }
-        p.last = last.into_values().collect();
+        p.last = lines.iter().filter_map(|l| last.get(l).copied()).collect();
         p
     }
 

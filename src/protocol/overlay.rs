@@ -24,6 +24,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use super::{check_id, err, number, ChatMessage, MsgRef, PeerLine, ProtocolError};
 use crate::identity::PeerKey;
@@ -76,7 +77,9 @@ pub struct Wire;
 impl Types for Wire {
     type Peer = Contact;
     type Author = String;
-    type Line = Signed;
+    // Shared: a kept line is sent again on grafts without copying it, and a message
+    // stays small in the queues that hold thousands of them.
+    type Line = Arc<Signed>;
 }
 
 /// An overlay message on the wire.
@@ -289,7 +292,7 @@ fn parse_gossip(rest: &str) -> Result<OverlayMessage, ProtocolError> {
     Ok(Message::Gossip {
         id,
         hops,
-        line: Signed { key, chat },
+        line: Arc::new(Signed { key, chat }),
     })
 }
 

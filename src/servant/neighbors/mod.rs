@@ -41,8 +41,11 @@ use link::{Endpoint, ToDriver};
 /// Lines queued for one neighbour at most. A neighbour that lets this many pile up is
 /// not reading: its link is closed, and the tree repairs around it.
 pub const LINK_QUEUE: usize = 1024;
-/// Messages waiting for the `overlay` thread at most; past it, links wait to hand theirs.
-pub const EVENTS: usize = 4096;
+/// Messages waiting for the `overlay` thread at most; past it, links wait to hand theirs
+/// (and TCP slows their neighbours). 1,024, not more: a bounded channel allocates and
+/// touches every slot when it is made, and 4,096 messages of 150 bytes were 600 KiB of
+/// a servant's resident memory, most of it never used.
+pub const EVENTS: usize = 1024;
 /// Known servants kept to rejoin through when the overlay loses every neighbour.
 const CONTACTS: usize = 4096;
 /// How often an isolated servant tries to join again.
@@ -396,7 +399,7 @@ impl Driver {
                         incarnation: chat.incarnation,
                         seq: chat.seq,
                     };
-                    self.handle(Input::Broadcast(id, Signed { key, chat }));
+                    self.handle(Input::Broadcast(id, Arc::new(Signed { key, chat })));
                 }
             }
             ToDriver::Learn(contacts) => self.learn(contacts),
