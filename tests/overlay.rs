@@ -162,13 +162,34 @@ fn a_neighbour_that_alters_or_forges_forwarded_lines_is_not_believed() {
     alice
         .proc
         .wait_log("whose signature does not verify; dropped");
+    // Once a line is shown, a copy of it is read by its id alone: an altered copy is
+    // neither shown nor passed on, and a forged line past it is still checked.
+    let forged_third = signed_msg(&eve, carol.incarnation, 3, "carol", "a forged third")
+        .replace(&eve.id, &carol.id);
+    let third = signed_msg(
+        &carol,
+        carol.incarnation,
+        3,
+        "carol",
+        "a third genuine line",
+    );
+    n.send(&gossip(&altered));
+    n.send(&gossip(&forged_third));
+    n.send(&gossip(&third));
+    for s in [&alice, &bob] {
+        s.wait_heard("carol", "a third genuine line");
+    }
     bob.proc.send("bob after the attack");
     alice.wait_heard("bob", "bob after the attack");
     for s in [&alice, &bob] {
         let heard = s.heard_from("carol");
         assert_eq!(
             heard,
-            ["a genuine line", "another genuine line"],
+            [
+                "a genuine line",
+                "another genuine line",
+                "a third genuine line"
+            ],
             "{}\n{}",
             s.name,
             dump()

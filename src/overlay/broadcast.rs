@@ -169,15 +169,7 @@ impl<K: Types> Broadcast<K> {
         match msg {
             Message::Gossip { id, hops, line } => {
                 if self.has(&id) {
-                    // A second copy: the link it came on is not needed for whole lines.
-                    // (A line older than what its author's order has reached here, shown
-                    // long ago or from before we first heard of the author, is no sign
-                    // of a redundant link.)
-                    if self.kept.contains_key(&id) && p.plumtree && self.eager.remove(&from) {
-                        self.lazy.insert(from.clone());
-                        out.push(Action::Send(from, Message::Prune));
-                    }
-                    return;
+                    return self.copy(from, &id, p, out);
                 }
                 if self.lazy.remove(&from) {
                     self.eager.insert(from.clone());
@@ -329,8 +321,27 @@ impl<K: Types> Broadcast<K> {
         self.forget_old(now, p);
     }
 
+    /// A second copy of line `id` from `from`: the link it came on is not needed for
+    /// whole lines. (A line older than what its author's order has reached here, shown
+    /// long ago or from before we first heard of the author, is no sign of a redundant
+    /// link.)
+    pub fn copy(
+        &mut self,
+        from: K::Peer,
+        id: &LineId<K::Author>,
+        p: &Params,
+        out: &mut Vec<Action<K>>,
+    ) {
+        // (Never a line unseen here: the driver reads a copy's id alone, and believes
+        // nothing else of it.)
+        if self.kept.contains_key(id) && p.plumtree && self.eager.remove(&from) {
+            self.lazy.insert(from.clone());
+            out.push(Action::Send(from, Message::Prune));
+        }
+    }
+
     /// Whether this line was seen: kept, shown, or of an incarnation since replaced.
-    fn has(&self, id: &LineId<K::Author>) -> bool {
+    pub fn has(&self, id: &LineId<K::Author>) -> bool {
         // The author's order first: it answers for nearly every id, from a smaller map.
         self.order.has(id) || self.kept.contains_key(id)
     }

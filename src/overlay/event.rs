@@ -148,6 +148,10 @@ pub enum Input<K: Types> {
     Learn(Vec<K::Peer>),
     /// A message from a neighbour or from a servant that dialled us.
     Received(K::Peer, Message<K>),
+    /// A `Gossip` from this neighbour of a line already shown here, known by its id
+    /// alone: the driver read no further (a copy needs no signature check), and the state
+    /// only learns that the link it came on is not needed for whole lines.
+    Copy(K::Peer, LineId<K::Author>),
     /// The link to this peer closed or fell silent past the time-out.
     LinkDown(K::Peer),
     /// This peer could not be reached at all.

@@ -54,6 +54,11 @@ impl<K: Types> Overlay<K> {
         self.cast.kept()
     }
 
+    /// Whether this line was seen here (shown, kept, or of a run since replaced).
+    pub fn has_line(&self, id: &super::event::LineId<K::Author>) -> bool {
+        self.cast.has(id)
+    }
+
     /// The timers every servant runs; call once before the first input.
     pub fn start(&mut self, rng: &mut Rng, out: &mut Vec<Action<K>>) {
         self.members.start(&self.params, rng, out);
@@ -85,6 +90,11 @@ impl<K: Types> Overlay<K> {
                 }
                 _ => self.members.received(now, from, msg, p, rng, out),
             },
+            Input::Copy(from, id) => {
+                if self.members.is_active(&from) {
+                    self.cast.copy(from, &id, p, out);
+                }
+            }
             Input::LinkDown(peer) => self.members.link_down(now, peer, p, rng, out),
             Input::Unreachable(peer) => self.members.unreachable(now, peer, p, rng, out),
             Input::Timer(timer) => {

@@ -275,25 +275,55 @@ pub fn gossip_key(key: &str, chat: &MsgRef) -> Result<PeerKey, ProtocolError> {
     Ok(key)
 }
 
+/// A `GOSSIP` read but not yet believed (after `GOSSIP `): its hop count, its author's
+/// key as written, and its chat line, borrowed. A servant reads a forwarded line once:
+/// its id first (a copy of a line already shown needs no more), then its key and
+/// signature, then `into_message`.
+pub struct GossipRef<'a> {
+    pub hops: u16,
+    pub key: &'a str,
+    pub chat: MsgRef<'a>,
+}
+
+impl<'a> GossipRef<'a> {
+    pub fn parse(rest: &'a str) -> Result<GossipRef<'a>, ProtocolError> {
+        let (hops, key, msg) = gossip_parts(rest)?;
+        let hops = small("GOSSIP: HOPS", hops)?;
+        let Some(chat) = MsgRef::parse(msg) else {
+            return err("GOSSIP: KEY must be followed by a MSG line");
+        };
+        Ok(GossipRef {
+            hops,
+            key,
+            chat: chat?,
+        })
+    }
+
+    /// The line's id: its author, run and number.
+    pub fn id(&self) -> LineId<String> {
+        LineId {
+            author: self.chat.origin.to_owned(),
+            incarnation: self.chat.incarnation,
+            seq: self.chat.seq,
+        }
+    }
+
+    /// The message, with `key`: the line's `KEY`, checked to be its author's.
+    pub fn into_message(self, key: PeerKey) -> Result<OverlayMessage, ProtocolError> {
+        let id = self.id();
+        let chat = self.chat.to_owned()?;
+        Ok(Message::Gossip {
+            id,
+            hops: self.hops,
+            line: Arc::new(Signed { key, chat }),
+        })
+    }
+}
+
 fn parse_gossip(rest: &str) -> Result<OverlayMessage, ProtocolError> {
-    let (hops, key, msg) = gossip_parts(rest)?;
-    let hops = small("GOSSIP: HOPS", hops)?;
-    let Some(chat) = MsgRef::parse(msg) else {
-        return err("GOSSIP: KEY must be followed by a MSG line");
-    };
-    let chat = chat?;
-    let key = gossip_key(key, &chat)?;
-    let chat = chat.to_owned()?;
-    let id = LineId {
-        author: chat.origin.clone(),
-        incarnation: chat.incarnation,
-        seq: chat.seq,
-    };
-    Ok(Message::Gossip {
-        id,
-        hops,
-        line: Arc::new(Signed { key, chat }),
-    })
+    let gossip = GossipRef::parse(rest)?;
+    let key = gossip_key(gossip.key, &gossip.chat)?;
+    gossip.into_message(key)
 }
 
 fn parse_summary<'a>(

@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::warn;
 
@@ -91,7 +91,7 @@ struct State {
 }
 
 /// The pins. Read and written by the core and every `recv-` thread, one short block at a
-/// time; saved by the core at its next tick after a change (`save_if_dirty`).
+/// time; saved by the core at a tick after a change (`save_if_dirty`, `SAVE_AFTER`).
 pub struct KnownPeers {
     path: Option<PathBuf>,
     state: Mutex<State>,
@@ -100,6 +100,8 @@ pub struct KnownPeers {
     trusts: std::sync::atomic::AtomicU64,
     /// Changed since the last save (never set when there is no file).
     dirty: std::sync::atomic::AtomicBool,
+    /// When the file was last written by this run.
+    saved: Mutex<Option<Instant>>,
     /// `MAX_PINS` reached (logged once).
     full: std::sync::atomic::AtomicBool,
 }
@@ -108,11 +110,15 @@ pub struct KnownPeers {
 /// pin is kept in memory and in the file. Past this, new names are shown unpinned.
 pub const MAX_PINS: usize = 10_000;
 
-/// Saves are at most this often (the core's tick). Each save rewrites the file and syncs it: in an
-/// overlay of 500 servants joining together, saving every 500 ms made a quarter of all
-/// the servants' time (`perf`: the saving threads in path lookups and renames).
-/// A pin lost to a crash within these seconds is pinned again at the next sight of its
-/// name; the file is saved at exit too.
+/// A change is saved at most this long after it is made. Each save rewrites the file and
+/// syncs it. In an overlay every sample of servants the manager sends names some new
+/// ones: saved at every 5 s tick, the saves of 1,000 servants were a third of what
+/// their core threads did while idle (`perf`: fsync, path lookups, renames), and
+/// saving every 500 ms was a quarter of all the servants' time in one of 500. A pin lost
+/// to a crash within these seconds is pinned again at the next sight of its name;
+/// `/trust` is saved at once, and the file is saved at exit too.
+pub const SAVE_AFTER: Duration = Duration::from_secs(30);
+
 impl KnownPeers {
     /// The pins in `path` (none when the file does not exist yet); `None`: not kept.
     pub fn load(path: Option<&Path>) -> Result<KnownPeers, KnownError> {
@@ -134,6 +140,7 @@ impl KnownPeers {
             state: Mutex::new(state),
             trusts: Default::default(),
             dirty: Default::default(),
+            saved: Mutex::new(None),
             full: Default::default(),
         })
     }
@@ -234,9 +241,19 @@ impl KnownPeers {
         )
     }
 
+    /// Saves a change now (after `/trust`).
+    pub fn flush(&self) {
+        if self.dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
+            self.save();
+        }
+    }
+
     /// Writes the file now, if there is one.
     pub fn save(&self) {
         let Some(path) = &self.path else { return };
+        if let Ok(mut t) = self.saved.lock() {
+            *t = Some(Instant::now());
+        }
         let mut text = String::from(
             "# genp2p known peers: the key first seen with each name (trust on first use).\n# NAME KEY FIRST-SEEN; /trust NAME in the servant replaces a line.\n",
         );
@@ -248,9 +265,14 @@ impl KnownPeers {
         }
     }
 
-    /// Saves when something changed since the last save.
+    /// Saves when something changed since the last save, and that save is `SAVE_AFTER`
+    /// old (the first change of a run is saved at once).
     pub fn save_if_dirty(&self) {
-        if self.dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        let due = self
+            .saved
+            .lock()
+            .map_or(true, |t| t.is_none_or(|t| t.elapsed() >= SAVE_AFTER));
+        if due && self.dirty.swap(false, std::sync::atomic::Ordering::Relaxed) {
             self.save();
         }
     }

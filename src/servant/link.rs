@@ -38,8 +38,13 @@ const ANSWER_TIMEOUT: Duration = Duration::from_secs(10);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 const BACKOFF_FIRST: Duration = Duration::from_millis(200);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// Servants asked for at each heartbeat of a quiet link.
+/// Servants asked for by a quiet link's heartbeat, every `SAMPLE_BEATS`th beat; the
+/// other beats say `needs no changes`, which the manager answers in one short line.
+/// The overlay's own shuffles keep a servant's reserve fresh; with a sample at every
+/// 2 s beat, 1,000 idle servants took in 4,000 sampled servants a second, nearly all of
+/// them known already.
 const QUIET_SAMPLE: usize = 8;
+const SAMPLE_BEATS: u32 = 5;
 
 /// What the link tells the core.
 #[derive(Debug)]
@@ -590,10 +595,12 @@ fn follow<E>(
         }
         if last_beat.elapsed() >= beat {
             last_beat = Instant::now();
-            let beat = if writer.quiet() {
+            let beat = if writer.quiet() && beats.is_multiple_of(SAMPLE_BEATS) {
                 ManagerCommand::NeedsSample {
                     count: QUIET_SAMPLE,
                 }
+            } else if writer.quiet() {
+                ManagerCommand::NeedsNoChanges
             } else {
                 ManagerCommand::NeedsPeerList {
                     since: Some(version),

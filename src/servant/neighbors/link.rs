@@ -8,15 +8,19 @@
 //! us, is refused at the cost of a hash. A `GOSSIP`'s chat line is checked against its
 //! author's signature here, on the link's own thread, before the overlay sees it: a line
 //! that does not verify is dropped and logged, never passed on, and it changes nothing.
+//! A copy of a line already shown here (`Delivered`) is not checked at all: only its id
+//! reaches the overlay, which believes nothing else of it (a Plumtree tree forming
+//! sends each servant several copies of a line, and each check costs 60 µs).
 //!
 //! The `overlay` thread owns the links: it drops a link's queue to close it, and the
 //! sending thread then writes what it still holds and shuts the socket, which ends the
 //! reading thread. Either thread ending tells the `overlay` thread once.
 
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::Duration;
 
@@ -30,6 +34,7 @@ use crate::handshake::{Link, Mode, Tags};
 use crate::identity::{Identity, NetworkKey, PeerKey};
 use crate::limits::LogLimiter;
 use crate::lines::{LineError, LineReader};
+use crate::overlay::LineId;
 use crate::protocol::overlay::{self, Contact, OverlayMessage, OVERLAY_LINE_LIMIT};
 use crate::protocol::{split_tag, MsgRef, CHAT_LINE_LIMIT};
 
@@ -44,9 +49,47 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Bytes written in one go at most, when lines have piled up.
 const WRITE_RUN: usize = 64 * 1024;
 
-/// Whether a chat line may travel: its signature verifies (by `key`, already checked to
-/// be its author's) and its author is not banned. `Err` says why not, for the log.
-pub type Check = dyn Fn(&PeerKey, &MsgRef) -> Result<(), String> + Send + Sync;
+/// Whether a chat line may travel: `key` (its `GOSSIP`'s, in hex) is its author's, its
+/// signature verifies by it, and its author is not banned. `Ok` is the key; `Err` says
+/// why not, for the log.
+pub type Check = dyn Fn(&str, &MsgRef) -> Result<PeerKey, String> + Send + Sync;
+
+/// Authors whose last shown line is recorded at most; past it the record starts over
+/// (and copies are checked as new lines are until it fills again).
+const DELIVERED_AUTHORS: usize = 4096;
+
+/// The last line shown here of each author's current run, written by the `overlay`
+/// thread as it shows them and read by every link: a `GOSSIP` at or below it is a copy.
+#[derive(Default)]
+pub struct Delivered(Mutex<HashMap<String, (u64, u64)>>);
+
+impl Delivered {
+    fn lock(&self) -> MutexGuard<'_, HashMap<String, (u64, u64)>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Line `seq` of `author`'s run `incarnation` is shown (lines are shown in order).
+    pub fn note(&self, author: &str, incarnation: u64, seq: u64) {
+        let mut map = self.lock();
+        if let Some(last) = map.get_mut(author) {
+            if (incarnation, seq) > *last {
+                *last = (incarnation, seq);
+            }
+            return;
+        }
+        if map.len() >= DELIVERED_AUTHORS {
+            map.clear();
+        }
+        map.insert(author.to_owned(), (incarnation, seq));
+    }
+
+    /// Whether that line was shown here.
+    pub fn has(&self, author: &str, incarnation: u64, seq: u64) -> bool {
+        self.lock()
+            .get(author)
+            .is_some_and(|&(i, s)| i == incarnation && seq <= s)
+    }
+}
 
 /// What the `overlay` thread is told, by the links and by the core.
 pub enum ToDriver {
@@ -62,6 +105,11 @@ pub enum ToDriver {
     Received {
         contact: Contact,
         msg: OverlayMessage,
+    },
+    /// A copy of a line already shown here, unchecked: its id alone.
+    Copy {
+        contact: Contact,
+        id: LineId<String>,
     },
     /// The link ended.
     Down {
@@ -100,6 +148,7 @@ pub struct Endpoint {
     /// Where we listen for links, said in `LINK` (0: we cannot be reached).
     pub port: AtomicU16,
     pub check: Box<Check>,
+    pub delivered: Delivered,
     pub events: Bell<ToDriver>,
 }
 
@@ -346,14 +395,32 @@ fn read_lines(
         if line == "PING" {
             continue;
         }
-        if let Some(rest) = line.strip_prefix("GOSSIP ") {
-            if let Err(why) = check_gossip(rest, ep) {
-                drops.note(contact, &why);
-                continue;
-            }
-        }
-        match overlay::parse(line) {
-            Some(Ok(msg)) => {
+        let msg = match line.strip_prefix("GOSSIP ") {
+            Some(rest) => match read_gossip(rest, ep) {
+                Ok(Gossip::New(msg)) => Ok(msg),
+                Ok(Gossip::Copy(id)) => {
+                    let copy = ToDriver::Copy {
+                        contact: contact.clone(),
+                        id,
+                    };
+                    if ep.events.send(copy).is_err() {
+                        return "the overlay has stopped".into();
+                    }
+                    continue;
+                }
+                Err(why) => Err(why),
+            },
+            None => match overlay::parse(line) {
+                Some(Ok(msg)) => Ok(msg),
+                Some(Err(e)) => Err(e.to_string()),
+                None => Err(format!(
+                    "an unexpected line {:?}",
+                    Shown(&line.chars().take(40).collect::<String>())
+                )),
+            },
+        };
+        match msg {
+            Ok(msg) => {
                 let received = ToDriver::Received {
                     contact: contact.clone(),
                     msg,
@@ -364,29 +431,32 @@ fn read_lines(
                     return "the overlay has stopped".into();
                 }
             }
-            Some(Err(e)) => drops.note(contact, &e.to_string()),
-            None => drops.note(
-                contact,
-                &format!(
-                    "an unexpected line {:?}",
-                    Shown(&line.chars().take(40).collect::<String>())
-                ),
-            ),
+            Err(why) => drops.note(contact, &why),
         }
     }
 }
 
-/// A `GOSSIP`'s chat line (after `GOSSIP `), checked: its key is its author's, and the
-/// signature verifies by it.
-fn check_gossip(rest: &str, ep: &Endpoint) -> Result<(), String> {
-    let (_, key, msg) = overlay::gossip_parts(rest).map_err(|e| e.to_string())?;
-    let m = match MsgRef::parse(msg) {
-        Some(Ok(m)) => m,
-        Some(Err(e)) => return Err(format!("GOSSIP: {e}")),
-        None => return Err("a GOSSIP without a MSG".into()),
-    };
-    let key = overlay::gossip_key(key, &m).map_err(|e| e.to_string())?;
-    (ep.check)(&key, &m).map_err(|why| format!("a forwarded line {why}"))
+/// A `GOSSIP` as read.
+enum Gossip {
+    /// Checked: its key is its author's, and its signature verifies by it.
+    New(OverlayMessage),
+    /// A line already shown here.
+    Copy(LineId<String>),
+}
+
+/// A `GOSSIP` (after `GOSSIP `), read once: a copy of a line shown here by its id alone,
+/// any other checked by its author's key and signature.
+fn read_gossip(rest: &str, ep: &Endpoint) -> Result<Gossip, String> {
+    let gossip = overlay::GossipRef::parse(rest).map_err(|e| e.to_string())?;
+    let m = &gossip.chat;
+    if ep.delivered.has(m.origin, m.incarnation, m.seq) {
+        return Ok(Gossip::Copy(gossip.id()));
+    }
+    let key = (ep.check)(gossip.key, m).map_err(|why| format!("a forwarded line {why}"))?;
+    gossip
+        .into_message(key)
+        .map(Gossip::New)
+        .map_err(|e| e.to_string())
 }
 
 /// Logged once per link when it comes up.

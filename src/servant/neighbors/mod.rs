@@ -261,6 +261,8 @@ impl Driver {
                 self.links.remove(&peer);
             }
             Action::Show { id, line, .. } => {
+                let delivered = &self.setup.endpoint.delivered;
+                delivered.note(&id.author, id.incarnation, id.seq);
                 if id.author != self.setup.me.id {
                     self.shown += 1;
                     (self.setup.show)(&line);
@@ -365,6 +367,11 @@ impl Driver {
                 }
                 if let Some(msg) = self.screen(msg) {
                     self.handle(Input::Received(contact, msg));
+                }
+            }
+            ToDriver::Copy { contact, id } => {
+                if self.links.contains_key(&contact) {
+                    self.handle(Input::Copy(contact, id));
                 }
             }
             ToDriver::Down { contact, conn, why } => {
