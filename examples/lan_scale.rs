@@ -34,7 +34,7 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use bench_common::{arg, quantile, rss_kb, threads};
+use bench_common::{arg, pss_kb, quantile, rss_kb, threads};
 use net::{address, wait, Lcg, Net, Phase, PIDS};
 
 /// What a run is asked to do.
@@ -73,8 +73,28 @@ pub struct Footprint {
     pub rss_kb_median: f64,
     pub rss_kb_max: f64,
     pub rss_mib_total: f64,
+    /// The servants' proportional set sizes summed: what they hold together, each page
+    /// the binary and libc share counted once.
+    pub pss_mib_total: f64,
     pub manager_rss_kb: f64,
+    /// Median and max RSS once the burst has been shown everywhere.
+    pub rss_kb_median_after: f64,
+    pub rss_kb_max_after: f64,
     pub churn: usize,
+}
+
+/// RSS (KiB) and threads of each servant up, and the sum of their PSS (MiB).
+fn measure(net: &Net) -> (Vec<f64>, Vec<f64>, f64) {
+    let up: Vec<u32> = net
+        .servants
+        .iter()
+        .filter(|s| s.alive)
+        .map(|s| s.child.id())
+        .collect();
+    let rss = up.iter().map(|&p| rss_kb(p) as f64).collect();
+    let thr = up.iter().map(|&p| threads(p) as f64).collect();
+    let pss = up.iter().map(|&p| pss_kb(p) as f64).sum::<f64>() / 1024.0;
+    (rss, thr, pss)
 }
 
 impl Report {
@@ -171,16 +191,7 @@ pub fn run(plan: &Plan, bin: &Path) -> Result<Report, String> {
         ),
     );
     // Footprint, at rest.
-    let mut rss: Vec<f64> = net
-        .servants
-        .iter()
-        .map(|s| rss_kb(s.child.id()) as f64)
-        .collect();
-    let mut thr: Vec<f64> = net
-        .servants
-        .iter()
-        .map(|s| threads(s.child.id()) as f64)
-        .collect();
+    let (mut rss, mut thr, pss) = measure(&net);
     let mut footprint = Footprint {
         start_s: started.as_secs_f64(),
         ready_s: t0.elapsed().as_secs_f64(),
@@ -189,18 +200,20 @@ pub fn run(plan: &Plan, bin: &Path) -> Result<Report, String> {
         rss_kb_median: quantile(&mut rss, 0.5),
         rss_kb_max: quantile(&mut rss, 1.0),
         rss_mib_total: rss.iter().sum::<f64>() / 1024.0,
+        pss_mib_total: pss,
         manager_rss_kb: rss_kb(net.manager.id()) as f64,
-        churn: 0,
+        ..Footprint::default()
     };
     say(
         &mut text,
         format!(
-            "per servant: threads median {} max {}; RSS median {:.1} MiB max {:.1} MiB; all servants {:.0} MiB; manager {:.1} MiB",
+            "per servant: threads median {} max {}; RSS median {:.1} MiB max {:.1} MiB; all servants {:.0} MiB RSS, {:.0} MiB PSS; manager {:.1} MiB",
             footprint.threads_median,
             footprint.threads_max,
             footprint.rss_kb_median / 1024.0,
             footprint.rss_kb_max / 1024.0,
             footprint.rss_mib_total,
+            footprint.pss_mib_total,
             footprint.manager_rss_kb / 1024.0
         ),
     );
@@ -274,6 +287,9 @@ pub fn run(plan: &Plan, bin: &Path) -> Result<Report, String> {
         .collect();
     net.wait_shown(&everyone, &lines, Duration::from_secs(120));
     phases.push(net.tally("burst", &everyone, &lines));
+    let (mut rss_after, _, _) = measure(&net);
+    footprint.rss_kb_median_after = quantile(&mut rss_after, 0.5);
+    footprint.rss_kb_max_after = quantile(&mut rss_after, 1.0);
     let linked_newcomers = newcomers
         .iter()
         .filter(|&&i| net.servants[i].linked.load(Ordering::Relaxed))
@@ -315,6 +331,14 @@ pub fn run(plan: &Plan, bin: &Path) -> Result<Report, String> {
             ),
         );
     }
+    say(
+        &mut text,
+        format!(
+            "per servant after the burst: RSS median {:.1} MiB max {:.1} MiB",
+            footprint.rss_kb_median_after / 1024.0,
+            footprint.rss_kb_max_after / 1024.0
+        ),
+    );
     for p in phases.iter().filter(|_| plan.per_line) {
         let each: Vec<String> = p.last.iter().map(|ms| format!("{ms:.0}")).collect();
         say(
@@ -375,6 +399,9 @@ fn append_json(path: &Path, plan: &Plan, r: &Report) -> std::io::Result<()> {
         .num("rss_kb_median", fp.rss_kb_median)
         .num("rss_kb_max", fp.rss_kb_max)
         .num("rss_mib_total", fp.rss_mib_total)
+        .num("pss_mib_total", fp.pss_mib_total)
+        .num("rss_kb_median_after", fp.rss_kb_median_after)
+        .num("rss_kb_max_after", fp.rss_kb_max_after)
         .num("manager_rss_kb", fp.manager_rss_kb)
         .int("churn", fp.churn as i64);
     writeln!(f, "{}", row.finish())

@@ -127,6 +127,16 @@ pub fn rss_kb(pid: u32) -> u64 {
     status_field(pid, "VmRSS").unwrap_or(0)
 }
 
+/// Proportional set size: resident memory with each page shared by k processes counted
+/// 1/k in each, so a sum over processes is the memory they hold together.
+pub fn pss_kb(pid: u32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("Pss:"))
+        .and_then(|l| l[4..].split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
+}
+
 pub fn threads(pid: u32) -> u64 {
     status_field(pid, "Threads").unwrap_or(0)
 }

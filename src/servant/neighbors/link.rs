@@ -334,6 +334,11 @@ fn write_lines(stream: &TcpStream, tags: &Tags, rx: &Waiter<Arc<str>>) -> String
         if let Err(e) = { stream }.write_all(&buf) {
             return e.to_string();
         }
+        // A burst grew it towards `WRITE_RUN`; an idle link keeps a few lines' worth
+        // (six links holding 64 KiB each would be 384 KiB of a servant's 5 MiB).
+        if buf.capacity() > 4 * 4096 {
+            buf = Vec::with_capacity(4096);
+        }
     }
 }
 
