@@ -356,9 +356,18 @@ for fp in sel("lan-scale-footprint"):
                   "; ".join(f"{r['phase']}: {r['lost']} lost, {r['doubled']} doubled of {r['lines'] * (r['servants'] - 1):,}" for r in rows)))
     goals.append((f"9. lan-scale, {n} servants: at most 2D + 8 = 20 threads and 5 MiB RSS per servant", fp["threads_max"] <= 20 and fp["rss_kb_max"] <= 5 * 1024,
                   f"threads median {fp['threads_median']:.0f}, max {fp['threads_max']:.0f}; RSS median {fp['rss_kb_median'] / 1024:.1f} MiB, max {fp['rss_kb_max'] / 1024:.1f} MiB"))
+    stable = [r for r in rows if r["phase"] == "stable"]
+    if stable:
+        goals.append((f"9. lan-scale, {n} servants: the last servant shows a line within 1 s at p50 (stable: 20 lines from 5 writers)", stable[0]["last_p50_ms"] <= 1000,
+                      f"{stable[0]['last_p50_ms']:.0f} ms"))
+    pss = fp.get("pss_mib_total", 0)
+    goals.append((f"9. lan-scale, {n} servants: the whole network under 4 GiB (the servants' PSS summed: shared pages counted once)", 0 < pss < 4096,
+                  f"PSS {pss:.0f} MiB (RSS summed, shared pages counted in every servant: {fp['rss_mib_total']:.0f} MiB)"))
+    after = fp.get("rss_kb_median_after", 0)
     scale_md.append(f"**{n} servants** (127.0.1.1 onwards, one address each), started {fp['start_s']:.1f} s, all in the overlay and hearing s0 after {fp['ready_s']:.1f} s; "
                     f"per servant {fp['threads_median']:.0f} threads (max {fp['threads_max']:.0f}), {fp['rss_kb_median'] / 1024:.1f} MiB RSS (max {fp['rss_kb_max'] / 1024:.1f}), "
-                    f"all servants {fp['rss_mib_total']:.0f} MiB; manager {fp['manager_rss_kb'] / 1024:.1f} MiB. Churn: {fp['churn']} killed with SIGKILL and as many started.\n")
+                    f"after the burst {after / 1024:.1f} MiB (max {fp.get('rss_kb_max_after', 0) / 1024:.1f}); "
+                    f"all servants {fp['rss_mib_total']:.0f} MiB RSS, {pss:.0f} MiB PSS; manager {fp['manager_rss_kb'] / 1024:.1f} MiB. Churn: {fp['churn']} killed with SIGKILL and as many started.\n")
     scale_md.append("| phase | lines | servants counted | lost | doubled | out of order | delivery p50 / p99 / max (ms) | last servant, p50 (ms) |\n|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         scale_md.append(f"| {r['phase']} | {r['lines']} | {r['servants']} | {r['lost']} | {r['doubled']} | {r['out_of_order']} | {r['p50_ms']:.0f} / {r['p99_ms']:.0f} / {r['max_ms']:.0f} | {r['last_p50_ms']:.0f} |")
