@@ -201,3 +201,44 @@ fn lines_written_directly_and_lines_queued_keep_one_order() {
         );
     }
 }
+
+/// A peer that takes nothing (its port accepts connections but never answers `HELLO`)
+/// holds at most `<queue>` of our lines: past it the oldest are dropped and logged, and
+/// the servants that read still hear every line.
+#[test]
+fn a_peer_that_takes_nothing_holds_at_most_queue_lines() {
+    let dir = TestDir::new("chat-queue-bound");
+    let m = start_manager(&dir, "<timeout>60</timeout><probe>false</probe>");
+    // Never accepted: the kernel completes each connection, and nobody reads it.
+    let mute = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut ghost = Raw::connect(m.port);
+    register_with(
+        &mut ghost,
+        &new_identity(),
+        mute.local_addr().unwrap().port(),
+        "ghost",
+    );
+    let mut alice = start_servant(&dir, "alice", m.port, "<queue>8</queue>");
+    let bob = start_servant(&dir, "bob", m.port, "");
+    alice.wait_knows(&["bob"]);
+    alice.proc.wait_log("peer joined: ghost");
+    for i in 0..40 {
+        alice.proc.send(&format!("line {i}"));
+    }
+    bob.wait_heard("alice", "line 39");
+    assert_eq!(bob.heard_from("alice").len(), 40, "{}", dump());
+    alice.proc.wait_log("ghost is not taking messages; dropped");
+    alice.proc.send("/peers");
+    let row = alice.proc.wait_stdout("ghost's /peers row", |l| {
+        l.contains("ghost") && l.contains("queued")
+    });
+    let queued: usize = row
+        .split(", ")
+        .find_map(|p| {
+            p.strip_suffix(" queued")
+                .and_then(|n| n.trim().parse().ok())
+        })
+        .unwrap_or_else(|| panic!("no count in {row:?}"));
+    assert!(queued <= 9, "{queued} queued for ghost: {row}\n{}", dump());
+    drop(ghost);
+}

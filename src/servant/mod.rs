@@ -1301,7 +1301,8 @@ impl Core {
             // Same servant, new address: start over with a fresh sender.
             self.remove(&key, "moved");
         }
-        let (tx, rx) = bounded::<Arc<Outgoing>>(self.config.queue);
+        // Unbounded, held to `<queue>` by `dispatch::deliver` (see `PeerQueue::tx`).
+        let (tx, rx) = unbounded::<Arc<Outgoing>>();
         let wire = Arc::new(Wire::default());
         let complain = {
             let (writer, id) = (Arc::clone(&self.writer), entry.id.clone());
@@ -1338,6 +1339,7 @@ impl Core {
                     key: key.clone(),
                     label: entry.label(),
                     tx: tx.clone(),
+                    cap: self.config.queue,
                     drain: rx.clone(),
                     wire: Arc::clone(&wire),
                     dropped: Default::default(),
