@@ -2,12 +2,18 @@
 //! servant on a loopback address of its own (127.0.X.Y), so the per-address caps keep
 //! their defaults and every servant is a host of its own to the others.
 //!
-//! It writes lines from several servants in three phases and reports what every servant
+//! It writes lines from several servants in four phases and reports what every servant
 //! showed against what was written: lines lost, shown twice, shown out of their author's
 //! order, and the spread of delivery times.
 //!
-//! - *stable*: `--writers` servants (5) write `--lines` lines each (4), one every
-//!   `--every-ms` (200);
+//! - *stable*: `--writers` servants (5) write `--lines` lines each (4), one line every
+//!   `--every-ms` (1,000). The servants of a LAN each have a host of their own; here
+//!   1,000 share two cores, and a line costs each of them about half a millisecond of
+//!   CPU, so a line a second is a load this machine carries with room to spare, and the
+//!   figure is the overlay's latency (its hops), not a queue of the machine's;
+//! - *busy*: the same again, one line every `--busy-every-ms` (200): five lines a second
+//!   are 5,000 deliveries a second, most of what two cores can do, and the figure shows
+//!   the machine's queue;
 //! - *churn*: while the writers go on, `--churn` servants are killed with SIGKILL and as
 //!   many new ones started; counted over the servants up the whole time;
 //! - *burst*: `--burst-writers` servants write `--burst-lines` lines each, as fast as
@@ -45,6 +51,8 @@ pub struct Plan {
     pub lines: usize,
     /// Between two paced lines (stable phase).
     pub every: Duration,
+    /// Between two lines of the busy phase.
+    pub busy_every: Duration,
     /// Waited before the stable phase, once everyone hears s0.
     pub settle: Duration,
     pub churn: usize,
@@ -222,18 +230,20 @@ pub fn run(plan: &Plan, bin: &Path) -> Result<Report, String> {
     // The last to join are still filling their neighbours and reserves: let them settle.
     thread::sleep(plan.settle);
 
-    // Stable.
-    let mut lines = Vec::new();
-    for _ in 0..plan.lines {
-        for &w in &writers {
-            net.write(w);
-            lines.push((w, net.next[&w]));
-            thread::sleep(plan.every);
+    // Stable, then busy: the same lines, paced apart and then close together.
+    for (name, every) in [("stable", plan.every), ("busy", plan.busy_every)] {
+        let mut lines = Vec::new();
+        for _ in 0..plan.lines {
+            for &w in &writers {
+                net.write(w);
+                lines.push((w, net.next[&w]));
+                thread::sleep(every);
+            }
         }
+        let everyone = net.alive();
+        net.wait_shown(&everyone, &lines, Duration::from_secs(30));
+        phases.push(net.tally(name, &everyone, &lines));
     }
-    let everyone = net.alive();
-    net.wait_shown(&everyone, &lines, Duration::from_secs(30));
-    phases.push(net.tally("stable", &everyone, &lines));
 
     // Churn: victims killed and newcomers started while the writers go on.
     let mut rng = Lcg(t0.elapsed().as_nanos() as u64 | 1);
@@ -423,7 +433,8 @@ fn main() {
         servants,
         writers: arg(&args, "--writers", 5),
         lines: arg(&args, "--lines", 4),
-        every: Duration::from_millis(arg(&args, "--every-ms", 200)),
+        every: Duration::from_millis(arg(&args, "--every-ms", 1000)),
+        busy_every: Duration::from_millis(arg(&args, "--busy-every-ms", 200)),
         settle: Duration::from_secs(arg(&args, "--settle-secs", 10)),
         churn: arg(&args, "--churn", servants / 10),
         burst_writers: arg(&args, "--burst-writers", 10),
@@ -467,6 +478,7 @@ mod tests {
             writers: 5,
             lines: 4,
             every: Duration::from_millis(50),
+            busy_every: Duration::from_millis(10),
             settle: Duration::from_secs(1),
             churn: 5,
             burst_writers: 10,
