@@ -125,10 +125,12 @@ impl Neighbors {
     }
 }
 
-/// The links to one neighbour: usually one; two for a moment when both sides dialled.
+/// The links to one neighbour: one (when both sides dialled at once, see `up`).
 struct Slot {
     /// Each connection's number and queue; lines go on the first.
     conns: Vec<(u64, Bell<Arc<str>>)>,
+    /// The connection we dialled, while it is one of them.
+    dialled: Option<u64>,
     /// Whether a handshake has finished on one of them.
     up: bool,
 }
@@ -335,6 +337,7 @@ impl Driver {
                 peer.clone(),
                 Slot {
                     conns: vec![(conn, tx)],
+                    dialled: Some(conn),
                     up: false,
                 },
             );
@@ -470,6 +473,7 @@ impl Driver {
         if let Some(boot) = self.bootstrapping.remove(&conn) {
             let slot = self.links.entry(contact.clone()).or_insert(Slot {
                 conns: Vec::new(),
+                dialled: None,
                 up: true,
             });
             slot.conns.push((conn, boot));
@@ -482,10 +486,23 @@ impl Driver {
                 if (self.setup.refuses)(contact.addr.ip()) {
                     return;
                 }
+                let mine_first = self.setup.me.id < contact.id;
                 let slot = self.links.entry(contact.clone()).or_insert(Slot {
                     conns: Vec::new(),
+                    dialled: None,
                     up: true,
                 });
+                if let Some(ours) = slot.dialled.take() {
+                    // Both dialled at once. Both ends keep the connection the servant with
+                    // the smaller id opened and close the other (its queue is written out
+                    // first), or each would hold two links, and two threads more, for as
+                    // long as the neighbour stays.
+                    if mine_first {
+                        slot.dialled = Some(ours);
+                        return drop(tx);
+                    }
+                    slot.conns.retain(|(c, _)| *c != ours);
+                }
                 slot.conns.push((conn, tx));
                 slot.up = true;
                 link::log_up(&contact, false);
@@ -508,6 +525,9 @@ impl Driver {
         };
         let before = slot.conns.len();
         slot.conns.retain(|(c, _)| *c != conn);
+        if slot.dialled == Some(conn) {
+            slot.dialled = None;
+        }
         if slot.conns.len() == before {
             return false;
         }
