@@ -367,6 +367,7 @@ for fp in sel("lan-scale-footprint"):
     scale_md.append(f"**{n} servants** (127.0.1.1 onwards, one address each), started {fp['start_s']:.1f} s, all in the overlay and hearing s0 after {fp['ready_s']:.1f} s; "
                     f"per servant {fp['threads_median']:.0f} threads (max {fp['threads_max']:.0f}), {fp['rss_kb_median'] / 1024:.1f} MiB RSS (max {fp['rss_kb_max'] / 1024:.1f}), "
                     f"after the burst {after / 1024:.1f} MiB (max {fp.get('rss_kb_max_after', 0) / 1024:.1f}); "
+                    f"a line came over {fp.get('hops_median', 0):.1f} hops to a servant (the median of the servants' means; {fp.get('hops_max', 0)} at most); "
                     f"all servants {fp['rss_mib_total']:.0f} MiB RSS, {pss:.0f} MiB PSS; manager {fp['manager_rss_kb'] / 1024:.1f} MiB. Churn: {fp['churn']} killed with SIGKILL and as many started.\n")
     scale_md.append("| phase | lines | servants counted | lost | doubled | out of order | delivery p50 / p99 / max (ms) | last servant, p50 (ms) |\n|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:

@@ -88,6 +88,9 @@ pub struct Footprint {
     /// Median and max RSS once the burst has been shown everywhere.
     pub rss_kb_median_after: f64,
     pub rss_kb_max_after: f64,
+    /// Hops a line came over to a servant: the median of the servants' means, the most.
+    pub hops_median: f64,
+    pub hops_max: u64,
     pub churn: usize,
 }
 
@@ -298,6 +301,7 @@ pub fn run(plan: &Plan, bin: &Path) -> Result<Report, String> {
     net.wait_shown(&everyone, &lines, Duration::from_secs(120));
     phases.push(net.tally("burst", &everyone, &lines));
     let (mut rss_after, _, _) = measure(&net);
+    (footprint.hops_median, footprint.hops_max) = net.hops();
     footprint.rss_kb_median_after = quantile(&mut rss_after, 0.5);
     footprint.rss_kb_max_after = quantile(&mut rss_after, 1.0);
     let linked_newcomers = newcomers
@@ -344,9 +348,11 @@ pub fn run(plan: &Plan, bin: &Path) -> Result<Report, String> {
     say(
         &mut text,
         format!(
-            "per servant after the burst: RSS median {:.1} MiB max {:.1} MiB",
+            "per servant after the burst: RSS median {:.1} MiB max {:.1} MiB; a line came over {:.1} hops (median of the servants' means), {} at most",
             footprint.rss_kb_median_after / 1024.0,
-            footprint.rss_kb_max_after / 1024.0
+            footprint.rss_kb_max_after / 1024.0,
+            footprint.hops_median,
+            footprint.hops_max
         ),
     );
     for p in phases.iter().filter(|_| plan.per_line) {
@@ -412,6 +418,8 @@ fn append_json(path: &Path, plan: &Plan, r: &Report) -> std::io::Result<()> {
         .num("pss_mib_total", fp.pss_mib_total)
         .num("rss_kb_median_after", fp.rss_kb_median_after)
         .num("rss_kb_max_after", fp.rss_kb_max_after)
+        .num("hops_median", fp.hops_median)
+        .int("hops_max", fp.hops_max as i64)
         .num("manager_rss_kb", fp.manager_rss_kb)
         .int("churn", fp.churn as i64);
     writeln!(f, "{}", row.finish())

@@ -66,6 +66,26 @@ fn past_fullmesh_servants_keep_few_neighbours_and_every_line_arrives_once() {
     let mut servants = small_overlay(&dir, m.port, 12);
     everyone_hears_everyone_once(&mut servants, "first");
     everyone_hears_everyone_once(&mut servants, "second");
+    // `/peers` says how far the lines shown came: at least one hop, at most one fewer
+    // than there are servants.
+    servants[0].proc.send("/peers");
+    let view = servants[0]
+        .proc
+        .wait_stdout("the overlay's /peers line", |l| l.starts_with("overlay: "));
+    let hops = view
+        .split(", over ")
+        .nth(1)
+        .and_then(|r| r.split_once(" hops on average (at most "))
+        .and_then(|(mean, most)| {
+            Some((
+                mean.parse::<f64>().ok()?,
+                most.strip_suffix(')')?.parse::<usize>().ok()?,
+            ))
+        });
+    assert!(
+        hops.is_some_and(|(mean, most)| (1.0..=most as f64).contains(&mean) && most < 12),
+        "{view}"
+    );
     for s in &servants {
         let links = s
             .proc

@@ -34,11 +34,14 @@ impl Phase {
 
 /// What a servant showed: (author, number, when).
 pub type Shown = Arc<Mutex<Vec<(usize, u64, Instant)>>>;
+pub type Hops = Arc<Mutex<Option<(f64, u64)>>>;
 
 pub struct Servant {
     pub child: Child,
     pub stdin: Option<ChildStdin>,
     pub shown: Shown,
+    /// What its last `/peers` said of the hops its lines came over: mean, most.
+    pub hops: Hops,
     /// Set once its log says it has a neighbour in the overlay.
     pub linked: Arc<AtomicBool>,
     pub joined: Arc<AtomicBool>,
@@ -102,10 +105,21 @@ pub fn address(i: usize) -> String {
     format!("127.0.{}.{}", 1 + i / 250, 1 + i % 250)
 }
 
-/// Reads `<sA> m A K` lines from a servant's output.
-pub fn read_shown(out: impl std::io::Read, shown: Shown) {
+/// The hops of `/peers`'s overlay line: `… over M hops on average (at most X)`.
+pub fn view_hops(line: &str) -> Option<(f64, u64)> {
+    let rest = line.split(", over ").nth(1)?;
+    let (mean, rest) = rest.split_once(" hops on average (at most ")?;
+    Some((mean.parse().ok()?, rest.strip_suffix(')')?.parse().ok()?))
+}
+
+/// Reads `<sA> m A K` lines from a servant's output, and the hops of its `/peers`.
+pub fn read_shown(out: impl std::io::Read, shown: Shown, hops: Hops) {
     for line in BufReader::new(out).lines() {
         let Ok(line) = line else { return };
+        if line.starts_with("overlay: ") {
+            *hops.lock().unwrap() = view_hops(&line);
+            continue;
+        }
         let Some(rest) = line.strip_prefix("<s") else {
             continue;
         };
@@ -242,13 +256,16 @@ impl Net {
         let out = child.stdout.take().ok_or("no servant stdout")?;
         let err = child.stderr.take().ok_or("no servant stderr")?;
         let s = Arc::clone(&shown);
-        spawn_reader(format!("out-s{i}"), move || read_shown(out, s));
+        let hops: Hops = Default::default();
+        let h = Arc::clone(&hops);
+        spawn_reader(format!("out-s{i}"), move || read_shown(out, s, h));
         let file = self.dir.join(format!("s{i}.log"));
         spawn_reader(format!("log-s{i}"), move || read_log(err, file, flags));
         self.servants.push(Servant {
             stdin: child.stdin.take(),
             child,
             shown,
+            hops,
             linked,
             joined,
             meshed_out,
@@ -318,6 +335,29 @@ impl Net {
         }
         p.last = lines.iter().filter_map(|l| last.get(l).copied()).collect();
         p
+    }
+
+    /// Asks every servant up for `/peers` and waits (5 s at most) for the answers: the
+    /// median over servants of the mean hops their lines came over, and the most.
+    pub fn hops(&mut self) -> (f64, u64) {
+        let up = self.alive();
+        for &i in &up {
+            *self.servants[i].hops.lock().unwrap() = None;
+            self.servants[i].write("/peers");
+        }
+        let answered = |net: &Net| -> Vec<(f64, u64)> {
+            up.iter()
+                .filter_map(|&i| *net.servants[i].hops.lock().unwrap())
+                .collect()
+        };
+        let _ = wait("/peers answers", Duration::from_secs(5), || {
+            answered(self).len() == up.len()
+        });
+        let got = answered(self);
+        let mut means: Vec<f64> = got.iter().map(|h| h.0).collect();
+        means.sort_by(f64::total_cmp);
+        let median = means.get(means.len() / 2).copied().unwrap_or(0.0);
+        (median, got.iter().map(|h| h.1).max().unwrap_or(0))
     }
 
     pub fn alive(&self) -> Vec<usize> {

@@ -156,6 +156,9 @@ struct Driver {
     /// Inputs for the state, from what it asked (a dial that cannot even start).
     later: Vec<Input<Wire>>,
     shown: u64,
+    /// Hops the lines shown came over (summed), and the most: for `/peers`.
+    hops: u64,
+    hops_max: u16,
     /// Behind a firewall: `LINK` says port 0 and shuffles leave us out, so nobody
     /// tries to dial us; every link is one we opened.
     hidden: bool,
@@ -179,6 +182,8 @@ impl Driver {
             setup,
             later: Vec::new(),
             shown: 0,
+            hops: 0,
+            hops_max: 0,
             hidden: false,
         }
     }
@@ -262,11 +267,13 @@ impl Driver {
             Action::Close(peer) => {
                 self.links.remove(&peer);
             }
-            Action::Show { id, line, .. } => {
+            Action::Show { id, line, hops } => {
                 let delivered = &self.setup.endpoint.delivered;
                 delivered.note(&id.author, id.incarnation, id.seq);
                 if id.author != self.setup.me.id {
                     self.shown += 1;
+                    self.hops += u64::from(hops);
+                    self.hops_max = self.hops_max.max(hops);
                     (self.setup.show)(&line);
                 }
             }
@@ -628,6 +635,13 @@ impl Driver {
             self.overlay.kept_lines(),
             self.shown
         );
+        if self.shown > 0 {
+            s.push_str(&format!(
+                ", over {:.1} hops on average (at most {})",
+                self.hops as f64 / self.shown as f64,
+                self.hops_max
+            ));
+        }
         for peer in active {
             let how = if self.overlay.is_eager(peer) {
                 "whole lines"
