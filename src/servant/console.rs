@@ -14,6 +14,7 @@ use log::warn;
 
 use crate::lines::{LineError, LineReader};
 use crate::protocol::TEXT_LIMIT;
+use crate::transfer::STATUS;
 
 /// What a typed line asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -131,10 +132,6 @@ pub fn read_input<T>(
 
 /// Lines read together that are sent as one run at most (as many as one signature covers).
 const SAY_RUN: usize = crate::batch::MAX_LEAVES;
-
-/// Marks a line as a status (progress) line: drawn in place on a terminal, printed as a
-/// plain line otherwise. Chat lines never start with it (they start with `<`).
-pub const STATUS: char = '\u{1}';
 
 /// Standard output when it is not a terminal (a pipe, a file): every thread appends its
 /// lines to one buffer, and whoever has nothing more to add writes it out in one go. A

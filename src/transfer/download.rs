@@ -687,7 +687,7 @@ fn run(job: &Job, progress: &Progress) -> Result<String, String> {
 /// Shows a download's progress while `working`: a bar redrawn four times a second on a
 /// terminal, a plain line at every tenth otherwise.
 fn report(progress: &Progress, working: &std::sync::atomic::AtomicBool, out: &Sender<String>) {
-    use crate::servant::console::STATUS;
+    use super::STATUS;
     use std::io::IsTerminal;
     let terminal = std::io::stdout().is_terminal();
     let mut last_tenth = usize::MAX;

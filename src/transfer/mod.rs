@@ -25,6 +25,12 @@ pub mod manifest;
 pub mod serve;
 pub mod slots;
 
+/// Marks a line a download hands its printer as a status (progress) line: the console
+/// draws it in place on a terminal and prints it as a plain line otherwise. Chat lines
+/// never start with it (they start with `<`). Defined here, by the side that writes such
+/// lines; the console, which stands above, reads it.
+pub const STATUS: char = '\u{1}';
+
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
