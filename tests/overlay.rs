@@ -160,19 +160,17 @@ fn a_neighbour_that_alters_or_forges_forwarded_lines_is_not_believed() {
     // Lines by carol, a servant eve has heard, passed on by eve.
     let carol = new_identity();
     let gossip = |line: &str| format!("GOSSIP 1 {} {line}", carol.key.hex());
-    let first = signed_msg(&carol, carol.incarnation, 1, "carol", "a genuine line");
+    let genuine = |seq: u64, text: &str| signed_msg(&carol, carol.incarnation, seq, "carol", text);
+    // Signed by eve, under carol's id.
+    let forged = |seq: u64, text: &str| {
+        signed_msg(&eve, carol.incarnation, seq, "carol", text).replace(&eve.id, &carol.id)
+    };
+    let first = genuine(1, "a genuine line");
     let altered = first.replace("a genuine line", "an altered line");
-    let forged = signed_msg(&eve, carol.incarnation, 2, "carol", "a forged line")
-        .replace(&eve.id, &carol.id);
-    let second = signed_msg(
-        &carol,
-        carol.incarnation,
-        2,
-        "carol",
-        "another genuine line",
-    );
+    let forged_second = forged(2, "a forged line");
+    let second = genuine(2, "another genuine line");
     n.send(&gossip(&altered));
-    n.send(&gossip(&forged));
+    n.send(&gossip(&forged_second));
     n.send(&gossip(&first));
     n.send(&gossip(&second));
     for s in [&alice, &bob] {
@@ -184,15 +182,8 @@ fn a_neighbour_that_alters_or_forges_forwarded_lines_is_not_believed() {
         .wait_log("whose signature does not verify; dropped");
     // Once a line is shown, a copy of it is read by its id alone: an altered copy is
     // neither shown nor passed on, and a forged line past it is still checked.
-    let forged_third = signed_msg(&eve, carol.incarnation, 3, "carol", "a forged third")
-        .replace(&eve.id, &carol.id);
-    let third = signed_msg(
-        &carol,
-        carol.incarnation,
-        3,
-        "carol",
-        "a third genuine line",
-    );
+    let forged_third = forged(3, "a forged third");
+    let third = genuine(3, "a third genuine line");
     n.send(&gossip(&altered));
     n.send(&gossip(&forged_third));
     n.send(&gossip(&third));

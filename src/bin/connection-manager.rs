@@ -1,5 +1,8 @@
 //! `connection-manager --config FILE`: the article's connection manager.
 
+#[path = "shared/heap.rs"]
+mod heap;
+
 use std::io::BufRead;
 use std::process::ExitCode;
 use std::thread;
@@ -39,7 +42,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    small_heap();
+    heap::small_heap();
     cli::init_logging();
     let path = args.config.unwrap_or_else(|| "conf/manager.xml".into());
     let config = match ManagerConfig::load(&path) {
@@ -105,18 +108,4 @@ fn main() -> ExitCode {
     }
     // Connections close with the process; servants notice at once and retry with backoff.
     ExitCode::SUCCESS
-}
-
-/// Keeps the heap to two malloc arenas. glibc gives each thread that allocates an arena
-/// of its own, up to 8 per core, and a thread-per-connection process of 20 or 1,000
-/// threads then holds a few dozen KiB of partly used heap per thread. Two arenas: on the
-/// small hosts genp2p is for, threads seldom allocate at the same instant. (The only
-/// `unsafe` of either binary; the library forbids it.)
-fn small_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tunable of glibc's allocator; called before any other
-    // thread exists, it races with nothing.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
-    }
 }

@@ -1,5 +1,8 @@
 //! `servant --config FILE`: the article's servant, a peer of the chat network.
 
+#[path = "shared/heap.rs"]
+mod heap;
+
 use std::process::ExitCode;
 
 use genp2p::cli::{self, Command};
@@ -41,7 +44,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    small_heap();
+    heap::small_heap();
     cli::init_logging();
     if let Some(file) = args.new_network_key {
         return match genp2p::identity::NetworkKey::create(&file) {
@@ -93,19 +96,5 @@ fn main() -> ExitCode {
             error!("{e}");
             ExitCode::FAILURE
         }
-    }
-}
-
-/// Keeps the heap to two malloc arenas. glibc gives each thread that allocates an arena
-/// of its own, up to 8 per core, and a thread-per-connection process of 20 or 1,000
-/// threads then holds a few dozen KiB of partly used heap per thread. Two arenas: on the
-/// small hosts genp2p is for, threads seldom allocate at the same instant. (The only
-/// `unsafe` of either binary; the library forbids it.)
-fn small_heap() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets a tunable of glibc's allocator; called before any other
-    // thread exists, it races with nothing.
-    unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
     }
 }

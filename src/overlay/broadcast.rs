@@ -341,7 +341,7 @@ impl<K: Types> Broadcast<K> {
     }
 
     /// Whether this line was seen: kept, shown, or of an incarnation since replaced.
-    pub fn has(&self, id: &LineId<K::Author>) -> bool {
+    fn has(&self, id: &LineId<K::Author>) -> bool {
         // The author's order first: it answers for nearly every id, from a smaller map.
         self.order.has(id) || self.kept.contains_key(id)
     }

@@ -54,11 +54,6 @@ impl<K: Types> Overlay<K> {
         self.cast.kept()
     }
 
-    /// Whether this line was seen here (shown, kept, or of a run since replaced).
-    pub fn has_line(&self, id: &super::event::LineId<K::Author>) -> bool {
-        self.cast.has(id)
-    }
-
     /// The timers every servant runs; call once before the first input.
     pub fn start(&mut self, rng: &mut Rng, out: &mut Vec<Action<K>>) {
         self.members.start(&self.params, rng, out);

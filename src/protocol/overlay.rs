@@ -252,16 +252,6 @@ fn parse_shuffle(rest: &str) -> Result<OverlayMessage, ProtocolError> {
     })
 }
 
-/// `GOSSIP HOPS KEY MSG ...`: the parts, unparsed (for checking the line's signature
-/// before anything else is made of it).
-pub fn gossip_parts(rest: &str) -> Result<(&str, &str, &str), ProtocolError> {
-    let mut parts = rest.splitn(3, ' ');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(hops), Some(key), Some(msg)) => Ok((hops, key, msg)),
-        _ => err("GOSSIP needs HOPS KEY MSG..."),
-    }
-}
-
 /// The author's key in a `GOSSIP`, checked to be the key of the line's author.
 pub fn gossip_key(key: &str, chat: &MsgRef) -> Result<PeerKey, ProtocolError> {
     let key = PeerKey::from_hex(key).map_err(|e| ProtocolError(format!("GOSSIP: KEY: {e}")))?;
@@ -287,7 +277,10 @@ pub struct GossipRef<'a> {
 
 impl<'a> GossipRef<'a> {
     pub fn parse(rest: &'a str) -> Result<GossipRef<'a>, ProtocolError> {
-        let (hops, key, msg) = gossip_parts(rest)?;
+        let mut parts = rest.splitn(3, ' ');
+        let (Some(hops), Some(key), Some(msg)) = (parts.next(), parts.next(), parts.next()) else {
+            return err("GOSSIP needs HOPS KEY MSG...");
+        };
         let hops = small("GOSSIP: HOPS", hops)?;
         let Some(chat) = MsgRef::parse(msg) else {
             return err("GOSSIP: KEY must be followed by a MSG line");

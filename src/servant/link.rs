@@ -595,16 +595,14 @@ fn follow<E>(
         }
         if last_beat.elapsed() >= beat {
             last_beat = Instant::now();
-            let beat = if writer.quiet() && beats.is_multiple_of(SAMPLE_BEATS) {
-                ManagerCommand::NeedsSample {
+            let beat = match (writer.quiet(), beats.is_multiple_of(SAMPLE_BEATS)) {
+                (true, true) => ManagerCommand::NeedsSample {
                     count: QUIET_SAMPLE,
-                }
-            } else if writer.quiet() {
-                ManagerCommand::NeedsNoChanges
-            } else {
-                ManagerCommand::NeedsPeerList {
+                },
+                (true, false) => ManagerCommand::NeedsNoChanges,
+                (false, _) => ManagerCommand::NeedsPeerList {
                     since: Some(version),
-                }
+                },
             };
             if let Err(e) = writer.send(&beat) {
                 return Some(Ended::Lost(e.to_string()));
