@@ -69,10 +69,25 @@ pub fn parse_args(program: &str, usage: &str, servant: bool) -> Result<Command, 
     Ok(Command::Run(args))
 }
 
-/// Logs to standard error at `info` unless `RUST_LOG` says otherwise.
+/// Logs to standard error at `info` unless `RUST_LOG` says otherwise, as
+/// `[2026-12-06T20:01:02Z INFO ] message`; the level is coloured when standard error is a
+/// terminal and `NO_COLOR` is unset.
 pub fn init_logging() {
+    use std::io::{IsTerminal, Write};
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
-        .format_target(false)
+        .format(move |out, record| {
+            let level = record.level();
+            let (on, off) = match (colour, level) {
+                (false, _) => ("", ""),
+                (true, log::Level::Error) => ("\x1b[31m", "\x1b[0m"),
+                (true, log::Level::Warn) => ("\x1b[33m", "\x1b[0m"),
+                (true, log::Level::Info) => ("\x1b[32m", "\x1b[0m"),
+                (true, _) => ("\x1b[2m", "\x1b[0m"),
+            };
+            let stamp = crate::clock::now_rfc3339();
+            writeln!(out, "[{stamp} {on}{level:<5}{off}] {}", record.args())
+        })
         .init();
 }
 

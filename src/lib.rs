@@ -20,6 +20,7 @@
 
 pub mod batch;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod dial;
 pub mod encoding;

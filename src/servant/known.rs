@@ -21,10 +21,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use log::warn;
 
+use crate::clock;
 use crate::escape::Shown;
 use crate::files::{write_atomically, Access};
 use crate::identity::PeerKey;
@@ -179,7 +180,7 @@ impl KnownPeers {
                     name.to_owned(),
                     Pin {
                         key: *key,
-                        first_seen: now_rfc3339(),
+                        first_seen: clock::now_rfc3339(),
                     },
                 );
                 drop(st);
@@ -222,7 +223,7 @@ impl KnownPeers {
             name.to_owned(),
             Pin {
                 key: new,
-                first_seen: now_rfc3339(),
+                first_seen: clock::now_rfc3339(),
             },
         );
         drop(st);
@@ -321,30 +322,6 @@ fn parse(path: &Path, text: &str) -> Result<BTreeMap<String, Pin>, KnownError> {
     Ok(pins)
 }
 
-/// Now, as `2026-12-06T20:01:02Z`.
-pub fn now_rfc3339() -> String {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rest) = ((secs / 86_400) as i64, secs % 86_400);
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rest / 3600,
-        rest / 60 % 60,
-        rest % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,7 +383,7 @@ mod tests {
                 want
             );
         }
-        let date = now_rfc3339();
+        let date = clock::now_rfc3339();
         assert_eq!(date.len(), 20, "{date}");
         assert!(date.starts_with("20") && date.ends_with('Z'), "{date}");
     }
