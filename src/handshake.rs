@@ -29,7 +29,7 @@
 //!
 //! This module does no I/O: it turns received lines into lines to send, so it can be
 //! tested and fuzzed on its own; `servant::sender`, `servant::listener` and
-//! `servant::relaying` move the lines.
+//! `servant::hub` and `servant::puller` move the lines.
 
 use std::fmt;
 

@@ -27,9 +27,9 @@ use log::{debug, info, warn};
 use super::authors::Authors;
 use super::bans::Bans;
 use super::console::Pipe;
+use super::hub::{serve_pull, Hub};
 use super::known::{changed_warning, KnownPeers, Standing};
 use super::neighbors::{link, Door};
-use super::relaying::{serve_pull, Hub};
 use super::seen::{Seen, Verdict, STRANGERS};
 use super::sender::{HANDSHAKE_TIMEOUT, PING_EVERY};
 use crate::escape::Shown;
@@ -249,7 +249,12 @@ fn serve_connection(stream: TcpStream, peer: SocketAddr, inbound: &Inbound, plac
             if inbound.seen.is_listed(&link.peer_id) {
                 place.protect();
             }
-            serve_pull(&stream, &mut reader, peer, &link, inbound)
+            match pull_assigned(inbound, peer, &link) {
+                Some(assigned) => {
+                    serve_pull(&stream, &mut reader, peer, &link, (&inbound.hub, assigned))
+                }
+                None => "PULL refused: not assigned to this relay".into(),
+            }
         }
         Some(Ok(PeerLine::Link(hello, port))) => {
             let Some(ep) = inbound.links.endpoint() else {
@@ -402,6 +407,31 @@ fn accept(
 }
 
 /// `servants1_DataArrival` for a person typing: the line, from the connection's address.
+/// When the manager listed `link`'s servant as pulling from us; `None` (logged, within the
+/// refusal log's limit) when it has not made us its relay: a relay is not a way for anyone
+/// to read all chat.
+fn pull_assigned(inbound: &Inbound, peer: SocketAddr, link: &Link) -> Option<Instant> {
+    let id = link.peer_id.as_str();
+    let assigned = inbound
+        .relayed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(id)
+        .copied();
+    if assigned.is_none() {
+        let allowed = inbound
+            .refusals
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .allow(&peer.ip());
+        if allowed.is_some() {
+            let name = Shown(&link.name);
+            warn!("{peer}: refused PULL from {name} ({id}): the manager has not made us its relay");
+        }
+    }
+    assigned
+}
+
 fn show_plain(peer: SocketAddr, line: &str, inbound: &Inbound) {
     inbound.show(&["<", &peer.to_string(), "> ", &crate::escape::shown(line)]);
 }

@@ -1,6 +1,6 @@
 //! Is our relay passing on what the others say?
 //!
-//! A servant behind a firewall hears everything through one relay (`relaying`), and a
+//! A servant behind a firewall hears everything through one relay (`puller`, `hub`), and a
 //! relay that drops lines cannot be caught by signatures: it forges nothing, it only
 //! stays silent. So the servant checks it against the others' own word. Each servant it
 //! sends to answers on that link, now and then, with `SAID INC SEQ`: the last line it has

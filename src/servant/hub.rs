@@ -1,25 +1,19 @@
-//! Relayed pull, both ends: a servant behind a firewall pulls every message from a relay.
+//! The relay's side of a relayed pull: what this servant sends to the servants that pull
+//! from it.
 //!
 //! The article's closing section: when the manager concludes that a servant cannot be
 //! reached, it tells it to pull from a chosen peer, which publishes to it all the data it
-//! gets, for the life of that servant. Here:
-//!
-//! - the **relay** side is `Hub`: every message this servant shows or writes is recorded
-//!   in a bounded history and handed to each attached puller's `relay-NAME` writer thread;
-//! - the **pulling** side is `Puller`: the `pull-NAME` thread connects *out* to the relay
-//!   (outbound connections pass the firewall), opens with `PULL` and the same handshake
-//!   as a sending connection (so each side knows the other's key), says the last message
-//!   it has shown from each writer (`SEEN`), and then reads `MSG` lines, checking each
-//!   line's signature: a relay passes lines on, it cannot alter or invent them.
-//!
-//! Nothing is lost when a relay changes: the new relay first sends, from its history,
-//! everything newer than what the puller says it has seen, and the puller drops what it
-//! has already shown, by writer id and sequence number (`Seen`).
+//! gets, for the life of that servant. `Hub` is that publishing: every message this
+//! servant shows or writes is recorded in a bounded history and handed to each attached
+//! puller's `relay-NAME` writer thread. A new puller first gets, from the history,
+//! everything newer than what it says it has seen (`SEEN`), so nothing is lost when a
+//! puller changes relays. The pulling side is `puller`; the listener hands a `PULL`
+//! connection here once its handshake has proved who it is and the manager has assigned
+//! it to us.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::Write;
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -27,13 +21,11 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use log::{debug, info, warn};
 
-use super::listener::{servant_lines, Inbound, Source};
-use super::sender::{open_link, PING_EVERY};
+use super::sender::PING_EVERY;
 use crate::escape::Shown;
-use crate::handshake::{Link, Mode};
-use crate::identity::PeerKey;
+use crate::handshake::Link;
 use crate::lines::{LineError, LineReader};
-use crate::protocol::{PeerLine, CHAT_LINE_LIMIT};
+use crate::protocol::PeerLine;
 
 /// Messages kept to catch a new puller up, and the most bytes they may take.
 const HISTORY: usize = 4096;
@@ -43,10 +35,8 @@ const HISTORY_BYTES: usize = 4 << 20;
 const PULL_QUEUE: usize = 4096;
 /// `SEEN` lines accepted after one `PULL`.
 const MAX_SEEN: usize = 100_000;
-const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 /// How long before a servant was first listed here its relay may catch it up from.
 const LIST_SLACK: Duration = Duration::from_secs(5);
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// One message in the history: its `MSG` line as sent or received (with or without its
 /// `\n`), one allocation per message.
@@ -193,35 +183,18 @@ impl Hub {
 }
 
 /// Serves a `PULL` connection on the relay: reads the `SEEN` lines up to `END`, catches the
-/// puller up, then forwards everything until the connection ends.
+/// puller up, then forwards everything until the connection ends. `assigned` is when the
+/// manager listed this servant as pulling from us: only what we recorded since then is sent
+/// (a relay is not a way for anyone to read all chat).
 pub fn serve_pull(
     stream: &TcpStream,
     reader: &mut LineReader<&TcpStream>,
     peer: SocketAddr,
     link: &Link,
-    inbound: &Inbound,
+    (hub, assigned): (&Hub, Instant),
 ) -> String {
     let (id, name) = (link.peer_id.as_str(), Shown(&link.name).to_string());
     let name = name.as_str();
-    // Only a servant the manager has told to pull from us is served, and only with what
-    // we recorded since we learnt it: a relay is not a way for anyone to read all chat.
-    let Some(assigned) = inbound
-        .relayed
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(id)
-        .copied()
-    else {
-        let allowed = inbound
-            .refusals
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .allow(&peer.ip());
-        if allowed.is_some() {
-            warn!("{peer}: refused PULL from {name} ({id}): the manager has not made us its relay");
-        }
-        return "PULL refused: not assigned to this relay".into();
-    };
     let mut seen = HashMap::new();
     let mut since = None;
     loop {
@@ -264,9 +237,7 @@ pub fn serve_pull(
     // A change reaches us a moment after the manager makes it (it gathers changes for
     // 50 ms, and we may be busy): allow that much before the servant was listed here.
     let not_before = assigned.checked_sub(LIST_SLACK).unwrap_or(assigned);
-    let (serial, caught_up) = inbound
-        .hub
-        .attach(id, &seen, (since, not_before), tx, closer);
+    let (serial, caught_up) = hub.attach(id, &seen, (since, not_before), tx, closer);
     info!("relaying to {name} at {peer} ({caught_up} missed message(s) sent first)");
     // The puller sends nothing more but PINGs; its closing ends the relay.
     let _ = stream.set_read_timeout(None);
@@ -278,7 +249,7 @@ pub fn serve_pull(
             Err(e) => break e.to_string(),
         }
     };
-    inbound.hub.detach(serial);
+    hub.detach(serial);
     info!("stopped relaying to {name}: {why}");
     why
 }
@@ -315,136 +286,4 @@ fn push_line(buf: &mut Vec<u8>, line: &str) {
     if !line.ends_with('\n') {
         buf.push(b'\n');
     }
-}
-
-/// The pulling side: a `pull-NAME` thread for as long as this servant is relayed through
-/// one relay. Dropping the `Puller` (the manager named another relay, or we are leaving)
-/// closes the connection and ends the thread.
-pub struct Puller {
-    pub relay_label: String,
-    pub addr: SocketAddr,
-    /// The key the manager lists for the relay: whoever answers at `addr` must prove it.
-    pub key: Option<PeerKey>,
-    stop: Arc<AtomicBool>,
-    socket: Arc<Mutex<Option<TcpStream>>>,
-}
-
-impl Drop for Puller {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        if let Some(s) = self.socket.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = s.shutdown(Shutdown::Both);
-        }
-    }
-}
-
-impl Puller {
-    /// Starts pulling from `addr`. `joined` is when we joined the network: the relay
-    /// catches us up on writers we have not heard yet only from then on.
-    pub fn start(
-        relay_label: String,
-        addr: SocketAddr,
-        key: Option<PeerKey>,
-        joined: Instant,
-        inbound: Arc<Inbound>,
-    ) -> std::io::Result<Puller> {
-        let stop = Arc::new(AtomicBool::new(false));
-        let socket = Arc::new(Mutex::new(None));
-        let (st, so, label) = (Arc::clone(&stop), Arc::clone(&socket), relay_label.clone());
-        let relay = Relay { label, addr, key };
-        thread::Builder::new()
-            .name(format!("pull-{relay_label}"))
-            .spawn(move || pull_loop(&relay, joined, &inbound, &st, &so))?;
-        Ok(Puller {
-            relay_label,
-            addr,
-            key,
-            stop,
-            socket,
-        })
-    }
-}
-
-/// The relay a `pull-` thread pulls from.
-struct Relay {
-    label: String,
-    addr: SocketAddr,
-    key: Option<PeerKey>,
-}
-
-fn pull_loop(
-    relay: &Relay,
-    joined: Instant,
-    inbound: &Inbound,
-    stop: &AtomicBool,
-    socket: &Mutex<Option<TcpStream>>,
-) {
-    let (label, addr) = (relay.label.as_str(), relay.addr);
-    let mut backoff = BACKOFF_FIRST;
-    while !stop.load(Ordering::SeqCst) {
-        let started = Instant::now();
-        let result = (|| -> std::io::Result<String> {
-            let stream = crate::dial::connect(&addr, Duration::from_secs(3))?;
-            stream.set_nodelay(true)?;
-            stream.set_write_timeout(Some(Duration::from_secs(5)))?;
-            // The relay pings every PING_EVERY; four missed pings mean it is gone.
-            stream.set_read_timeout(Some(PING_EVERY * 4))?;
-            *socket.lock().unwrap_or_else(|p| p.into_inner()) = Some(stream.try_clone()?);
-            if stop.load(Ordering::SeqCst) {
-                return Ok("stopped".into());
-            }
-            let mut reader = LineReader::new(&stream, CHAT_LINE_LIMIT);
-            open_link(
-                &stream,
-                &mut reader,
-                (&inbound.identity, &inbound.name),
-                Mode::Pull,
-                relay.key.as_ref(),
-                inbound.network.as_ref(),
-            )?;
-            stream.set_read_timeout(Some(PING_EVERY * 4))?;
-            let mut seen = String::new();
-            for (origin, incarnation, seq) in inbound.seen.snapshot() {
-                seen.push_str(
-                    &PeerLine::Seen {
-                        origin,
-                        incarnation,
-                        seq,
-                    }
-                    .to_line(),
-                );
-            }
-            let ms = joined.elapsed().as_millis() as u64;
-            seen.push_str(&PeerLine::Since { ms }.to_line());
-            seen.push_str(&PeerLine::End.to_line());
-            (&stream).write_all(seen.as_bytes())?;
-            info!("pulling from relay {label} at {addr}");
-            Ok(servant_lines(
-                &mut reader,
-                addr,
-                Source::Relay,
-                label,
-                inbound,
-                None,
-            ))
-        })();
-        if stop.load(Ordering::SeqCst) {
-            break;
-        }
-        match result {
-            Ok(why) => {
-                info!("relay {label} connection ended: {why}; reconnecting");
-                // Only a connection that lasted resets the backoff: one cut at once (the
-                // relay refuses us, or we ban it) would otherwise be retried ten times a
-                // second, with a log line on each side every time.
-                if started.elapsed() >= BACKOFF_MAX {
-                    backoff = BACKOFF_FIRST;
-                }
-            }
-            Err(e) => debug!("cannot pull from relay {label} at {addr}: {e}"),
-        }
-        thread::sleep(backoff);
-        backoff = (backoff * 2).min(BACKOFF_MAX);
-    }
-    debug!("stopped pulling from {label}");
 }
