@@ -918,7 +918,6 @@ fn a_ban_on_an_address_drops_its_servants_lines_through_a_relay_and_from_elsewhe
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let real_port = free_port();
     let extra = format!(
         "<publicport>{hidden_port}</publicport><bans><ban><target>{banned}</target></ban></bans>"
     );
@@ -926,12 +925,18 @@ fn a_ban_on_an_address_drops_its_servants_lines_through_a_relay_and_from_elsewhe
         spawn_servant(
             &dir,
             "alice",
-            &servant_config("alice", m.port, Some(real_port), &extra),
+            &servant_config("alice", m.port, Some(0), &extra),
             &[],
             "info",
         ),
         "alice",
     );
+    // The port alice really listens on (the OS chose it; she tells the manager another).
+    let real_port: u16 = {
+        let line = alice.proc.wait_log("; telling the manager ");
+        let rest = line.split("listening on port ").nth(1).expect("the port in the log");
+        rest.split(';').next().unwrap().trim().parse().expect("a port number")
+    };
     m.proc.wait_stderr("alice's relay", |l| {
         l.contains("alice (slot ") && l.contains(" pulls from bob")
     });

@@ -56,7 +56,7 @@ impl Core {
 
     /// Bans follow the author: the servants the list has at a banned address are banned
     /// by id too, so their lines are dropped wherever they come from (a relay passes on
-    /// what it hears; see `listener::receive`).
+    /// what it hears; see `receiving::receive`).
     pub(super) fn refresh_banned_authors(&self) {
         let banned: HashSet<String> = self
             .listed

@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{Receiver, Sender};
 use log::{debug, warn};
 
-use super::listener::Inbound;
+use super::inbound::Inbound;
 use super::neighbors::bell::Bell;
 use super::neighbors::link::ToDriver;
-use super::sender::{Outgoing, Wire};
+use super::wire::{Outgoing, Wire};
 use crate::batch;
 use crate::identity::{Identity, Presigned};
 use crate::protocol::{msg_head, msg_line, ChatMessage, TEXT_LIMIT};

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
 use log::{debug, info, warn};
 
-use super::sender::PING_EVERY;
+use super::linking::PING_EVERY;
 use crate::escape::Shown;
 use crate::handshake::Link;
 use crate::lines::{LineError, LineReader};

@@ -16,9 +16,10 @@ use crate::protocol::{PeerEntry, PeerList};
 use super::dispatch::PeerQueue;
 use super::link::LinkEvent;
 use super::neighbors::link::ToDriver;
-use super::sender::{self, Outgoing, Target, Wire};
+use super::sender::{self, Target};
 use super::state::{grace_for, Core, Peer};
 use super::switch;
+use super::wire::{Outgoing, Wire};
 
 impl Core {
     /// What the link reports (the article's `Winsock1_DataArrival`, split into events).

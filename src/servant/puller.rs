@@ -20,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use log::{debug, info};
 
-use super::listener::{servant_lines, Inbound, Source};
-use super::sender::{open_link, PING_EVERY};
+use super::inbound::Inbound;
+use super::linking::{open_link, PING_EVERY};
+use super::receiving::{servant_lines, Source};
 use crate::handshake::Mode;
 use crate::identity::PeerKey;
 use crate::lines::LineReader;

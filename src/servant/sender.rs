@@ -19,16 +19,13 @@
 //!
 //! Waking a thread for every line costs more than the write itself, so when the sender has
 //! nothing queued and is connected, the typist (`dispatch`) writes the line to the socket
-//! itself: the two share the peer's [`Wire`], and whoever holds its turn writes. The lock
-//! is held only to take or give the turn, never across a write; a line the typist cannot
-//! write at once (the socket is full, or broken) goes through the channel as before, and
-//! if part of it was written, the sender thread writes the rest before anything else.
+//! itself: the two share the peer's `Wire` (see `wire`), and whoever holds its turn writes.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -36,17 +33,14 @@ use crossbeam_channel::{Receiver, RecvTimeoutError};
 use log::{debug, info, warn};
 use socket2::SockRef;
 
-use crate::escape::Shown;
-use crate::handshake::{HandshakeError, Link, Mode, Opening, Tags};
+use crate::handshake::{Mode, Tags};
 use crate::identity::{Identity, NetworkKey, PeerKey};
-use crate::lines::{LineError, LineReader};
+use crate::lines::LineReader;
 use crate::protocol::{PeerLine, CHAT_LINE_LIMIT};
 
-/// Messages kept after sending, to resend what a peer missed across a reconnection.
-const HISTORY: usize = 1024;
+use super::linking::{open_link, BLOCK_LINES, PING_EVERY};
+use super::wire::{peer_has_closed, push_history, Outgoing, Wire, HISTORY, QUIET};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
-/// How long each side of a handshake waits for the other's next line.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The kernel's send buffer for a chat connection. Left to itself Linux grows it to
 /// several MiB for a peer that stops reading; chat lines are at most 8 KiB, so this is
@@ -56,178 +50,9 @@ const SEND_BUFFER: usize = 256 * 1024;
 const COMPLAIN_AFTER: u64 = 2;
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
-/// An idle connection is pinged this often, so the peer does not time it out.
-pub const PING_EVERY: Duration = Duration::from_secs(30);
 /// An idle sender wakes this often: to `PING` once `PING_EVERY` has passed, and to read
 /// the peer's `SAID` answers to what the typist wrote meanwhile (see `poll_said`).
 const IDLE_WAKE: Duration = Duration::from_secs(5);
-/// After this long without writing, a connection is checked for a peer that has closed it
-/// before the next write (a write would vanish into a socket the peer no longer reads).
-const QUIET: Duration = Duration::from_secs(1);
-
-/// One of this servant's messages, as it goes on the wire (shared by every sender).
-#[derive(Debug)]
-pub struct Outgoing {
-    pub seq: u64,
-    /// The whole signed `MSG` line, with its `\n`; each connection writes it after its tag.
-    pub line: String,
-}
-
-impl Outgoing {
-    /// The line without its `\n`: what a tag is made of.
-    pub fn bare(&self) -> &[u8] {
-        self.line.trim_end_matches('\n').as_bytes()
-    }
-}
-
-/// One peer's connection as the sender thread, the typist and `/peers` share it.
-#[derive(Default)]
-pub struct Wire {
-    /// What `/peers` shows; written by whoever connects or writes.
-    pub connected: AtomicBool,
-    /// Failed connection attempts since the last success.
-    pub failures: AtomicU64,
-    state: Mutex<WireState>,
-    /// Signalled when the turn becomes free while the sender thread waits for it.
-    turn_free: Condvar,
-}
-
-/// Who may write to the connection now.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Turn {
-    /// The sender thread is waiting for its channel: the typist may write.
-    Free,
-    /// The sender thread is connecting or writing (it starts with the turn).
-    #[default]
-    Sender,
-    Typist,
-}
-
-#[derive(Default)]
-struct WireState {
-    turn: Turn,
-    /// The sender thread waits for the typist to give the turn back.
-    sender_waiting: bool,
-    /// Messages handed to the sender thread and not yet written (in its channel or its
-    /// pending list). The typist writes itself only when this is zero, which keeps the
-    /// order: nothing older is still on its way.
-    queued: usize,
-    /// The typist's handle on the connection, while there is one: a second descriptor of
-    /// the sender thread's socket, kept here rather than shared through an `Arc` so that
-    /// the typist's write touches only this state, not another allocation.
-    conn: Option<TcpStream>,
-    /// What tags the lines written on the current connection (set with `conn`).
-    tags: Option<Tags>,
-    /// Written on the current or an earlier connection, oldest first, to resend what a
-    /// peer missed across a reconnection.
-    history: VecDeque<Arc<Outgoing>>,
-    /// The typist wrote only the first bytes of this message (its sequence number, the
-    /// bytes written) before the socket filled; the sender thread writes the rest.
-    partial: Option<(u64, usize)>,
-    last_write: Option<Instant>,
-}
-
-impl Wire {
-    fn lock(&self) -> MutexGuard<'_, WireState> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Waits while the typist writes, then holds the turn for the sender thread.
-    fn take_turn(&self) {
-        let mut st = self.lock();
-        while st.turn == Turn::Typist {
-            st.sender_waiting = true;
-            st = self.turn_free.wait(st).unwrap_or_else(|p| p.into_inner());
-        }
-        st.sender_waiting = false;
-        st.turn = Turn::Sender;
-    }
-
-    fn give_turn(&self, st: &mut WireState) {
-        st.turn = Turn::Free;
-        if st.sender_waiting {
-            self.turn_free.notify_one();
-        }
-    }
-
-    /// The typist hands one message to the sender thread's channel (or takes it back, `-1`).
-    pub fn count_queued(&self, delta: isize) {
-        let mut st = self.lock();
-        st.queued = st.queued.saturating_add_signed(delta);
-    }
-
-    /// The typist's fast path: writes `m` straight to the connection when the sender
-    /// thread is idle and has nothing queued. False when it could not write all of it (no
-    /// connection, the sender is busy, the socket is full or broken): then `m` is counted
-    /// as queued, and the caller hands it to the channel. When only part of it fit, the
-    /// sender thread writes the rest (see `partial`), so a peer that reads slowly never
-    /// holds up the typist.
-    ///
-    /// `now` is when the line was typed: one reading of the clock serves every peer.
-    pub fn try_write(&self, m: &Arc<Outgoing>, now: Instant) -> bool {
-        let (conn, prefix, quiet) = {
-            let mut st = self.lock();
-            // The sender thread neither reads nor replaces `conn` while the typist has the
-            // turn, so the typist borrows it by moving it out, and puts it back below.
-            let conn = match (st.conn.take(), &st.tags) {
-                (Some(conn), Some(_)) if st.turn == Turn::Free && st.queued == 0 => conn,
-                (other, _) => {
-                    st.conn = other;
-                    st.queued += 1;
-                    return false;
-                }
-            };
-            st.turn = Turn::Typist;
-            let quiet = st
-                .last_write
-                .is_none_or(|t| now.saturating_duration_since(t) > QUIET);
-            let prefix = st.tags.as_ref().map(|t| t.prefix(m.bare()));
-            (conn, prefix.unwrap_or([b' '; 33]), quiet)
-        };
-        let sent = if quiet && peer_has_closed(&conn) {
-            Err(())
-        } else {
-            let parts = [
-                io::IoSlice::new(&prefix),
-                io::IoSlice::new(m.line.as_bytes()),
-            ];
-            SockRef::from(&conn)
-                .send_vectored_with_flags(&parts, libc::MSG_DONTWAIT)
-                .map_err(|_| ())
-        };
-        let mut st = self.lock();
-        st.conn = Some(conn);
-        let written = match sent {
-            Ok(n) if n == prefix.len() + m.line.len() => {
-                // Into the history, as the sender thread does: see `write_pending`.
-                push_history(&mut st.history, Arc::clone(m));
-                st.last_write = Some(now);
-                true
-            }
-            Ok(n) => {
-                if n > 0 {
-                    st.partial = Some((m.seq, n));
-                }
-                st.queued += 1;
-                false
-            }
-            // Would block, or broken: the sender thread finds out which.
-            Err(()) => {
-                st.queued += 1;
-                false
-            }
-        };
-        self.give_turn(&mut st);
-        written
-    }
-}
-
-fn push_history(history: &mut VecDeque<Arc<Outgoing>>, m: Arc<Outgoing>) {
-    if history.len() >= HISTORY {
-        history.pop_front();
-    }
-    history.push_back(m);
-}
 
 /// Why a connection attempt failed.
 enum Failure {
@@ -654,9 +479,6 @@ impl Sender {
     }
 }
 
-/// Lines in one tagged block at most (see `write_tagged`).
-pub const BLOCK_LINES: usize = 64;
-
 /// Appends `run` to `buf` as what goes on the wire: one line with its tag, or several as
 /// `BLOCK TAG COUNT` followed by the lines, with one tag for all of them (see
 /// `handshake::Tags::block`): a keyed hash over a block costs a fraction of one per line.
@@ -676,88 +498,4 @@ fn write_tagged(buf: &mut Vec<u8>, tags: &Tags, run: &[&Arc<Outgoing>]) {
         run.len()
     );
     buf.splice(at..at, header.into_bytes());
-}
-
-/// True when the peer has closed its end (a read would return end of stream now). Peeks
-/// without waiting, leaving the socket as it is.
-fn peer_has_closed(conn: &TcpStream) -> bool {
-    let mut byte = [std::mem::MaybeUninit::<u8>::uninit(); 1];
-    match SockRef::from(conn).recv_with_flags(&mut byte, libc::MSG_PEEK | libc::MSG_DONTWAIT) {
-        Ok(0) => true,
-        Ok(_) => false,
-        Err(e) => e.kind() != io::ErrorKind::WouldBlock,
-    }
-}
-
-fn truncate(s: &str) -> String {
-    Shown(&s.chars().take(60).collect::<String>()).to_string()
-}
-
-fn invalid(e: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
-}
-
-/// The next line of a handshake, parsed.
-fn next_peer_line(reader: &mut LineReader<&TcpStream>, waiting_for: &str) -> io::Result<PeerLine> {
-    let line = match reader.read_line() {
-        Ok(Some(line)) => line,
-        Ok(None) => {
-            return Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                format!("closed before {waiting_for} (banned there?)"),
-            ))
-        }
-        Err(LineError::Idle) => {
-            return Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                format!("no {waiting_for} in time"),
-            ))
-        }
-        Err(e) => return Err(invalid(e)),
-    };
-    match PeerLine::parse(&line) {
-        Some(Ok(l)) => Ok(l),
-        Some(Err(e)) => Err(invalid(e)),
-        None => Err(invalid(format!(
-            "expected {waiting_for}, got {:?}",
-            truncate(&line)
-        ))),
-    }
-}
-
-/// The opener's half of the handshake (see `handshake`) on a fresh connection: `HELLO`
-/// (or `PULL`), the peer's `WELCOME` checked against `expect`, `PROOF`, and `READY LAST`.
-/// Returns the link and LAST.
-pub fn open_link(
-    stream: &TcpStream,
-    reader: &mut LineReader<&TcpStream>,
-    (me, name): (&Identity, &str),
-    mode: Mode,
-    expect: Option<&PeerKey>,
-    network: Option<&NetworkKey>,
-) -> io::Result<(Link, u64)> {
-    let refused = |e: HandshakeError| invalid(format!("refused the handshake: it {e}"));
-    stream.set_read_timeout(Some(HANDSHAKE_TIMEOUT))?;
-    let (opening, hello) = Opening::new(me, name, mode).map_err(refused)?;
-    { stream }.write_all(hello.as_bytes())?;
-    let welcome = match next_peer_line(reader, "WELCOME")? {
-        PeerLine::Welcome(w) => w,
-        other => {
-            return Err(invalid(format!(
-                "expected WELCOME, got {:?}",
-                truncate(&other.to_line())
-            )))
-        }
-    };
-    let (link, proof) = opening
-        .finish(me, &welcome, expect, network)
-        .map_err(refused)?;
-    { stream }.write_all(proof.as_bytes())?;
-    match next_peer_line(reader, "READY")? {
-        PeerLine::Ready { last } => Ok((link, last)),
-        other => Err(invalid(format!(
-            "expected READY, got {:?}",
-            truncate(&other.to_line())
-        ))),
-    }
 }

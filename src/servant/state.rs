@@ -22,13 +22,13 @@ use crate::protocol::PeerEntry;
 use crate::transfer::download::Downloads;
 
 use super::dispatch::Dispatch;
+use super::inbound::Inbound;
 use super::known;
 use super::link::ManagerWriter;
-use super::listener::Inbound;
 use super::neighbors::Neighbors;
 use super::puller::Puller;
 use super::relay_watch;
-use super::sender::{Outgoing, Wire};
+use super::wire::{Outgoing, Wire};
 
 /// How often the core looks around on its own: the authors banned by address (host names
 /// in the bans are resolved every 30 s), and whether our relay brings what others say.

@@ -17,9 +17,10 @@ use std::time::Duration;
 
 use log::warn;
 
-use super::listener::{Forwarded, Inbound};
+use super::inbound::Inbound;
 use super::neighbors::link::{Endpoint, ToDriver};
 use super::neighbors::{Neighbors, Setup, EVENTS};
+use super::receiving::Forwarded;
 use crate::config::ServantConfig;
 use crate::encoding::parse_hex;
 use crate::overlay::Params;

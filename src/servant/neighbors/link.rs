@@ -38,7 +38,12 @@ use crate::overlay::LineId;
 use crate::protocol::overlay::{self, Contact, OverlayMessage, OVERLAY_LINE_LIMIT};
 use crate::protocol::{split_tag, MsgRef, CHAT_LINE_LIMIT};
 
-use super::super::sender::{open_link, Outgoing, PING_EVERY};
+use super::super::linking::{open_link, PING_EVERY};
+use super::super::wire::Outgoing;
+
+/// Lines queued for one neighbour at most. A neighbour that lets this many pile up is
+/// not reading: its link is closed, and the tree repairs around it.
+pub const LINK_QUEUE: usize = 1024;
 
 /// How long a dial may take to connect.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
@@ -268,7 +273,7 @@ pub fn serve_accepted(
         Ok(s) => s,
         Err(e) => return e.to_string(),
     };
-    let (tx, rx) = bell::bounded::<Arc<str>>(super::LINK_QUEUE);
+    let (tx, rx) = bell::bounded::<Arc<str>>(LINK_QUEUE);
     let back = link.back.clone();
     let name = format!("nsend-{}", short(&contact.id));
     let started = spawn(name, move || {
