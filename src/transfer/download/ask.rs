@@ -203,8 +203,7 @@ fn fetch_manifest_once(peer: &Peer, id: &str) -> io::Result<Manifest> {
     Ok(m)
 }
 
-/// Finds the offers of `name` and a checked manifest.
-/// `name` is the file asked for, `peers` whom to ask.
+/// Asks `peers` for the file called `name`: its offers, and a checked manifest.
 pub(super) fn find(peers: &[Peer], name: &str) -> Result<(Vec<Offer>, Manifest), String> {
     let mut all: Vec<Offer> = Vec::new();
     for r in list_all(peers) {
