@@ -20,83 +20,31 @@
 //! closing section): complaints feed `relay::Suspicion`; a servant found unreachable is
 //! given a relay, listed with `<relay>` so others stop connecting to it, and told to pull
 //! with `<pull>`. When a relay leaves, its clients get another at once.
+//!
+//! What it keeps is split by kind: one client's row (`slot`), the list's documents made
+//! from the rows (`document`), the changes waiting for the writers (`pushes`) and who
+//! cannot be reached (`reach`). This file holds the table itself and the changes to it:
+//! connecting, listing, removing, and announcing each change to the others.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::outbox::Refused;
+use self::document::Documents;
+use self::pushes::Pushes;
+use self::slot::Slot;
 use crate::overlay::rng::Rng;
-use crate::protocol::{peer_xml, peers_open_tag, ManagerMessage, PeerEntry};
+use crate::protocol::{peer_xml, ManagerMessage, PeerEntry};
 use crate::relay::Suspicion;
 
+mod document;
+mod pushes;
 mod reach;
+mod slot;
 
-/// Where lines for one client's writer thread are queued.
-pub type Outbox = Arc<crate::outbox::Outbox>;
-
-/// Names one connection for its whole life. Offsets are reused (lowest free first, as in
-/// the article), so a thread that outlives its slot must not remove the slot's next owner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ticket {
-    pub offset: u32,
-    serial: u64,
-}
-
-/// One connected client: a servant, or a person with telnet.
-struct Slot<C> {
-    serial: u64,
-    /// Closes this client's connection (the manager's socket); handed back to the caller
-    /// when the registry drops a client, so the socket is shut outside the lock.
-    closer: C,
-    ip: IpAddr,
-    /// The assigned port until the client says `listening`, then the port it listens on.
-    port: u16,
-    name: Option<String>,
-    id: Option<String>,
-    /// The public key it proved (hex), once listed.
-    key: Option<String>,
-    /// Listed to others only once it listens (`listening`).
-    listed: bool,
-    /// Asked for no `<join>`/`<leave>` pushes (`needs no changes`).
-    quiet: bool,
-    /// Written by `publish` under the lock; read by this client's writer thread.
-    outbox: Outbox,
-    /// This peer's `<peer>` element as others see it (me FALSE), cached while listed.
-    xml: Arc<str>,
-    /// Found unreachable: it needs a relay (and has one when `relay` is set).
-    unreachable: bool,
-    /// The offset of the servant relaying to it.
-    relay: Option<u32>,
-    /// When it was listed (a newcomer's complaints do not count and it relays to nobody).
-    listed_at: Option<Instant>,
-    /// The manager's dial-back reached it: complaints cannot condemn it, and it may relay.
-    dialed_back: bool,
-    /// Found unreachable with no relay to be had, and logged so once.
-    waiting_noted: bool,
-    /// The ids of the relays this (relayed) servant gave up, never chosen for it again.
-    abandoned: Vec<String>,
-    /// The addresses of the relayed servants that gave this relay up.
-    abandoned_by: BTreeSet<IpAddr>,
-    /// When this (relayed) servant last gave up a relay.
-    replaced_at: Option<Instant>,
-}
-
-impl<C> Slot<C> {
-    fn entry(&self, offset: u32, me: bool) -> PeerEntry {
-        PeerEntry {
-            ip: self.ip.to_string(),
-            port: self.port,
-            offset,
-            me,
-            name: self.name.clone(),
-            id: self.id.clone(),
-            key: self.key.clone(),
-            relay: self.relay,
-        }
-    }
-}
+pub use self::document::DocumentView;
+pub use self::slot::{Outbox, Ticket};
 
 /// What a change did, for the manager to log and act on.
 #[derive(Debug)]
@@ -144,8 +92,8 @@ pub struct Registry<C> {
     next_port: u16,
     first_port: u16,
     version: u64,
-    epoch: String,
-    timeout_ms: u64,
+    /// The list as servants read it, with its epoch and timeout.
+    docs: Documents,
     /// Complaints about unreachable servants.
     suspicion: Suspicion,
     /// How long a servant must be listed before its complaints count and it may relay.
@@ -154,37 +102,8 @@ pub struct Registry<C> {
     probing: bool,
     /// Complaints that did not count, logged once a minute per complainer.
     uncounted: crate::limits::LogLimiter<u32>,
-    /// Outboxes holding changes their writers have not been woken for.
-    nudges: Vec<Outbox>,
-    /// Called when `nudges` stops being empty (it must not block).
-    on_news: Option<Box<dyn Fn() + Send>>,
-    /// The others' view of the list at one version (see `document_view`).
-    doc_cache: Option<DocCache>,
-}
-
-/// The peer document as every listed servant appears in it, and where each one's
-/// `<peer>` element stands.
-struct DocCache {
-    version: u64,
-    doc: Arc<str>,
-    /// (offset, start, end) of each listed servant's element, in offset order.
-    spans: Vec<(u32, usize, usize)>,
-    /// Where `</peers>` begins.
-    end: usize,
-}
-
-/// One asker's peer document: `doc` with `doc[cut.0..cut.1]` replaced by `own`.
-pub struct DocumentView {
-    doc: Arc<str>,
-    own: String,
-    cut: (usize, usize),
-}
-
-impl DocumentView {
-    /// The document's three parts, in order.
-    pub fn parts(&self) -> [&str; 3] {
-        [&self.doc[..self.cut.0], &self.own, &self.doc[self.cut.1..]]
-    }
+    /// Changes queued for writers not woken yet.
+    pushes: Pushes,
 }
 
 impl<C> Registry<C> {
@@ -200,30 +119,24 @@ impl<C> Registry<C> {
             next_port: first_port,
             first_port,
             version: 0,
-            epoch,
-            timeout_ms,
-            nudges: Vec::new(),
-            on_news: None,
-            doc_cache: None,
+            docs: Documents::new(epoch, timeout_ms),
+            pushes: Pushes::default(),
         }
     }
 
     /// Sets what tells the manager's `publish` thread that writers wait for a nudge.
     pub fn on_news(&mut self, tell: impl Fn() + Send + 'static) {
-        self.on_news = Some(Box::new(tell));
+        self.pushes.on_news(tell);
     }
 
     /// The outboxes whose writers are to be woken for the changes gathered so far.
     pub fn take_nudges(&mut self) -> Vec<Outbox> {
-        std::mem::take(&mut self.nudges)
+        self.pushes.take()
     }
 
     /// No publish thread: from now on changes wake their writers at once.
     pub fn wake_writers_at_once(&mut self) {
-        self.on_news = None;
-        for outbox in self.nudges.drain(..) {
-            outbox.nudge();
-        }
+        self.pushes.wake_at_once();
     }
 
     pub fn version(&self) -> u64 {
@@ -247,38 +160,14 @@ impl<C> Registry<C> {
             self.next_port + 1
         };
         self.serial += 1;
-        let serial = self.serial;
-        self.slots.insert(
-            offset,
-            Slot {
-                serial,
-                closer,
-                ip,
-                port,
-                name: None,
-                id: None,
-                key: None,
-                listed: false,
-                quiet: false,
-                outbox,
-                xml: Arc::from(""),
-                unreachable: false,
-                relay: None,
-                listed_at: None,
-                dialed_back: false,
-                waiting_noted: false,
-                abandoned: Vec::new(),
-                abandoned_by: BTreeSet::new(),
-                replaced_at: None,
-            },
-        );
-        (Ticket { offset, serial }, port)
+        let slot = Slot::new(self.serial, closer, ip, port, outbox);
+        let ticket = slot.ticket(offset);
+        self.slots.insert(offset, slot);
+        (ticket, port)
     }
 
     fn owns(&self, t: &Ticket) -> bool {
-        self.slots
-            .get(&t.offset)
-            .is_some_and(|s| s.serial == t.serial)
+        self.slots.get(&t.offset).is_some_and(|s| s.held_by(t))
     }
 
     /// The client holding `t` listens on `port` and has proved `key` (whose fingerprint
@@ -301,14 +190,8 @@ impl<C> Registry<C> {
         let mut fx = Effects::default();
         if let Some(old) = id.as_ref().and_then(|id| self.by_id.get(id)).copied() {
             if old != t.offset {
-                let serial = self.slots[&old].serial;
-                if let Some(removed) = self.remove_slot(
-                    &Ticket {
-                        offset: old,
-                        serial,
-                    },
-                    &mut fx,
-                ) {
+                let stale = self.slots[&old].ticket(old);
+                if let Some(removed) = self.remove_slot(&stale, &mut fx) {
                     fx.dropped.push((
                         removed.entry,
                         removed.closer,
@@ -417,31 +300,7 @@ impl<C> Registry<C> {
     /// (that is the `publish` thread's job). A client whose outbox is full is not reading:
     /// it is removed (which tells the others in turn) and its closer is added to `dropped`.
     fn publish(&mut self, except: u32, line: String, fx: &mut Effects<C>) {
-        let line: Arc<str> = Arc::from(line);
-        let mut stalled = Vec::new();
-        let was_quiet = self.nudges.is_empty();
-        for (&offset, slot) in &self.slots {
-            if offset == except || !slot.listed || slot.quiet {
-                continue;
-            }
-            match slot.outbox.push_change(line.clone()) {
-                Ok(true) if self.on_news.is_some() => self.nudges.push(Arc::clone(&slot.outbox)),
-                // Nobody gathers changes (no publish thread): wake the writer now.
-                Ok(true) => slot.outbox.nudge(),
-                Ok(false) => {}
-                Err(Refused::Full) => stalled.push(Ticket {
-                    offset,
-                    serial: slot.serial,
-                }),
-                // Its connection is closing; the closing thread removes it.
-                Err(Refused::Closed) => {}
-            }
-        }
-        if was_quiet && !self.nudges.is_empty() {
-            if let Some(tell) = &self.on_news {
-                tell();
-            }
-        }
+        let stalled = self.pushes.queue(&self.slots, except, Arc::from(line));
         for t in stalled {
             if let Some(removed) = self.remove_slot(&t, fx) {
                 fx.dropped
@@ -462,26 +321,7 @@ impl<C> Registry<C> {
     /// its own entry with `<me>TRUE</me>` (listed or not, so a newcomer learns its
     /// assigned port, as in the article).
     pub fn peer_document(&mut self, t: &Ticket) -> String {
-        if self
-            .doc_cache
-            .as_ref()
-            .is_some_and(|c| c.version == self.version)
-        {
-            return self.document_view(t).parts().concat();
-        }
-        // The list changed since the cache was made (a join storm changes it at every
-        // join): made directly, without a cache that the next join would spoil.
-        let mut doc = peers_open_tag(self.version, &self.epoch, self.timeout_ms);
-        doc.reserve(self.slots.len() * 200 + 10);
-        for (&o, slot) in &self.slots {
-            if o == t.offset && slot.serial == t.serial {
-                doc.push_str(&peer_xml(&slot.entry(o, true)));
-            } else if slot.listed {
-                doc.push_str(&slot.xml);
-            }
-        }
-        doc.push_str("</peers>");
-        doc
+        self.docs.whole(self.version, &self.slots, t)
     }
 
     /// `peer_document` as three parts: the others' view of the list, cached per version
@@ -489,109 +329,20 @@ impl<C> Registry<C> {
     /// entry, which is made for it. Taken under the lock in a microsecond or two, and
     /// written as it is (`writev`) after the lock is released.
     pub fn document_view(&mut self, t: &Ticket) -> DocumentView {
-        self.fresh_cache();
-        let cache = self.doc_cache.as_ref().expect("made by fresh_cache");
-        let own = self
-            .slots
-            .get(&t.offset)
-            .filter(|s| s.serial == t.serial)
-            .map(|s| peer_xml(&s.entry(t.offset, true)));
-        // Where the asker's entry goes: in place of its own listed one, or where its slot
-        // falls among the others.
-        let cut = match cache.spans.binary_search_by_key(&t.offset, |&(o, _, _)| o) {
-            Ok(i) if own.is_some() => (cache.spans[i].1, cache.spans[i].2),
-            Ok(i) => (cache.spans[i].1, cache.spans[i].1),
-            Err(i) => {
-                let at = cache.spans.get(i).map_or(cache.end, |&(_, start, _)| start);
-                (at, at)
-            }
-        };
-        DocumentView {
-            doc: Arc::clone(&cache.doc),
-            own: own.unwrap_or_default(),
-            cut,
-        }
-    }
-
-    /// Makes the cached view of the list for this version, if it is not made yet.
-    fn fresh_cache(&mut self) {
-        if self
-            .doc_cache
-            .as_ref()
-            .is_some_and(|c| c.version == self.version)
-        {
-            return;
-        }
-        let mut doc = peers_open_tag(self.version, &self.epoch, self.timeout_ms);
-        doc.reserve(self.slots.len() * 200 + 10);
-        let mut spans = Vec::with_capacity(self.slots.len());
-        for (&o, slot) in &self.slots {
-            if slot.listed {
-                let start = doc.len();
-                doc.push_str(&slot.xml);
-                spans.push((o, start, doc.len()));
-            }
-        }
-        let end = doc.len();
-        doc.push_str("</peers>");
-        self.doc_cache = Some(DocCache {
-            version: self.version,
-            doc: Arc::from(doc),
-            spans,
-            end,
-        });
+        self.docs.view(self.version, &self.slots, t)
     }
 
     /// `needs sample`: at most `count` listed servants other than the holder of `t`,
     /// chosen at random, as a `<sample>` line cut from the cached list (so a flood of
     /// samples costs what a flood of lists does: no walk over every servant).
     pub fn sample(&mut self, t: &Ticket, count: usize, rng: &mut Rng) -> String {
-        self.fresh_cache();
-        let cache = self.doc_cache.as_ref().expect("made by fresh_cache");
-        let own = cache
-            .spans
-            .binary_search_by_key(&t.offset, |&(o, _, _)| o)
-            .ok()
-            .filter(|_| {
-                self.slots
-                    .get(&t.offset)
-                    .is_some_and(|s| s.serial == t.serial)
-            });
-        let others: usize = cache.spans.len() - usize::from(own.is_some());
-        let mut chosen: Vec<usize> = Vec::with_capacity(count.min(others));
-        if others <= 2 * count {
-            let all: Vec<usize> = (0..cache.spans.len()).filter(|&i| Some(i) != own).collect();
-            chosen = rng.sample(&all, count);
-        } else {
-            // Far more listed than asked for: draw until enough distinct ones came.
-            while chosen.len() < count {
-                let i = rng.below(cache.spans.len());
-                if Some(i) != own && !chosen.contains(&i) {
-                    chosen.push(i);
-                }
-            }
-        }
-        let mut doc = format!(
-            "<sample version=\"{}\" total=\"{}\">",
-            self.version,
-            cache.spans.len()
-        );
-        for i in chosen {
-            let (_, start, end) = cache.spans[i];
-            doc.push_str(&cache.doc[start..end]);
-        }
-        doc.push_str("</sample>");
-        doc
+        self.docs.sample(self.version, &self.slots, t, count, rng)
     }
 
     /// `needs no changes` (`quiet`) or `needs changes`: whether the list's changes are
     /// pushed to the holder of `t`; the list's version now.
     pub fn set_quiet(&mut self, t: &Ticket, quiet: bool) -> u64 {
-        if let Some(slot) = self
-            .slots
-            .get_mut(&t.offset)
-            .filter(|s| s.serial == t.serial)
-        {
+        if let Some(slot) = self.slots.get_mut(&t.offset).filter(|s| s.held_by(t)) {
             slot.quiet = quiet;
         }
         self.version
@@ -619,6 +370,7 @@ impl<C> Registry<C> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::protocol::peers_open_tag;
 
     /// A client whose outbox holds `bytes` (any one line fits an empty outbox).
     fn client(r: &mut Registry<()>, bytes: usize) -> (Ticket, u16, Outbox) {
@@ -652,7 +404,7 @@ mod tests {
         for (t, _, _) in &c[..] {
             // What the document must be: every listed slot as others see it, the asker's
             // own (listed or not) with TRUE, in slot order.
-            let mut want = peers_open_tag(r.version, &r.epoch, r.timeout_ms);
+            let mut want = peers_open_tag(r.version, &r.docs.epoch, r.docs.timeout_ms);
             for (&o, slot) in &r.slots {
                 if o == t.offset && slot.serial == t.serial {
                     want.push_str(&peer_xml(&slot.entry(o, true)));

@@ -11,7 +11,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::{Effects, Registry, Slot, Ticket};
+use super::slot::{Slot, Ticket};
+use super::{Effects, Registry};
 use crate::limits::LogLimiter;
 use crate::outbox::Refused;
 use crate::protocol::{peer_xml, ManagerMessage};
@@ -253,10 +254,7 @@ impl<C> Registry<C> {
         let pull = ManagerMessage::Pull(Some(relay_entry.clone())).to_line();
         if slot.outbox.push(Arc::from(pull)) == Err(Refused::Full) {
             // Not reading: dropped like any client whose outbox is full.
-            let t = Ticket {
-                offset,
-                serial: slot.serial,
-            };
+            let t = slot.ticket(offset);
             if let Some(removed) = self.remove_slot(&t, fx) {
                 fx.dropped
                     .push((removed.entry, removed.closer, "not reading its pushes"));
