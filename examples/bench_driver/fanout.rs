@@ -214,28 +214,7 @@ pub fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
             }
         }
         if let Some((o, _)) = &mut o {
-            // Bytes on the loopback per line per receiving servant, full mesh and overlay,
-            // each on its own (TCP/IP headers and the heartbeats of the moment included).
-            for sys in [&mut g, o] {
-                let lines = 50;
-                let before = lo_tx_bytes();
-                for _ in 0..lines {
-                    let _ = sys.sample()?;
-                }
-                thread::sleep(Duration::from_millis(1500));
-                let bytes = lo_tx_bytes().saturating_sub(before);
-                ctx.emit(
-                    Json::new()
-                        .str("test", "bytes-per-line")
-                        .str("system", sys.name)
-                        .int("n", n as i64)
-                        .int("lines", lines as i64)
-                        .num(
-                            "bytes_per_line_per_servant",
-                            bytes as f64 / (lines * n) as f64,
-                        ),
-                );
-            }
+            bytes_per_line(ctx, n, [&mut g, o])?;
         }
         if burst_ns.contains(&n) {
             for r in 0..burst_runs {
@@ -256,44 +235,7 @@ pub fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
                     thread::sleep(Duration::from_millis(200));
                 }
             }
-            let tag = if stub {
-                format!("n{n}-stub")
-            } else {
-                format!("n{n}")
-            };
-            let log = fs::read_to_string(ctx.out.join("logs").join(format!("servant-{tag}-0.log")))
-                .unwrap_or_default();
-            ctx.emit(
-                Json::new()
-                    .str("test", "burst-log")
-                    .int("n", n as i64)
-                    .str("receivers", receivers)
-                    .int(
-                        "not_taking_warnings",
-                        (log.matches("is not taking messages").count()
-                            + log.matches("dropped its oldest").count())
-                            as i64,
-                    )
-                    .int("receiver_gap_warnings", {
-                        // Receivers that noticed numbers missing from the sender's sequence.
-                        (1..=n)
-                            .map(|i| {
-                                fs::read_to_string(
-                                    ctx.out.join("logs").join(format!("servant-{tag}-{i}.log")),
-                                )
-                                .unwrap_or_default()
-                                .matches("never arrived")
-                                .count()
-                            })
-                            .sum::<usize>() as i64
-                    })
-                    .str(
-                        "last_warning",
-                        log.lines()
-                            .rfind(|l| l.contains("is not taking"))
-                            .unwrap_or(""),
-                    ),
-            );
+            ctx.emit(burst_log(ctx, n, stub, receivers));
         }
         if join_ns.contains(&n) && !stub {
             join_time(ctx, n, maddr, join_runs)?;
@@ -306,6 +248,70 @@ pub fn fanout(ctx: &Ctx, args: &[String]) -> Res<()> {
         thread::sleep(Duration::from_millis(500));
     }
     Ok(())
+}
+
+/// Bytes on the loopback per line per receiving servant, full mesh and overlay, each on
+/// its own (TCP/IP headers and the heartbeats of the moment included).
+fn bytes_per_line(ctx: &Ctx, n: usize, systems: [&mut System; 2]) -> Res<()> {
+    for sys in systems {
+        let lines = 50;
+        let before = lo_tx_bytes();
+        for _ in 0..lines {
+            let _ = sys.sample()?;
+        }
+        thread::sleep(Duration::from_millis(1500));
+        let bytes = lo_tx_bytes().saturating_sub(before);
+        ctx.emit(
+            Json::new()
+                .str("test", "bytes-per-line")
+                .str("system", sys.name)
+                .int("n", n as i64)
+                .int("lines", lines as i64)
+                .num(
+                    "bytes_per_line_per_servant",
+                    bytes as f64 / (lines * n) as f64,
+                ),
+        );
+    }
+    Ok(())
+}
+
+/// The sender's warnings during the bursts (receivers not taking messages, oldest
+/// dropped) and the receivers' (numbers of the sender's that never arrived).
+fn burst_log(ctx: &Ctx, n: usize, stub: bool, receivers: &str) -> Json {
+    let tag = if stub {
+        format!("n{n}-stub")
+    } else {
+        format!("n{n}")
+    };
+    let log = fs::read_to_string(ctx.out.join("logs").join(format!("servant-{tag}-0.log")))
+        .unwrap_or_default();
+    Json::new()
+        .str("test", "burst-log")
+        .int("n", n as i64)
+        .str("receivers", receivers)
+        .int(
+            "not_taking_warnings",
+            (log.matches("is not taking messages").count()
+                + log.matches("dropped its oldest").count()) as i64,
+        )
+        .int("receiver_gap_warnings", {
+            // Receivers that noticed numbers missing from the sender's sequence.
+            (1..=n)
+                .map(|i| {
+                    fs::read_to_string(ctx.out.join("logs").join(format!("servant-{tag}-{i}.log")))
+                        .unwrap_or_default()
+                        .matches("never arrived")
+                        .count()
+                })
+                .sum::<usize>() as i64
+        })
+        .str(
+            "last_warning",
+            log.lines()
+                .rfind(|l| l.contains("is not taking"))
+                .unwrap_or(""),
+        )
 }
 
 /// The head of a baseline's footprint row: how long it took to be ready, its sender's
