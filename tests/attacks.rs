@@ -934,8 +934,16 @@ fn a_ban_on_an_address_drops_its_servants_lines_through_a_relay_and_from_elsewhe
     // The port alice really listens on (the OS chose it; she tells the manager another).
     let real_port: u16 = {
         let line = alice.proc.wait_log("; telling the manager ");
-        let rest = line.split("listening on port ").nth(1).expect("the port in the log");
-        rest.split(';').next().unwrap().trim().parse().expect("a port number")
+        let rest = line
+            .split("listening on port ")
+            .nth(1)
+            .expect("the port in the log");
+        rest.split(';')
+            .next()
+            .unwrap()
+            .trim()
+            .parse()
+            .expect("a port number")
     };
     m.proc.wait_stderr("alice's relay", |l| {
         l.contains("alice (slot ") && l.contains(" pulls from bob")

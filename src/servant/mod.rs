@@ -42,10 +42,12 @@ pub mod neighbors;
 mod outgrowing;
 pub mod puller;
 pub mod receiving;
+pub mod registering;
 pub mod relay_watch;
 mod relays;
 pub mod seen;
 pub mod sender;
+pub mod sending;
 mod state;
 pub mod switch;
 pub mod wire;
@@ -72,7 +74,8 @@ use dispatch::Dispatch;
 use events::Event;
 use hub::Hub;
 use inbound::Inbound;
-use link::{ManagerWriter, Registration};
+use link::ManagerWriter;
+use registering::Registration;
 use seen::Seen;
 use state::{grace_for, Core, TICK};
 
@@ -135,7 +138,7 @@ pub struct Options {
 /// Resolves the managers' host names, in the order the config names them: the link tries
 /// them in turn. A name that is unknown is skipped with a warning when another
 /// manager is left; when none is, the servant cannot start, and says which name failed.
-fn resolve_managers(config: &ServantConfig) -> Result<link::Managers, ServantError> {
+fn resolve_managers(config: &ServantConfig) -> Result<registering::Managers, ServantError> {
     let mut managers = Vec::new();
     let mut first_error = None;
     for (host, port) in &config.managers {
@@ -269,8 +272,8 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
     let mut backoff = Duration::from_millis(200);
     let mut tries = 0u32;
     let reached = loop {
-        let attempt = link::connect_first(&managers, |s| {
-            let (reader, port) = link::ask_assigned_port(&s)?;
+        let attempt = registering::connect_first(&managers, |s| {
+            let (reader, port) = registering::ask_assigned_port(&s)?;
             Ok((s, reader, port))
         });
         match attempt {
@@ -369,7 +372,7 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
         network,
     };
     let first = reached.and_then(|((stream, mut reader, _), manager)| {
-        match link::register(&stream, &mut reader, &me) {
+        match registering::register(&stream, &mut reader, &me) {
             Ok(list) => Some((manager, stream, reader, list)),
             Err(e) => {
                 // Listening already; the link keeps trying to get us listed.
@@ -414,7 +417,7 @@ type Session = (usize, TcpStream, LineReader<TcpStream>, PeerList);
 fn run_joined(
     config: ServantConfig,
     options: Options,
-    managers: link::Managers,
+    managers: registering::Managers,
     me: Registration,
     first: Option<Session>,
     events_tx: Sender<Event>,
