@@ -3,8 +3,8 @@
 
 use std::collections::VecDeque;
 
-use super::report::{Bits, LineStat, PhaseReport, Report};
-use super::{Ev, Node, Sim};
+use super::report::{Bits, LineStat, Report};
+use super::{Ev, Sim};
 use crate::overlay::event::{Input, LineId, Millis};
 
 impl Sim {
@@ -247,80 +247,5 @@ impl Sim {
             }
         }
         links
-    }
-
-    fn finish(mut self) -> Report {
-        let mut phases = Vec::new();
-        for (pi, name) in self.phase_names.iter().enumerate() {
-            let mut rel = Vec::new();
-            let (mut rmr, mut ctl, mut hops, mut hop_max, mut delays, mut doubled) =
-                (0.0, 0.0, 0.0, 0u16, Vec::new(), 0u64);
-            // (ctl: ids announced or grafted per servant that showed the line)
-            let lines: Vec<&LineStat> = self.lines.iter().filter(|l| l.phase == pi).collect();
-            for l in &lines {
-                let mut eligible = 0u64;
-                let mut shown = 0u64;
-                for i in 0..self.nodes.len() as u32 {
-                    if l.eligible.get(i) && self.nodes[i as usize].alive {
-                        eligible += 1;
-                        if l.shown.get(i) {
-                            shown += 1;
-                        }
-                    }
-                }
-                rel.push(if eligible == 0 {
-                    1.0
-                } else {
-                    shown as f64 / eligible as f64
-                });
-                let others = l.shown_count.saturating_sub(1).max(1) as f64;
-                rmr += l.gossip as f64 / others - 1.0;
-                ctl += l.control as f64 / l.shown_count.max(1) as f64;
-                hops += f64::from(l.max_hops);
-                hop_max = hop_max.max(l.max_hops);
-                delays.push(l.last_at - l.sent_at);
-                doubled += l.doubled;
-            }
-            let k = lines.len().max(1) as f64;
-            delays.sort_unstable();
-            phases.push(PhaseReport {
-                name: name.clone(),
-                lines: lines.len(),
-                reliability: rel.iter().sum::<f64>() / k,
-                reliability_min: rel.iter().copied().fold(1.0, f64::min),
-                redundancy: rmr / k,
-                control: ctl / k,
-                last_hop: hops / k,
-                last_hop_max: hop_max,
-                last_delivery_p50: delays.get(delays.len() / 2).copied().unwrap_or(0),
-                doubled,
-            });
-        }
-        let up: Vec<&Node> = self.nodes.iter().filter(|n| n.alive).collect();
-        self.report.degree_mean = up.iter().map(|n| n.overlay.active().len()).sum::<usize>() as f64
-            / up.len().max(1) as f64;
-        self.report.degree_min = up
-            .iter()
-            .map(|n| n.overlay.active().len())
-            .min()
-            .unwrap_or(0);
-        let mut one_sided = 0;
-        for (i, n) in self.nodes.iter().enumerate() {
-            if !n.alive {
-                continue;
-            }
-            for &p in n.overlay.active() {
-                if !self.nodes[p as usize]
-                    .overlay
-                    .active()
-                    .contains(&(i as u32))
-                {
-                    one_sided += 1;
-                }
-            }
-        }
-        self.report.one_sided = one_sided;
-        self.report.phases = phases;
-        self.report
     }
 }
