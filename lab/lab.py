@@ -6,6 +6,7 @@ manager and servants to meet as they would on a real LAN. See docs/LAN-LAB.md.
   lab.py demo [N]          manager on h1, a servant on every other host, scripted chat, clean stop
   lab.py test [S...]       the LAN scenarios (all, or those named: file name or number), PASS/FAIL each
   lab.py list              the scenarios in lab/scenarios/
+  lab.py check [S...]      check the scenario files (all, or those named) without running them
   lab.py status            what the lab has up now
   lab.py down              remove everything the lab made (safe to repeat)
 
@@ -31,7 +32,7 @@ import steps  # noqa: E402
 from hosts import LAB, LOGROOT, LabError  # noqa: E402
 from procs import Net  # noqa: E402
 
-SCENARIOS = os.path.join(LAB, "scenarios")
+SCENARIOS = os.environ.get("LAB_SCENARIOS") or os.path.join(LAB, "scenarios")
 
 
 class Interrupted(Exception):
@@ -79,7 +80,7 @@ def select(all_sc, wanted):
     bad = [w for w in wanted if w not in by]
     if bad:
         raise LabError(f"unknown scenario '{bad[0]}': the scenarios are {', '.join(sc.name for sc in all_sc)} "
-                       f"(or their numbers; lab.py list)")
+                       f"(or their numbers 1 to {max((sc.number or 0) for sc in all_sc)}; lab.py list)")
     return [by[w] for w in wanted]
 
 
@@ -285,6 +286,9 @@ def main(argv):
             return cmd_test(args)
         if cmd == "list":
             return cmd_list()
+        if cmd == "check":
+            select(load_all(scenario.knobs_from_env()), args)
+            return 0
         if cmd == "down":
             if os.geteuid() != 0:
                 raise LabError("the LAN lab needs root to remove its namespaces; run it as root, e.g. sudo make lan-down")
@@ -305,4 +309,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    try:
+        sys.exit(main(sys.argv))
+    except BrokenPipeError:     # `lab.py status | head`
+        os._exit(1)

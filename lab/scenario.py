@@ -116,6 +116,8 @@ def scenario_files(directory):
 def load(path, knobs, spec):
     """Reads and checks one scenario file against the step vocabulary spec."""
     short = os.path.relpath(path, hosts.ROOT)
+    if short.startswith(".."):
+        short = path
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)

@@ -471,6 +471,8 @@ def expect_peers(ctx, st):
         else:
             own = [squeeze(line) for line in table if re.match(rf"^  h{i} +\(this servant\)", line)]
             shown = squeeze(target[0]) if "line_of" in st and target else (own[0] if own else "")
+            if "lacks" in st:
+                shown = f"{table[0].strip()} - not listing {' '.join(names(ctx.hosts(st['lacks'])))}"
             ctx.note(f"h{i} /peers: {shown}")
 
 
