@@ -658,7 +658,7 @@ def wait_relayed(ctx, st):
 
 @step("timer", name="!newtimer", log="!proc", text="str", regex="regex", since="mark", within="num", label="str")
 def timer(ctx, st):
-    """Starts a clock: in the background (every 50 ms, for at most WITHIN s, default 15),
+    """Starts a clock: in the background (every 10 ms, for at most WITHIN s, default 15),
     the milliseconds from now until the log has the line (after the mark SINCE). Written
     to t-NAME in the scenario's directory; report_timers prints them."""
     match, _ = pattern_of(ctx, st)
@@ -668,13 +668,13 @@ def timer(ctx, st):
     entry = {"label": ctx.text(st.get("label", st["name"])), "ms": None}
 
     def watch():
-        for _ in range(int(within * 20) + 1):
+        for _ in range(int(within * 100) + 1):
             if checks.first_match(ctx.since(since_mark, log), match):
                 entry["ms"] = int((time.monotonic() - t0) * 1000)
                 with open(os.path.join(ctx.net.sd, f"t-{st['name']}"), "w") as f:
                     f.write(f"{entry['ms']}\n")
                 return
-            time.sleep(0.05)
+            time.sleep(0.01)
     entry["thread"] = threading.Thread(target=watch, daemon=True)
     entry["thread"].start()
     ctx.timers[st["name"]] = entry
