@@ -343,3 +343,63 @@ class Checker:
                     self.err(where, f"no earlier step makes the {kind} '{name}' (known: {known})")
         else:
             raise AssertionError(kind)
+
+
+# ----------------------------------------------------------------------------------
+# Loopback scenarios (scripts/stress.py): a named procedure and its figures as data
+# ----------------------------------------------------------------------------------
+FIGURE_KINDS = {
+    "int": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "float": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "str": lambda v: isinstance(v, str) and v != "",
+    "names": lambda v: isinstance(v, list) and v != [] and all(isinstance(x, str) and x for x in v),
+    "range": lambda v: (isinstance(v, list) and len(v) == 2 and all(isinstance(x, int) for x in v)
+                        and 1 <= v[0] <= v[1] <= 254),
+}
+FIGURE_WORDS = {"int": "a whole number", "float": "a number", "str": "text", "names": "a list of names",
+                "range": "[first, last] (the last byte of 127.0.0.x, 1 to 254)"}
+
+
+def load_figures(path, procedures):
+    """Reads a loopback scenario file: kind = "loopback", numbers, title, run (one of
+    procedures' names), and one table per section that procedure reads, every figure
+    checked against its kind. Raises ScenarioError naming the file and the problem."""
+    short = os.path.relpath(path, hosts.ROOT)
+    short = path if short.startswith("..") else short
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as e:
+        raise ScenarioError(f"{short}: cannot read it: {e.strerror}")
+    except tomllib.TOMLDecodeError as e:
+        raise ScenarioError(f"{short}: not valid TOML: {e}")
+
+    def err(msg):
+        raise ScenarioError(f"{short}: {msg}")
+    if data.get("kind") != "loopback":
+        err("kind must be \"loopback\"")
+    if not isinstance(data.get("title"), str) or not data["title"]:
+        err("missing field 'title'")
+    nums = data.get("numbers")
+    if not (isinstance(nums, list) and nums and all(isinstance(n, int) and n > 0 for n in nums)):
+        err("numbers must be a list of whole numbers, e.g. numbers = [7]")
+    run = data.get("run")
+    if run not in procedures:
+        err(f"unknown run '{run}' (known: {', '.join(sorted(procedures))})")
+    sections = procedures[run]
+    for key in data:
+        if key not in ("kind", "numbers", "title", "run") and key not in sections:
+            err(f"unknown key '{key}' (run = \"{run}\" reads: {', '.join(sections)})")
+    for sec, fields in sections.items():
+        table = data.get(sec)
+        if not isinstance(table, dict):
+            err(f"missing table [{sec}]")
+        for key in table:
+            if key not in fields:
+                err(f"[{sec}]: unknown field '{key}' (known: {', '.join(fields)})")
+        for key, kind in fields.items():
+            if key not in table:
+                err(f"[{sec}]: missing field '{key}'")
+            if not FIGURE_KINDS[kind](table[key]):
+                err(f"[{sec}] {key}: expected {FIGURE_WORDS[kind]}, got {table[key]!r}")
+    return data
