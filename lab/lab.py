@@ -24,6 +24,8 @@ import subprocess
 import sys
 import time
 
+if sys.version_info < (3, 11):  # tomllib reads the scenario files
+    sys.exit(f"lab.py: needs Python 3.11 or later (tomllib); this is {sys.version.split()[0]}")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import hosts  # noqa: E402

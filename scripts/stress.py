@@ -50,6 +50,8 @@ from collections import defaultdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INF = float("inf")
+if sys.version_info < (3, 11):  # tomllib reads the scenario files
+    sys.exit(f"stress: needs Python 3.11 or later (tomllib); this is {sys.version.split()[0]}")
 sys.path.insert(0, os.path.join(ROOT, "lab"))
 import scenario  # noqa: E402  (the LAN lab's scenario loader, shared)
 
