@@ -7,7 +7,7 @@ N      ?= 5
 RELEASE := target/release
 
 .PHONY: help build release test demo manager servant clean \
-        lan-up lan-down lan-demo lan-test lan-scale bench stress sim fuzz deps
+        lan-up lan-down lan-demo lan-test lan lan-scale bench stress sim fuzz deps
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -33,17 +33,25 @@ manager: release ## run the connection manager (MANAGER_CONFIG=conf/manager.xml)
 servant: release ## run a servant on this terminal (CONFIG=conf/config.xml)
 	$(RELEASE)/servant --config $(CONFIG)
 
+LAB_PY = python3 lab/lab.py
+
 lan-up: release ## N hosts in network namespaces on one bridge (root; N=5)
-	@bash lab/lab.sh up $(N)
+	@$(LAB_PY) up $(N)
 
 lan-demo: release ## manager on host 1, a servant on every other host, chatting (root)
-	@bash lab/lab.sh demo $(N)
+	@$(LAB_PY) demo $(N)
 
-lan-test: release ## the LAN scenarios, PASS or FAIL each (root)
-	@bash lab/lab.sh test
+lan-test: release ## every LAN scenario in lab/scenarios/, PASS or FAIL each (root)
+	@$(LAB_PY) test
+
+lan: ## one LAN scenario: make lan SCENARIO=vanish (without SCENARIO: the list) (root)
+	@if [ -z "$(SCENARIO)" ]; then $(LAB_PY) list; exit 2; fi
+	@$(LAB_PY) check $(SCENARIO)
+	@$(MAKE) --no-print-directory release
+	@$(LAB_PY) test $(SCENARIO)
 
 lan-down: ## remove everything the lab made (safe to repeat)
-	@bash lab/lab.sh down
+	@$(LAB_PY) down
 
 SCALE_N = $(if $(filter command line,$(origin N)),$(N),50)
 lan-scale: deps ## N servants (default 50) on their own loopback addresses: lines lost, doubled, late

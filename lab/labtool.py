@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Small network helpers for lab/lab.sh, run inside a lab namespace (`ip netns exec`).
+"""Small network helpers for the LAN lab (lab/lab.py), run inside a lab namespace (`ip netns exec`).
 
 nc is not installed on the lab machine, so the lab talks to the connection manager and
 probes hosts from here. Every wait is bounded by --within; nothing here loops forever.

@@ -19,6 +19,12 @@ Scenarios (numbered as in the hardening issue):
   8  The manager lost: kill -9 with 5 servants chatting, 5 s outage, restart on the same port;
      chat goes on throughout (exactly once), and the manager's list fills up again.
 
+Each scenario is a data file in lab/stress/ (kind = "loopback"): which of the procedures
+below runs it, and every figure it uses, from the number of idle sockets to the limits its
+checks hold the results to: floods.toml (2, 3, 4), churn.toml (7), manager-lost.toml (8).
+The files are read and checked with the LAN lab's loader (lab/scenario.py) before anything
+starts; a bad one is one line naming the file and the problem.
+
 The attack processes run at nice 19 (--attacker-nice): they stand for hosts elsewhere, whose
 CPU is not the servers'. Servants in the churn get <maxperaddress>64</maxperaddress> (the
 default): on loopback every peer connects from 127.0.0.1.
@@ -44,6 +50,33 @@ from collections import defaultdict
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 INF = float("inf")
+if sys.version_info < (3, 11):  # tomllib reads the scenario files
+    sys.exit(f"stress: needs Python 3.11 or later (tomllib); this is {sys.version.split()[0]}")
+sys.path.insert(0, os.path.join(ROOT, "lab"))
+import scenario  # noqa: E402  (the LAN lab's scenario loader, shared)
+
+STRESS_DIR = os.path.join(ROOT, "lab", "stress")
+# What each procedure reads from its file: {table: {figure: kind}}.
+PROCEDURES = {
+    "floods": {
+        "attack": {"idle_sockets": "int", "idle_sources": "range", "junk_clients": "int",
+                   "junk_sources": "range", "flood_source": "int", "legit_source": "int", "nice": "int"},
+        "rtt": {"samples": "int", "interval": "float", "answered": "float", "p50_factor": "float",
+                "p50_floor_ms": "float", "p99_factor": "float", "p99_floor_ms": "float"},
+        "manager": {"servants": "names", "join_within": "float", "peers_at_join": "int",
+                    "per_address_cap": "int", "thread_slack": "int", "rss_slack_mib": "int"},
+        "servant": {"attack_seconds": "float", "per_address_cap": "int", "max_connections": "int",
+                    "delivered_within": "float", "thread_slack": "int", "rss_slack_mib": "int"},
+    },
+    "churn": {
+        "churn": {"servants": "int", "seconds": "int", "max_per_address": "int", "chat_every": "float",
+                  "join_margin": "float", "leave_margin": "float", "delivered_within": "float"},
+    },
+    "manager_lost": {
+        "manager_lost": {"servants": "int", "chat_before": "float", "outage": "float", "rejoin_limit": "float",
+                         "watch": "float", "chat_after": "float", "delivered_within": "float"},
+    },
+}
 
 # Source addresses of the attackers (the legitimate servants and clients use 127.0.0.1).
 SLOW_SRCS = [f"127.0.0.{i}" for i in range(2, 12)]  # 10 addresses x 100 idle sockets
@@ -59,6 +92,38 @@ RTT_INTERVAL = 0.01
 JOIN_MARGIN = 2.0  # s after the later join of two servants before they must hear each other
 LEAVE_MARGIN = 2.0  # s before a leave (kill -9 or /quit) after which nothing is owed
 CHAT_EVERY = 0.1  # s between two numbered messages of one servant
+
+
+def load_scenarios(directory):
+    """Every loopback scenario file in the directory, checked: {number: data}."""
+    by_number = {}
+    for path in sorted(os.listdir(directory)):
+        if not path.endswith(".toml"):
+            continue
+        data = scenario.load_figures(os.path.join(directory, path), PROCEDURES)
+        data["file"] = path
+        for n in data["numbers"]:
+            if n in by_number:
+                raise scenario.ScenarioError(f"{path}: scenario {n} is also in {by_number[n]['file']}")
+            by_number[n] = data
+    return by_number
+
+
+def use_figures(by_number):
+    """The figures the attack and bookkeeping helpers read, from the data files."""
+    global SLOW_SRCS, JUNK_SRCS, FLOOD_SRC, LEGIT_SRC, IDLE_SOCKETS, JUNK_CLIENTS, RTT_SAMPLES, RTT_INTERVAL
+    global JOIN_MARGIN, LEAVE_MARGIN, CHAT_EVERY
+    for data in by_number.values():
+        if data["run"] == "floods":
+            a, r = data["attack"], data["rtt"]
+            SLOW_SRCS = [f"127.0.0.{i}" for i in range(a["idle_sources"][0], a["idle_sources"][1] + 1)]
+            JUNK_SRCS = [f"127.0.0.{i}" for i in range(a["junk_sources"][0], a["junk_sources"][1] + 1)]
+            FLOOD_SRC, LEGIT_SRC = f"127.0.0.{a['flood_source']}", f"127.0.0.{a['legit_source']}"
+            IDLE_SOCKETS, JUNK_CLIENTS = a["idle_sockets"], a["junk_clients"]
+            RTT_SAMPLES, RTT_INTERVAL = r["samples"], r["interval"]
+        elif data["run"] == "churn":
+            c = data["churn"]
+            JOIN_MARGIN, LEAVE_MARGIN, CHAT_EVERY = c["join_margin"], c["leave_margin"], c["chat_every"]
 
 
 def now():
@@ -504,9 +569,11 @@ class Manager:
 # Bookkeeping.
 
 
-def evaluate(servants, sent, t_lo=-INF, t_hi=INF, join_margin=JOIN_MARGIN, leave_margin=LEAVE_MARGIN):
+def evaluate(servants, sent, t_lo=-INF, t_hi=INF, join_margin=None, leave_margin=None):
     """Counts, over the messages in `sent` typed in [t_lo, t_hi], what each other member
     had to receive (both ends members at the time, within the margins) and what it did."""
+    join_margin = JOIN_MARGIN if join_margin is None else join_margin
+    leave_margin = LEAVE_MARGIN if leave_margin is None else leave_margin
     by_name = {s.name: s for s in servants}
 
     def window(s):
@@ -661,6 +728,7 @@ class Run:
         self.res = {}
         self.ctx = mp.get_context("spawn")
         self.load_start = load_average()
+        self.data = {}  # number -> that scenario's data file
 
     def check(self, name, ok, detail):
         self.checks.append((name, bool(ok), detail))
@@ -767,10 +835,13 @@ class Run:
     # -- scenarios 2, 3, 4 ---------------------------------------------------------------
 
     def floods(self):
+        fig = self.data[2]
+        fm, fs, fr = fig["manager"], fig["servant"], fig["rtt"]
         m = Manager(self, "manager-floods")
         self.manager = m
-        a, b, c = self.start_servants(["s-a", "s-b", "s-c"], m.port)
-        for s in (a, b, c):
+        first = self.start_servants(fm["servants"], m.port, timeout=fm["join_within"])
+        a = first[0]
+        for s in first:
             if s.joined_at is None:
                 raise RuntimeError(f"{s.name} did not join: see {s.log_path}")
         time.sleep(2)
@@ -789,12 +860,12 @@ class Run:
         p, q = self.rtt(m.addr, "attack")
         t0 = now()
         d = Servant(self, "s-d", m.port)
-        d_ok = d.wait_joined(20)
+        d_ok = d.wait_joined(fm["join_within"])
         d_join = (d.joined_at - t0) if d_ok else None
         t1 = now()
         e = Servant(self, "s-e", m.port)
-        e.wait_joined(20)
-        seen_e = d.wait_log(b"peer joined: s-e ", 20)
+        e.wait_joined(fm["join_within"])
+        seen_e = d.wait_log(b"peer joined: s-e ", fm["join_within"])
         e_push = (seen_e - t1) if seen_e else None
         attack = self.rtt_result(p, q)
         m_during = m.status()
@@ -802,16 +873,16 @@ class Run:
         m_peak = sampler.end()["manager"]
         log(f"manager attack results: {results}")
         # Two threads (reader and pusher) per legitimate connection added: s-d and s-e.
-        m_limit = m_start[0] + 2 * 2 + 6
+        m_limit = m_start[0] + 2 * 2 + fm["thread_slack"]
         m_after = self.wait_threads(m.pid, m_limit)
         self.res["manager_attack"] = dict(results=results, quiet=quiet, attack=attack,
                                           start=m_start, during=m_during, peak=m_peak,
                                           after=m_after, limit=m_limit, d_join=d_join,
                                           d_peers=d.peers_at_join, e_push=e_push)
         self.check("2: legit servant joins under attack",
-                   d_ok and (d.peers_at_join or 0) >= 3,
+                   d_ok and (d.peers_at_join or 0) >= fm["peers_at_join"],
                    f"s-d joined in {d_join if d_join is None else round(d_join, 2)} s "
-                   f"with {d.peers_at_join} peers listed (want >= 3)")
+                   f"with {d.peers_at_join} peers listed (want >= {fm['peers_at_join']})")
         self.check("2: legit servant gets pushes under attack", e_push is not None,
                    f"s-d saw s-e join {e_push if e_push is None else round(e_push, 2)} s after s-e started")
         qs, as_ = quiet["samples"], attack["samples"]
@@ -819,27 +890,28 @@ class Run:
         # "A small multiple of the quiet case". Quiet loopback round trips take about 0.1 ms
         # and the attackers share the machine's CPUs with the manager, so the tail gets a
         # floor (other work on a shared machine shows up there first).
-        lim50, lim99 = max(5 * q50, 1.0), max(10 * q99, 100.0)
+        lim50 = max(fr["p50_factor"] * q50, fr["p50_floor_ms"])
+        lim99 = max(fr["p99_factor"] * q99, fr["p99_floor_ms"])
         self.check("2: legit needs-peer-list RTT under attack",
-                   len(as_) >= RTT_SAMPLES * 0.95 and a50 <= lim50 and a99 <= lim99,
+                   len(as_) >= RTT_SAMPLES * fr["answered"] and a50 <= lim50 and a99 <= lim99,
                    f"quiet p50 {q50:.3f} ms p99 {q99:.3f} ms; attack p50 {a50:.3f} ms p99 {a99:.3f} ms "
                    f"(limits {lim50:.2f} / {lim99:.2f} ms); {len(as_)}/{RTT_SAMPLES} answered, "
                    f"{attack['errors']} errors")
         slow = results.get("slowloris", {})
         self.check("2: per-address cap bites on idle sockets",
-                   slow.get("held", 0) <= 64 * len(SLOW_SRCS) and slow.get("refused", 0) > 0,
+                   slow.get("held", 0) <= fm["per_address_cap"] * len(SLOW_SRCS) and slow.get("refused", 0) > 0,
                    f"{slow.get('held')} held, {slow.get('refused')} refused of {slow.get('connected')}")
         self.check("4: manager threads return after the attack", m_after[0] is not None and m_after[0] <= m_limit,
                    f"start {m_start[0]}, peak {m_peak[0]}, after {m_after[0]} (limit {m_limit})")
         # Freed heap stays with the allocator (glibc does not give back a fragmented heap);
         # it is reused by the next attack rather than added to, so the bound is generous.
-        rss_limit = m_start[1] + 64 * 1024
+        rss_limit = m_start[1] + fm["rss_slack_mib"] * 1024
         self.check("4: manager RSS returns after the attack", m_after[1] is not None and m_after[1] <= rss_limit,
                    f"start {m_start[1]} KiB, peak {m_peak[1]} KiB, after {m_after[1]} KiB (limit {rss_limit})")
 
         # --- 3: a servant under attack, chatting with four real peers.
         log("scenario 3: floods against servant s-a while it chats")
-        group = [a, b, c, d, e]
+        group = first + [d, e]
         for s in group:
             if s.joined_at is None:
                 raise RuntimeError(f"{s.name} did not join: see {s.log_path}")
@@ -850,7 +922,7 @@ class Run:
         sampler = Sampler({"servant": a.pid})
         atk_t0 = now()
         atk = self.start_attack(("127.0.0.1", a.port), "servant")
-        time.sleep(12)
+        time.sleep(fs["attack_seconds"])
         a_during = a.status()
         results = self.stop_attack(*atk)
         atk_t1 = now()
@@ -858,9 +930,9 @@ class Run:
         log(f"servant attack results: {results}")
         time.sleep(2)
         chat.end()
-        chat_all = wait_delivered(group, chat.sent, 30)
+        chat_all = wait_delivered(group, chat.sent, fs["delivered_within"])
         chat_atk = evaluate(group, chat.sent, t_lo=atk_t0, t_hi=atk_t1)
-        a_limit = a_start[0] + 6
+        a_limit = a_start[0] + fs["thread_slack"]
         a_after = self.wait_threads(a.pid, a_limit)
         log_mb = os.path.getsize(a.log_path) / 1e6
         self.res["servant_attack"] = dict(results=results, start=a_start, during=a_during,
@@ -875,13 +947,13 @@ class Run:
                    f"{chat_all['out_of_order']} out of order {chat_all['lost_examples']}")
         slow = results.get("slowloris", {})
         # The servant's defaults: <maxperaddress>64</maxperaddress>, <maxconnections>512.
-        held_cap = min(64 * len(SLOW_SRCS), 512)
+        held_cap = min(fs["per_address_cap"] * len(SLOW_SRCS), fs["max_connections"])
         self.check("3: per-address cap bites on idle sockets (servant)",
                    slow.get("held", 0) <= held_cap and slow.get("refused", 0) > 0,
                    f"{slow.get('held')} held, {slow.get('refused')} refused of {slow.get('connected')}")
         self.check("4: servant threads return after the attack", a_after[0] is not None and a_after[0] <= a_limit,
                    f"start {a_start[0]}, peak {a_peak[0]}, after {a_after[0]} (limit {a_limit})")
-        rss_limit = a_start[1] + 64 * 1024
+        rss_limit = a_start[1] + fs["rss_slack_mib"] * 1024
         self.check("4: servant RSS returns after the attack", a_after[1] is not None and a_after[1] <= rss_limit,
                    f"start {a_start[1]} KiB, peak {a_peak[1]} KiB, after {a_after[1]} KiB (limit {rss_limit})")
         self.quit_all(group)
@@ -891,16 +963,17 @@ class Run:
     def churn(self):
         log("scenario 7: churn")
         m = self.manager
+        fc = self.data[7]["churn"]
         # All servants reach each other from 127.0.0.1 here, so the servant's per-address
         # cap (16 by default) must exceed the group size, as it would with real hosts.
-        extra = "<maxperaddress>64</maxperaddress>"
+        extra = f"<maxperaddress>{fc['max_per_address']}</maxperaddress>"
         serial = [0]
 
         def name():
             serial[0] += 1
             return f"c{serial[0]:03d}"
 
-        everyone = self.start_servants([name() for _ in range(20)], m.port, extra)
+        everyone = self.start_servants([name() for _ in range(fc["servants"])], m.port, extra)
         not_joined = [s.name for s in everyone if s.joined_at is None]
         if not_joined:
             raise RuntimeError(f"churn servants did not join: {not_joined}")
@@ -922,7 +995,8 @@ class Run:
         rng = random.Random(self.args.seed)
         kills = quits = 0
         t0 = now()
-        for i in range(self.args.churn_seconds):
+        seconds = self.args.churn_seconds if self.args.churn_seconds is not None else fc["seconds"]
+        for i in range(seconds):
             next_t = t0 + i + 1
             time.sleep(max(0, next_t - now()))
             live = [s for s in everyone if s.member()]
@@ -939,13 +1013,13 @@ class Run:
         time.sleep(1.0)
         chat.end()
         duration = now() - t0
-        res = wait_delivered(everyone, chat.sent, 20)
+        res = wait_delivered(everyone, chat.sent, fc["delivered_within"])
         if self.args.dump:
             dump(os.path.join(self.dir, "churn.json"), everyone, chat.sent, t0=t0)
         stop.set()
         watcher.join(2)
         late = [s.name for s in everyone if s.joined_at is None]
-        self.res["churn"] = dict(res=res, kills=kills, quits=quits, started=len(everyone),
+        self.res["churn"] = dict(res=res, kills=kills, quits=quits, started=len(everyone), servants=fc["servants"],
                                  late=late, duration=duration)
         self.check("7: churn, exactly once and in order",
                    res["lost"] == 0 and res["duplicated"] == 0 and res["out_of_order"] == 0
@@ -960,22 +1034,24 @@ class Run:
 
     def manager_lost(self):
         log("scenario 8: the manager lost")
+        fl = self.data[8]["manager_lost"]
+        outage = self.outage()
         m = Manager(self, "manager-lost")
-        group = self.start_servants([f"l{i}" for i in range(5)], m.port)
+        group = self.start_servants([f"l{i}" for i in range(fl["servants"])], m.port)
         if any(s.joined_at is None for s in group):
             raise RuntimeError("scenario 8 servants did not join")
         time.sleep(2)
         chat = Chat(lambda: group).start()
-        time.sleep(3)
+        time.sleep(fl["chat_before"])
         t_kill = now()
         m.kill9()
-        log(f"manager killed; outage of {self.args.outage} s")
-        time.sleep(self.args.outage)
+        log(f"manager killed; outage of {outage} s")
+        time.sleep(outage)
         t_restart = now()
         m2 = Manager(self, "manager-restarted", port=m.port)
         restart_took = now() - t_restart
         t_rejoin = None
-        deadline = now() + 30
+        deadline = now() + fl["watch"]
         counts = []
         while now() < deadline:
             names = m2.listed() or []
@@ -984,9 +1060,9 @@ class Run:
                 t_rejoin = now()
                 break
             time.sleep(0.1)
-        time.sleep(5)
+        time.sleep(fl["chat_after"])
         chat.end()
-        res_all = wait_delivered(group, chat.sent, 20)
+        res_all = wait_delivered(group, chat.sent, fl["delivered_within"])
         t_out_end = t_rejoin or now()
         res_out = evaluate(group, chat.sent, t_lo=t_kill, t_hi=t_out_end)
         if self.args.dump:
@@ -997,9 +1073,10 @@ class Run:
                                         rejoin=(t_rejoin - t_restart) if t_rejoin else None,
                                         outage_s=t_out_end - t_kill, restart_took=restart_took,
                                         grace_seen=grace_seen)
-        self.check("8: servants rejoin the restarted manager", t_rejoin is not None and t_rejoin - t_restart <= 10,
+        limit = fl["rejoin_limit"]
+        self.check("8: servants rejoin the restarted manager", t_rejoin is not None and t_rejoin - t_restart <= limit,
                    f"list full {None if t_rejoin is None else round(t_rejoin - t_restart, 2)} s after restart "
-                   f"(limit 10 s); list sizes {counts[:3]}...{counts[-2:]}")
+                   f"(limit {limit:g} s); list sizes {counts[:3]}...{counts[-2:]}")
         self.check("8: chat through the outage, exactly once and in order",
                    res_all["lost"] == 0 and res_all["duplicated"] == 0 and res_all["out_of_order"] == 0
                    and res_out["owed"] > 0,
@@ -1009,6 +1086,9 @@ class Run:
                    f"{res_all['lost_examples']}")
         self.quit_all(group)
         m2.kill9()
+
+    def outage(self):
+        return self.args.outage if self.args.outage is not None else self.data[8]["manager_lost"]["outage"]
 
     # -- the report --------------------------------------------------------------------------
 
@@ -1083,7 +1163,7 @@ class Run:
         if "churn" in r:
             c = r["churn"]
             x = c["res"]
-            out.append(f"| 7 | churn, 20 servants, {c['duration']:.0f} s | {c['kills']} kill -9, {c['quits']} /quit, "
+            out.append(f"| 7 | churn, {c['servants']} servants, {c['duration']:.0f} s | {c['kills']} kill -9, {c['quits']} /quit, "
                        f"{c['started']} started; {x['typed']} messages typed, {x['owed']} deliveries owed | "
                        f"{x['delivered']} delivered, {x['duplicated']} duplicated, {x['lost']} lost, "
                        f"{x['out_of_order']} out of order; latency p50 {x['latency_p50_ms']:.1f} ms, "
@@ -1092,7 +1172,7 @@ class Run:
             ml = r["manager_lost"]
             o, a = ml["outage"], ml["all"]
             rj = ml["rejoin"]
-            out.append(f"| 8 | manager killed, {self.args.outage} s outage, restarted | outage "
+            out.append(f"| 8 | manager killed, {self.outage()} s outage, restarted | outage "
                        f"({ml['outage_s']:.1f} s until the list was full again): {o['typed']} typed, "
                        f"{o['owed']} owed; whole run: {a['typed']} typed, {a['owed']} owed | "
                        f"outage: {o['delivered']} delivered, {o['duplicated']} duplicated, {o['lost']} lost "
@@ -1122,14 +1202,29 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "STRESS.md"))
     ap.add_argument("--workdir", default=None, help="keep configs and logs here (default: a temp dir, removed)")
     ap.add_argument("--seed", type=int, default=int(time.time()) % 100000)
-    ap.add_argument("--churn-seconds", type=int, default=30)
-    ap.add_argument("--outage", type=float, default=5.0)
+    ap.add_argument("--scenarios", default=STRESS_DIR, help="directory of the scenario files (lab/stress)")
+    ap.add_argument("--churn-seconds", type=int, default=None, help="instead of churn.toml's seconds (30)")
+    ap.add_argument("--outage", type=float, default=None, help="instead of manager-lost.toml's outage (5.0)")
     ap.add_argument("--dump", action="store_true", help="write the message ledgers to the workdir as JSON")
-    ap.add_argument("--attacker-nice", type=int, default=19,
-                    help="nice value of the attack processes (0: same priority as the servers)")
+    ap.add_argument("--attacker-nice", type=int, default=None,
+                    help="nice value of the attack processes (0: same priority as the servers; default: floods.toml's)")
     ap.add_argument("--deadline", type=float, default=420, help="watchdog: give up after this many seconds")
     ap.add_argument("--only", default="2,3,4,7,8", help="scenarios to run (2,3,4 go together)")
     args = ap.parse_args()
+    try:
+        by_number = load_scenarios(args.scenarios)
+    except (scenario.ScenarioError, OSError) as e:
+        print(f"stress: {e}", file=sys.stderr)
+        sys.exit(2)
+    only = set(args.only.split(","))
+    missing = sorted(n for n in only if not n.isdigit() or int(n) not in by_number)
+    if missing:
+        known = ", ".join(f"{n} ({d['file']})" for n, d in sorted(by_number.items()))
+        print(f"stress: no scenario {missing[0]} in {args.scenarios} (there: {known})", file=sys.stderr)
+        sys.exit(2)
+    use_figures(by_number)
+    if args.attacker_nice is None:
+        args.attacker_nice = by_number[2]["attack"]["nice"] if 2 in by_number else 19
 
     import shutil
     import tempfile
@@ -1139,6 +1234,7 @@ def main():
     else:
         args.workdir = tempfile.mkdtemp(prefix="genp2p-stress.")
     run = Run(args)
+    run.data = by_number
 
     def watchdog(*_):
         log(f"watchdog: over {args.deadline:.0f} s; stopping")
@@ -1148,7 +1244,6 @@ def main():
     signal.signal(signal.SIGALRM, watchdog)
     signal.alarm(int(args.deadline))
     signal.signal(signal.SIGTERM, lambda *_: (run.cleanup(), os._exit(2)))
-    only = set(args.only.split(","))
     t0 = now()
     status = 0
     try:
