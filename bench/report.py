@@ -263,6 +263,10 @@ sz = sel("sizes")
 if sz:
     s = sz[0]
     foot_table.append(f"| release binary size | servant {s['servant'] / 1e6:.2f} MB, connection-manager {s['connection_manager'] / 1e6:.2f} MB | fanout_floor {s['fanout_floor'] / 1e6:.2f} MB, echo_floor {s['echo_floor'] / 1e6:.2f} MB |")
+    deps = s.get("dependencies", -1)
+    if deps >= 0:
+        goals.append(("dependencies: the normal dependency tree at most 25 crates (genp2p not counted)", deps <= 25,
+                      f"{deps} crates (`cargo tree -e normal`)"))
 for fp in sel("footprint"):
     if fp.get("receivers") != "servant":
         continue
