@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # `make stress`: floods, churn and a lost manager against the release binaries on loopback
-# (scripts/stress.py does the work; it needs python3, standard library only). Prints a
-# Markdown table of what was sent and what survived, writes it to bench/STRESS.md, then
-# runs the abuse attacks (examples/abuse.rs) into bench/ABUSE.md, and exits non-zero when
-# a check fails. Takes about four minutes. The scenarios and their figures are data files
-# in lab/stress/ (floods.toml, churn.toml, manager-lost.toml).
+# (scripts/stress.py and the stress_*.py modules beside it do the work; python3, standard
+# library only). Prints a Markdown table of what was sent and what survived, writes it to
+# bench/STRESS.md, then runs the abuse attacks (examples/abuse.rs) into bench/ABUSE.md, and
+# exits non-zero when a check fails. Takes about four minutes. The scenarios and their
+# figures are data files in lab/stress/ (floods.toml, churn.toml, manager-lost.toml).
 #
 #   STRESS_ARGS="--only 7 --churn-seconds 10"   run part of it (see scripts/stress.py --help)
 #   STRESS_KEEP=dir                            keep configs and logs in dir
