@@ -26,6 +26,7 @@ fn a_64_mib_file_arrives_identical_and_appears_under_its_name_only_when_whole() 
     make_file(&original, 64 * MIB, 1);
     let m = start_manager(&dir, MANAGER_DEFAULTS);
     let _a = start_servant(&dir, "a", m.port, "<share>a-share</share>");
+    _a.wait_hashed();
     let mut b = start_servant(&dir, "b", m.port, "<downloads>b-dl</downloads>");
     b.wait_knows(&["a"]);
     b.proc.send("/get big.bin");
@@ -96,7 +97,11 @@ fn three_sources_share_the_work_and_one_killed_half_way_is_not_missed() {
     let m = start_manager(&dir, MANAGER_DEFAULTS);
     let mut sources: Vec<Servant> = ["s1", "s2", "s3"]
         .iter()
-        .map(|n| start_servant(&dir, n, m.port, &format!("<share>{n}-share</share>")))
+        .map(|n| {
+            let s = start_servant(&dir, n, m.port, &format!("<share>{n}-share</share>"));
+            s.wait_hashed();
+            s
+        })
         .collect();
     let mut d = start_servant(
         &dir,
@@ -149,6 +154,7 @@ fn a_killed_download_resumes_fetching_only_what_was_missing() {
     make_file(&original, PIECES as u64 * MIB, 3);
     let m = start_manager(&dir, MANAGER_DEFAULTS);
     let _a = start_servant(&dir, "a", m.port, "<share>a-share</share>");
+    _a.wait_hashed();
     let cfg = servant_config("b", m.port, Some(0), "<downloads>b-dl</downloads>");
     let mut b = Servant::joined(spawn_servant(&dir, "b", &cfg, &[], "info"), "b");
     b.wait_knows(&["a"]);
@@ -216,6 +222,7 @@ fn a_source_sending_corrupt_pieces_is_dropped_after_its_first_lie() {
     make_file(&original, PIECES as u64 * MIB, 4);
     let m = start_manager(&dir, MANAGER_DEFAULTS);
     let _honest = start_servant(&dir, "honest", m.port, "<share>honest-share</share>");
+    _honest.wait_hashed();
     let liar = Liar::start(m.port, "liar", &original, "big.bin");
     let mut d = start_servant(
         &dir,

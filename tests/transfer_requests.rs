@@ -42,6 +42,7 @@ fn requests_outside_the_shared_files_are_refused_and_the_connection_stays_usable
 
     let m = start_manager(&dir, MANAGER_DEFAULTS);
     let k = start_servant(&dir, "keeper", m.port, "<share>k-share</share>");
+    k.wait_hashed();
 
     // Only the regular, visible file is listed.
     let mut c = Raw::connect(k.port);
@@ -176,6 +177,8 @@ fn files_shows_who_has_what_and_downloads_shows_progress() {
     let m = start_manager(&dir, MANAGER_DEFAULTS);
     let _alice = start_servant(&dir, "alice", m.port, "<share>alice-share</share>");
     let _bob = start_servant(&dir, "bob", m.port, "<share>bob-share</share>");
+    _alice.wait_hashed();
+    _bob.wait_hashed();
     let mut carol = start_servant(&dir, "carol", m.port, "<downloads>carol-dl</downloads>");
     carol.wait_knows(&["alice", "bob"]);
 
@@ -302,6 +305,7 @@ fn a_shared_file_swapped_for_a_link_never_sends_what_the_link_points_to() {
         .id();
     let m = start_manager(&dir, MANAGER_DEFAULTS);
     let k = start_servant(&dir, "keeper", m.port, "<share>s-share</share>");
+    k.wait_hashed();
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let swapper = {
@@ -383,6 +387,7 @@ fn squatters_cannot_keep_upload_slots_from_an_honest_download() {
         ),
         "keeper",
     );
+    k.wait_hashed();
     // One address gets half the slots, no more.
     let one = std::net::Ipv4Addr::new(127, 0, 2, 1);
     let mut held: Vec<Raw> = (0..4)

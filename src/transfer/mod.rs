@@ -145,6 +145,21 @@ struct Index {
     files: HashMap<(String, String), Entry>,
     /// The scan cache, by path.
     scanned: HashMap<PathBuf, Scanned>,
+    /// The scan under way, while it has files to hash.
+    hashing: Option<Hashing>,
+    /// Whether a whole scan has finished since the start.
+    scanned_once: bool,
+}
+
+/// How far a scan has come with the files it found new or changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Hashing {
+    pub files_done: usize,
+    pub files: usize,
+    pub bytes_done: u64,
+    pub bytes: u64,
+    /// The file being hashed now.
+    pub current: String,
 }
 
 /// What this servant shares. Written by the `share-index` thread (scans) and by downloads
@@ -174,20 +189,43 @@ impl Library {
         self.index.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Scans now, then every few seconds on the `share-index` thread.
+    /// Scans on the `share-index` thread at once, then every few seconds. The servant
+    /// does not wait for it: it joins and chats while a large share is hashed, and each
+    /// file is offered as soon as it is hashed (`/shares` shows how far it has come).
     pub fn start_indexing(self: &Arc<Self>) -> std::io::Result<()> {
         if self.share.is_none() && self.downloads.is_none() {
             return Ok(());
         }
-        self.rescan();
         let lib = Arc::clone(self);
         std::thread::Builder::new()
             .name("share-index".into())
             .spawn(move || loop {
-                std::thread::sleep(RESCAN);
                 lib.rescan();
+                std::thread::sleep(RESCAN);
             })?;
         Ok(())
+    }
+
+    /// The scan under way, if it still has files to hash; `None` once they all are.
+    pub fn hashing(&self) -> Option<Hashing> {
+        let idx = self.lock();
+        match (&idx.hashing, idx.scanned_once) {
+            (Some(h), _) => Some(h.clone()),
+            // Not scanned yet: the first scan has not even listed the folder.
+            (None, false) if self.share.is_some() || self.downloads.is_some() => {
+                Some(Hashing::default())
+            }
+            (None, _) => None,
+        }
+    }
+
+    /// Forgets what was hashed of `path`, so the next scan hashes it again (its content
+    /// no longer matches what was hashed), and stops offering it meanwhile.
+    pub fn forget(&self, path: &Path) {
+        let mut idx = self.lock();
+        idx.scanned.remove(path);
+        idx.files
+            .retain(|_, e| e.partial.is_some() || e.path != path);
     }
 
     /// Looks at the share folder and the downloads folder for complete files, hashing new
@@ -230,31 +268,65 @@ impl Library {
                 }
             }
         }
-        let mut hashed = Vec::new();
+        if !fresh.is_empty() {
+            self.lock().hashing = Some(Hashing {
+                files: fresh.len(),
+                bytes: fresh.iter().map(|f| f.2).sum(),
+                ..Hashing::default()
+            });
+        }
+        let started = std::time::Instant::now();
+        let (count, bytes) = (fresh.len(), fresh.iter().map(|f| f.2).sum::<u64>());
         for (path, name, size, modified) in fresh {
-            match Manifest::of_file(&path, &name, manifest::PIECE_SIZE) {
+            if let Some(h) = &mut self.lock().hashing {
+                h.current = name.clone();
+            }
+            let hashed = Manifest::of_file(&path, &name, manifest::PIECE_SIZE);
+            let mut idx = self.lock();
+            if let Some(h) = &mut idx.hashing {
+                h.files_done += 1;
+                h.bytes_done += size;
+            }
+            match hashed {
                 Ok(m) => {
                     info!(
                         "sharing {name} ({size} bytes, {} pieces, id {})",
                         m.piece_count(),
                         &m.id()[..16]
                     );
-                    hashed.push((path, size, modified, Arc::new(m)));
+                    // Offered at once: a large share is served file by file as it is hashed.
+                    let manifest = Arc::new(m);
+                    idx.files
+                        .retain(|_, e| e.partial.is_some() || e.path != path);
+                    idx.files.insert(
+                        (manifest.id(), manifest.name.clone()),
+                        Entry {
+                            manifest: Arc::clone(&manifest),
+                            path: path.clone(),
+                            partial: None,
+                        },
+                    );
+                    idx.scanned.insert(
+                        path,
+                        Scanned {
+                            size,
+                            modified,
+                            manifest,
+                        },
+                    );
                 }
                 Err(e) => warn!("cannot share {}: {e}", path.display()),
             }
         }
-        let mut idx = self.lock();
-        for (path, size, modified, manifest) in hashed {
-            idx.scanned.insert(
-                path,
-                Scanned {
-                    size,
-                    modified,
-                    manifest,
-                },
+        if count > 0 {
+            info!(
+                "hashed {count} shared file(s), {bytes} bytes, in {:.1} s",
+                started.elapsed().as_secs_f64()
             );
         }
+        let mut idx = self.lock();
+        idx.hashing = None;
+        idx.scanned_once = true;
         let present: std::collections::HashSet<&PathBuf> = found.iter().map(|f| &f.0).collect();
         idx.scanned.retain(|p, _| present.contains(p));
         // Complete entries are rebuilt from the scan; partial ones (downloads) are kept.

@@ -16,7 +16,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
-use log::{debug, info};
+use log::{debug, info, warn};
 
 use super::slots::{UploadSlot, MIN_RATE, SLOW_LIMIT};
 use super::{Entry, Library};
@@ -177,16 +177,12 @@ fn answer(
             Ok(0)
         }
         (Some("MANIFEST"), Some(id), None, None) => {
-            let e = lib
-                .get(id)
-                .ok_or_else(|| format!("no such file {}", shown(id)))?;
+            let e = lib.get(id).ok_or_else(|| no_such_file(lib, id))?;
             out.extend_from_slice(e.manifest.to_lines().as_bytes());
             Ok(0)
         }
         (Some("GET"), Some(id), Some(index), None) => {
-            let e = lib
-                .get(id)
-                .ok_or_else(|| format!("no such file {}", shown(id)))?;
+            let e = lib.get(id).ok_or_else(|| no_such_file(lib, id))?;
             let count = e.manifest.piece_count();
             // One spelling for numbers: `007` and `+7` are not 7 (see `encoding`).
             let i = match crate::encoding::parse_u64(index) {
@@ -221,14 +217,43 @@ fn answer(
             let start = out.len();
             out.extend_from_slice(header.as_bytes());
             out.resize(start + header.len() + len, 0);
-            file.read_exact_at(
-                &mut out[start + header.len()..],
-                i as u64 * e.manifest.piece_size,
-            )
-            .map_err(|e| format!("cannot read piece {i}: {e}"))?;
+            let piece = &mut out[start + header.len()..];
+            file.read_exact_at(piece, i as u64 * e.manifest.piece_size)
+                .map_err(|e| format!("cannot read piece {i}: {e}"))?;
+            // What is on disk now, not what was hashed: a file changed while shared must
+            // not send bytes that its manifest does not vouch for. Hashing a piece costs a
+            // fraction of sending it (BLAKE3, several GB/s).
+            if crate::transfer::manifest::hash_piece(piece) != e.manifest.pieces[i] {
+                open.remove(id);
+                if e.partial.is_none() {
+                    lib.forget(&e.path);
+                }
+                warn!(
+                    "{}: piece {i} changed on disk since it was hashed; not sent, and the file is hashed again",
+                    e.path.display()
+                );
+                return Err(format!(
+                    "piece {i} of {} changed since it was hashed; ask again later",
+                    shown(&e.manifest.name)
+                ));
+            }
             Ok(1)
         }
         _ => Err(format!("unknown request {}", shown(line))),
+    }
+}
+
+/// The `ERR` for an id this servant does not offer; while it is still hashing its share,
+/// the file may be one of those not hashed yet, and the answer says so.
+fn no_such_file(lib: &Library, id: &str) -> String {
+    match lib.hashing() {
+        Some(h) => format!(
+            "no such file {} among those hashed so far; the shared files are still being hashed ({} of {} done): ask again later",
+            shown(id),
+            h.files_done,
+            h.files
+        ),
+        None => format!("no such file {}", shown(id)),
     }
 }
 

@@ -40,6 +40,12 @@ pub fn spawn_servant(
 }
 
 impl Servant {
+    /// Waits until its share is hashed (the first scan's `hashed N shared file(s)` line):
+    /// files are offered only once hashed, and a servant joins before that.
+    pub fn wait_hashed(&self) {
+        self.proc.wait_log(" shared file(s), ");
+    }
+
     /// Waits for the servant's `joined as NAME (ID), listening on port N` line.
     pub fn joined(proc: Proc, name: &str) -> Servant {
         let line = proc.wait_log(&format!("joined as {name} ("));
