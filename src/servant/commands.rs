@@ -66,6 +66,42 @@ impl Core {
         }
     }
 
+    /// `/shares`: what this servant offers, and how far the hashing of its share has come
+    /// (a file is offered once hashed; a large share is hashed after joining).
+    pub(super) fn show_shares(&self) {
+        let lib = &self.inbound.library;
+        if lib.share.is_none() && lib.downloads.is_none() {
+            return self.print("no share folder: <share> in the configuration offers one".into());
+        }
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        let entries = lib.entries();
+        match lib.hashing() {
+            Some(h) if h.files == 0 => self.print("looking through the share folder".into()),
+            Some(h) => self.print(format!(
+                "hashing the shared files: {} of {} file(s), {:.1} of {:.1} MiB; now {}",
+                h.files_done,
+                h.files,
+                mib(h.bytes_done),
+                mib(h.bytes),
+                crate::escape::shown(&h.current)
+            )),
+            None => self.print(format!(
+                "every shared file is hashed: {} offered, {:.1} MiB",
+                entries.len(),
+                mib(entries.iter().map(|e| e.manifest.size).sum())
+            )),
+        }
+        for e in entries {
+            let state = if e.partial.is_some() { "partial" } else { "complete" };
+            self.print(format!(
+                "  {}  {:.1} MiB  {state}  id {}",
+                crate::escape::shown(&e.manifest.name),
+                mib(e.manifest.size),
+                &e.manifest.id()[..16]
+            ));
+        }
+    }
+
     /// Peers we can connect to (relayed ones cannot be reached), for file requests.
     pub(super) fn file_peers(&self) -> Vec<download::Peer> {
         if self.overlay.is_some() {
