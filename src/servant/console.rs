@@ -69,7 +69,8 @@ Type a line and press Enter to send it to every servant on the network.
   /get NAME     download a file from every peer that has it (resumes if interrupted)
   /downloads    progress of downloads
   /trust NAME   accept NAME's new key after a key-changed warning
-  //text   send a line that starts with /";
+  //text   send a line that starts with /
+On a terminal: Tab completes commands and names, Up and Down recall lines.";
 
 impl Input {
     pub fn parse(line: &str) -> Input {

@@ -162,15 +162,25 @@ impl Editor {
         self.cursor = self.line.len();
     }
 
+    /// The word before the cursor (what Tab would complete).
+    pub fn word(&self) -> String {
+        let start = self.word_start();
+        self.line[start..self.cursor].iter().collect()
+    }
+
+    fn word_start(&self) -> usize {
+        self.line[..self.cursor]
+            .iter()
+            .rposition(|c| *c == ' ')
+            .map_or(0, |i| i + 1)
+    }
+
     /// Tab: completes the word before the cursor, a command when it is the first word and
     /// starts with `/`, else a peer name. Several candidates: their common beginning is
     /// completed and they are returned to be shown.
     fn complete(&mut self, names: &dyn Fn(&str) -> Vec<String>) -> Outcome {
-        let start = self.line[..self.cursor]
-            .iter()
-            .rposition(|c| *c == ' ')
-            .map_or(0, |i| i + 1);
-        let word: String = self.line[start..self.cursor].iter().collect();
+        let start = self.word_start();
+        let word = self.word();
         let mut found: Vec<String> = if start == 0 && word.starts_with('/') {
             COMMANDS
                 .iter()

@@ -180,12 +180,26 @@ impl Screen {
     /// Applies a key from the `stdin` thread to the line and draws the result; `None`
     /// when line editing is off.
     pub fn key(&self, key: Key, names: &dyn Fn(&str) -> Vec<String>) -> Option<Outcome> {
+        // The names are looked up before the lock is taken: whoever holds theirs may log,
+        // and the log takes this one.
+        let found = match key {
+            Key::Tab => {
+                let word = self.lock().editor.word();
+                if word.is_empty() || word.starts_with('/') {
+                    Vec::new()
+                } else {
+                    names(&word)
+                }
+            }
+            _ => Vec::new(),
+        };
+        let names = |_: &str| found.clone();
         let mut outcome = None;
         let on = self.write(|st, out| {
             if !st.prompt_shown {
                 return Ok(());
             }
-            let done = st.editor.key(key, names);
+            let done = st.editor.key(key, &names);
             match &done {
                 // The line stays on screen as it was typed, as a terminal's own echo
                 // would leave it.
