@@ -317,3 +317,54 @@ fn typing_is_kept_whole_while_lines_arrive() {
         "the terminal's modes are restored"
     );
 }
+
+/// Starts a manager and a servant on a terminal, and waits for its prompt.
+fn prompt_on_terminal(test: &str) -> (TestDir, Manager, OnTerminal) {
+    let dir = TestDir::new(test);
+    let m = start_manager(&dir, MANAGER_DEFAULTS);
+    let alice = OnTerminal::start(&dir, "alice", m.port);
+    alice.wait_screen("alice joining", |s| {
+        s.rows.iter().any(|r| r.contains("joined as alice ("))
+    });
+    alice.wait_prompt("alice>", 7);
+    (dir, m, alice)
+}
+
+fn wait_exit(alice: &mut OnTerminal, why: &str) -> std::process::ExitStatus {
+    try_wait_for(WAIT, || alice.child.try_wait().ok().flatten())
+        .unwrap_or_else(|| fail(&format!("{why} did not end the servant")))
+}
+
+#[test]
+fn ctrl_d_on_an_empty_line_ends_the_input_and_restores_the_terminal() {
+    let before = modes(&open_pty().slave);
+    let (_dir, _m, mut alice) = prompt_on_terminal("console-ctrl-d");
+    // On a line, Ctrl-D deletes under the cursor; on an empty one it ends the input.
+    alice.type_keys(b"ab\x01\x04");
+    alice.wait_prompt("alice> b", 7);
+    alice.type_keys(b"\x04\x04");
+    assert!(wait_exit(&mut alice, "Ctrl-D").success());
+    let s = alice.screen();
+    assert!(
+        s.rows.iter().any(|r| r.contains("leaving: end of input")),
+        "{s:?}"
+    );
+    assert_eq!(modes(&alice.slave), before);
+}
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    let before = modes(&open_pty().slave);
+    let (_dir, _m, mut alice) = prompt_on_terminal("console-sigterm");
+    alice.type_keys(b"half a line");
+    alice.wait_prompt("alice> half a line", 18);
+    // SAFETY: kill(2) on the child's pid touches no memory.
+    unsafe { libc::kill(alice.child.id() as libc::pid_t, libc::SIGTERM) };
+    assert!(wait_exit(&mut alice, "SIGTERM").success());
+    let s = alice.screen();
+    assert!(
+        s.rows.iter().any(|r| r.contains("leaving: SIGTERM")),
+        "{s:?}"
+    );
+    assert_eq!(modes(&alice.slave), before);
+}
