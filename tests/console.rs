@@ -368,3 +368,28 @@ fn sigterm_restores_the_terminal() {
     );
     assert_eq!(modes(&alice.slave), before);
 }
+
+#[test]
+fn a_long_line_scrolls_and_a_resize_draws_it_again_within_the_window() {
+    let (_dir, _m, mut alice) = prompt_on_terminal("console-resize");
+    let long: String = ('a'..='z').cycle().take(100).collect();
+    alice.type_keys(long.as_bytes());
+    // Wider than the window: the end of the line, on one row, the cursor in the last column.
+    let tail = |cols: usize| format!("alice> {}", &long[long.len() - (cols - 8)..]);
+    alice.wait_prompt(&tail(COLS), COLS - 1);
+    let size = libc::winsize {
+        ws_row: 24,
+        ws_col: 40,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one valid `winsize`; kill(2) touches no memory.
+    unsafe {
+        assert_eq!(
+            libc::ioctl(alice.keys.as_raw_fd(), libc::TIOCSWINSZ, &size),
+            0
+        );
+        libc::kill(alice.child.id() as libc::pid_t, libc::SIGWINCH);
+    }
+    alice.wait_prompt(&tail(40), 39);
+}

@@ -27,9 +27,11 @@ mod editor;
 mod keys;
 mod screen;
 
+pub use screen::Session as LineEditing;
+
 /// Starts line editing when standard input and output are a terminal and input is read;
 /// it lasts as long as the value returned (see `screen`).
-pub fn line_editing(name: &str, no_input: bool) -> Option<impl Drop> {
+pub fn line_editing(name: &str, no_input: bool) -> Option<LineEditing> {
     if no_input {
         return None;
     }
