@@ -88,7 +88,40 @@ pub fn init_logging() {
             let stamp = crate::clock::now_rfc3339();
             writeln!(out, "[{stamp} {on}{level:<5}{off}] {}", record.args())
         })
+        .target(env_logger::Target::Pipe(Box::new(LogOut)))
         .init();
+}
+
+/// Where a log record goes instead of standard error, while one is set (see `route_log`).
+pub type LogSink = fn(&[u8]) -> std::io::Result<()>;
+
+/// Written by `route_log`; read, and copied out, for every record.
+static LOG_SINK: std::sync::RwLock<Option<LogSink>> = std::sync::RwLock::new(None);
+
+/// Sends every log record (one whole record a call, its line end included) to `sink`
+/// instead of standard error; `None`: standard error again. The servant's line editor
+/// prints them above the line being typed, when standard error is that terminal.
+pub fn route_log(sink: Option<LogSink>) {
+    *LOG_SINK.write().unwrap_or_else(|p| p.into_inner()) = sink;
+}
+
+/// The log's writer: standard error, written as env_logger itself would (one record, one
+/// `write_all`, then a flush), unless a sink is set.
+struct LogOut;
+
+impl std::io::Write for LogOut {
+    fn write(&mut self, record: &[u8]) -> std::io::Result<usize> {
+        let sink = *LOG_SINK.read().unwrap_or_else(|p| p.into_inner());
+        match sink {
+            Some(sink) => sink(record)?,
+            None => std::io::stderr().lock().write_all(record)?,
+        }
+        Ok(record.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// Sends the name of each SIGINT or SIGTERM received to `tx`, from a thread named

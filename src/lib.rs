@@ -14,9 +14,12 @@
 //! - [`overlay`]: beyond a handful of servants, a few neighbours each and every line
 //!   passed on along a tree (HyParView and Plumtree), as a state machine without I/O
 //!   that the simulator behind `make sim` runs for 100,000 servants;
-//! - [`cli`]: what both binaries share (flags, logging, signals).
+//! - [`cli`]: what both binaries share (flags, logging, signals);
+//! - [`terminal`]: raw mode and the window size for the servant's line editor.
 
-#![forbid(unsafe_code)]
+// Unsafe code is denied everywhere but `terminal`, the calls into the terminal driver
+// behind line editing.
+#![deny(unsafe_code)]
 
 pub mod batch;
 pub mod cli;
@@ -37,4 +40,5 @@ pub mod protocol;
 pub mod registry;
 pub mod relay;
 pub mod servant;
+pub mod terminal;
 pub mod transfer;

@@ -29,7 +29,13 @@ fn a_servant_with_2_gib_to_hash_joins_and_chats_before_it_is_hashed() {
     sparse_files(&dir.path.join("big-share"), 4, 512 * MIB);
     let m = start_manager(&dir, MANAGER_DEFAULTS);
     let mut bob = start_servant(&dir, "bob", m.port, "");
-    let alice = start_servant(&dir, "alice", m.port, "<share>big-share</share>");
+    let mut alice = start_servant(&dir, "alice", m.port, "<share>big-share</share>");
+    alice.proc.send("/shares");
+    let hashing = alice.proc.wait_stdout("/shares", |l| {
+        l.contains("hashing the shared files")
+            || l.contains("looking through")
+            || l.contains("every shared file")
+    });
     // Joined (start_servant waits for `joined as`) while 2 GiB wait to be hashed: asked
     // now, alice says so instead of a bare "no such file".
     let mut c = Raw::connect(alice.port);
@@ -42,6 +48,11 @@ fn a_servant_with_2_gib_to_hash_joins_and_chats_before_it_is_hashed() {
         dump()
     );
     assert!(
+        !hashing.contains("every shared file"),
+        "/shares while hashing says how far it has come: {hashing:?}\n{}",
+        dump()
+    );
+    assert!(
         !hashed_already,
         "alice hashed 2 GiB before she joined: the share held her off the network\n{}",
         dump()
@@ -50,8 +61,12 @@ fn a_servant_with_2_gib_to_hash_joins_and_chats_before_it_is_hashed() {
     bob.wait_knows(&["alice"]);
     bob.proc.send("hello while you hash");
     alice.wait_heard("bob", "hello while you hash");
-    // Then every file is offered.
+    // Then every file is offered, and `/shares` says so.
     alice.wait_hashed();
+    alice.proc.send("/shares");
+    alice.proc.wait_stdout("/shares when hashed", |l| {
+        l.contains("every shared file is hashed: 4 offered")
+    });
     c.send("FILES");
     let mut listed = 0;
     loop {

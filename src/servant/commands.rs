@@ -62,6 +62,7 @@ impl Core {
                     ));
                 }
             }
+            Input::Shares => self.show_shares(),
             Input::Quit => {}
         }
     }
@@ -92,7 +93,11 @@ impl Core {
             )),
         }
         for e in entries {
-            let state = if e.partial.is_some() { "partial" } else { "complete" };
+            let state = if e.partial.is_some() {
+                "partial"
+            } else {
+                "complete"
+            };
             self.print(format!(
                 "  {}  {:.1} MiB  {state}  id {}",
                 crate::escape::shown(&e.manifest.name),

@@ -6,15 +6,37 @@
 //! the only writer of standard output: every received message and command answer goes
 //! through its channel, so lines never interleave, and it flushes only when it has nothing
 //! more to print, so a burst costs one write rather than one per line.
+//!
+//! When both are a terminal, the line is edited in place (`screen`, over `editor` and
+//! `keys`): the prompt stays at the bottom and the printer writes above it. Anywhere else
+//! (a pipe, a file, `--no-input`) lines are read and written plainly, as they always were.
 
-use std::io::{self, BufWriter, IsTerminal, Write};
+use std::io::{self, BufWriter, IsTerminal, Read, Write};
 
 use crossbeam_channel::{Receiver, Sender};
 use log::warn;
 
 use crate::lines::{LineError, LineReader};
 use crate::protocol::TEXT_LIMIT;
+use crate::terminal;
 use crate::transfer::STATUS;
+use editor::Outcome;
+use keys::Decoder;
+
+mod editor;
+mod keys;
+mod screen;
+
+pub use screen::Session as LineEditing;
+
+/// Starts line editing when standard input and output are a terminal and input is read;
+/// it lasts as long as the value returned (see `screen`).
+pub fn line_editing(name: &str, no_input: bool) -> Option<LineEditing> {
+    if no_input {
+        return None;
+    }
+    screen::start(name)
+}
 
 /// What a typed line asks for.
 #[derive(Debug, PartialEq, Eq)]
@@ -32,6 +54,8 @@ pub enum Input {
     Files,
     Get(String),
     Downloads,
+    /// `/shares`: what this servant offers, and how far its hashing has come.
+    Shares,
     /// `/trust NAME`: accept the new key of a peer whose key changed.
     Trust(String),
     Unknown(String),
@@ -48,8 +72,10 @@ Type a line and press Enter to send it to every servant on the network.
   /files   what every peer shares
   /get NAME     download a file from every peer that has it (resumes if interrupted)
   /downloads    progress of downloads
+  /shares  what this servant shares, and how far hashing it has come
   /trust NAME   accept NAME's new key after a key-changed warning
-  //text   send a line that starts with /";
+  //text   send a line that starts with /
+On a terminal: Tab completes commands and names, Up and Down recall lines.";
 
 impl Input {
     pub fn parse(line: &str) -> Input {
@@ -63,6 +89,7 @@ impl Input {
             "/bans" => Input::Bans,
             "/files" => Input::Files,
             "/downloads" => Input::Downloads,
+            "/shares" => Input::Shares,
             cmd if cmd.starts_with("/get ") => Input::Get(cmd[5..].trim().to_owned()),
             cmd if cmd.starts_with("/ban ") => Input::Ban(cmd[5..].trim().to_owned()),
             cmd if cmd.starts_with("/trust ") => Input::Trust(cmd[7..].trim().to_owned()),
@@ -77,12 +104,27 @@ impl Input {
 ///
 /// Lines to send go to `say` on this thread (the typist, `dispatch`), with whether more input
 /// is already buffered; commands go to `tx`.
+///
+/// On a terminal with line editing on (see `screen`), keys are read one at a time and the
+/// line is edited in place; `names(prefix)` lists the peer names Tab completes.
 pub fn read_input<T>(
     tx: Sender<T>,
     wrap: fn(Input) -> T,
     on_end: T,
+    names: impl Fn(&str) -> Vec<String>,
     say: impl Fn(Vec<String>, bool),
 ) {
+    if let Some(screen) = screen::active() {
+        match read_keys(screen, &tx, wrap, &names, &say) {
+            Keys::Ended => {
+                let _ = tx.send(on_end);
+                return;
+            }
+            Keys::Gone => return,
+            // Line editing was turned off (a panic): plain lines from here on.
+            Keys::Off => {}
+        }
+    }
     let stdin = io::stdin();
     let mut reader = LineReader::new(stdin.lock(), TEXT_LIMIT);
     let mut number = 0u64;
@@ -128,6 +170,81 @@ pub fn read_input<T>(
         say(run, false);
     }
     let _ = tx.send(on_end);
+}
+
+/// How reading keys ended.
+enum Keys {
+    /// Ctrl-D on an empty line, or the end of standard input.
+    Ended,
+    /// The core is gone.
+    Gone,
+    /// Line editing is off.
+    Off,
+}
+
+/// `read_input` with line editing: each Enter hands its line over as `read_input` does
+/// with a line it read; the lines of one read (a paste) are sent as one run.
+fn read_keys<T>(
+    screen: &screen::Screen,
+    tx: &Sender<T>,
+    wrap: fn(Input) -> T,
+    names: &dyn Fn(&str) -> Vec<String>,
+    say: &dyn Fn(Vec<String>, bool),
+) -> Keys {
+    let mut decoder = Decoder::default();
+    let mut bytes = [0u8; 1024];
+    let mut stdin = io::stdin().lock();
+    loop {
+        let n = match stdin.read(&mut bytes) {
+            Ok(0) => return Keys::Ended,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                warn!("standard input: {e}");
+                return Keys::Ended;
+            }
+        };
+        let mut run: Vec<String> = Vec::new();
+        for key in bytes[..n].iter().filter_map(|b| decoder.push(*b)) {
+            let Some(outcome) = screen.key(key, names) else {
+                return Keys::Off;
+            };
+            let line = match outcome {
+                Outcome::Submit(line) if !line.is_empty() => line,
+                Outcome::Interrupt => {
+                    // Leaves as a SIGINT from the terminal does.
+                    terminal::interrupt_self();
+                    continue;
+                }
+                Outcome::End => {
+                    if !run.is_empty() {
+                        say(run, false);
+                    }
+                    return Keys::Ended;
+                }
+                _ => continue,
+            };
+            match Input::parse(&line) {
+                Input::Say(text) => {
+                    run.push(text);
+                    if run.len() >= SAY_RUN {
+                        say(std::mem::take(&mut run), true);
+                    }
+                }
+                other => {
+                    if !run.is_empty() {
+                        say(std::mem::take(&mut run), true);
+                    }
+                    if tx.send(wrap(other)).is_err() {
+                        return Keys::Gone;
+                    }
+                }
+            }
+        }
+        if !run.is_empty() {
+            say(run, false);
+        }
+    }
 }
 
 /// Lines read together that are sent as one run at most (as many as one signature covers).
@@ -205,7 +322,9 @@ pub fn print_lines(rx: Receiver<String>, stop: Receiver<()>, pipe: Option<std::s
     }
     let stdout = io::stdout();
     let terminal = stdout.is_terminal();
-    let mut out = BufWriter::with_capacity(64 * 1024, stdout.lock());
+    // Standard output is locked for each write of the buffer only: with line editing the
+    // screen writes too (keys, the log).
+    let mut out = BufWriter::with_capacity(64 * 1024, stdout);
     let mut broken = false;
     // The status line shown at the bottom of the terminal, if any.
     let mut status: Option<String> = None;
@@ -213,38 +332,21 @@ pub fn print_lines(rx: Receiver<String>, stop: Receiver<()>, pipe: Option<std::s
         if broken {
             continue;
         }
-        let mut write = |line: &str| -> io::Result<()> {
-            if let Some(bar) = line.strip_prefix(STATUS) {
-                // A status (a download's progress bar) stays on the last line of a terminal,
-                // redrawn in place, until an ordinary line or an empty status replaces it.
-                if terminal {
-                    out.write_all(b"\r\x1b[2K")?;
-                    out.write_all(bar.as_bytes())?;
-                    status = (!bar.is_empty()).then(|| bar.to_owned());
-                    return Ok(());
-                }
-                if bar.is_empty() {
-                    return Ok(());
-                }
-                out.write_all(bar.as_bytes())?;
-                return out.write_all(b"\n");
+        let mut batch = vec![line];
+        if let Some(screen) = screen::active() {
+            // Line editing: printed above the line being typed, a burst at a time.
+            batch.extend(rx.try_iter().take(SCREEN_BATCH));
+            if screen.print(&batch) {
+                continue;
             }
-            if terminal && status.is_some() {
-                out.write_all(b"\r\x1b[2K")?;
-            }
-            // What came from the network was escaped where it came in (`escape`); the
-            // servant's own lines (`/help`) are written as they are.
-            out.write_all(line.as_bytes())?;
-            out.write_all(b"\n")?;
-            if let (true, Some(bar)) = (terminal, &status) {
-                out.write_all(bar.as_bytes())?;
-            }
-            Ok(())
-        };
-        let mut result = write(&line);
+        }
+        let mut result = Ok(());
+        for line in batch {
+            result = result.and_then(|_| write_line(&mut out, terminal, &mut status, &line));
+        }
         while result.is_ok() {
             match rx.try_recv() {
-                Ok(more) => result = write(&more),
+                Ok(more) => result = write_line(&mut out, terminal, &mut status, &more),
                 Err(_) => break,
             }
         }
@@ -255,6 +357,44 @@ pub fn print_lines(rx: Receiver<String>, stop: Receiver<()>, pipe: Option<std::s
         }
     }
     let _ = out.flush();
+}
+
+/// Lines printed above the edited line at most before it is drawn again.
+const SCREEN_BATCH: usize = 256;
+
+/// One line for standard output without line editing.
+fn write_line(
+    out: &mut impl Write,
+    terminal: bool,
+    status: &mut Option<String>,
+    line: &str,
+) -> io::Result<()> {
+    if let Some(bar) = line.strip_prefix(STATUS) {
+        // A status (a download's progress bar) stays on the last line of a terminal,
+        // redrawn in place, until an ordinary line or an empty status replaces it.
+        if terminal {
+            out.write_all(b"\r\x1b[2K")?;
+            out.write_all(bar.as_bytes())?;
+            *status = (!bar.is_empty()).then(|| bar.to_owned());
+            return Ok(());
+        }
+        if bar.is_empty() {
+            return Ok(());
+        }
+        out.write_all(bar.as_bytes())?;
+        return out.write_all(b"\n");
+    }
+    if terminal && status.is_some() {
+        out.write_all(b"\r\x1b[2K")?;
+    }
+    // What came from the network was escaped where it came in (`escape`); the
+    // servant's own lines (`/help`) are written as they are.
+    out.write_all(line.as_bytes())?;
+    out.write_all(b"\n")?;
+    if let (true, Some(bar)) = (terminal, &status) {
+        out.write_all(bar.as_bytes())?;
+    }
+    Ok(())
 }
 
 /// The next line to print; `None` when every sender is gone, or `stop` has disconnected

@@ -111,6 +111,9 @@ pub struct KnownPeers {
 /// pin is kept in memory and in the file. Past this, new names are shown unpinned.
 pub const MAX_PINS: usize = 10_000;
 
+/// Names offered for one Tab at most.
+const COMPLETIONS: usize = 100;
+
 /// A change is saved at most this long after it is made. Each save rewrites the file and
 /// syncs it. In an overlay every sample of servants the manager sends names some new
 /// ones: saved at every 5 s tick, the saves of 1,000 servants were a third of what
@@ -188,6 +191,21 @@ impl KnownPeers {
                 Standing::Pinned
             }
         }
+    }
+
+    /// The pinned names that start with `prefix`, for Tab in the line editor (a few at
+    /// most: the names are kept sorted).
+    pub fn names_starting(&self, prefix: &str) -> Vec<String> {
+        self.lock()
+            .pins
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
+            .take_while(|(name, _)| name.starts_with(prefix))
+            .take(COMPLETIONS)
+            .map(|(name, _)| name.clone())
+            .collect()
     }
 
     /// How many `/trust`s there have been: a `Standing::Pinned` found for a name and key

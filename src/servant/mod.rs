@@ -312,6 +312,8 @@ pub fn run(config: ServantConfig, options: Options) -> Result<(), ServantError> 
             source,
         })?
         .port();
+    // Restores the terminal when `run` returns, after `run_joined` has stopped the printer.
+    let _line_editing = console::line_editing(&name, options.no_input);
     let (out_tx, out_rx) = bounded::<String>(PRINT_QUEUE);
     // Dropping `stop_printer` ends the printer: the receivers' copies of `out_tx` live as
     // long as the listening thread, that is, as long as the process.
@@ -464,8 +466,10 @@ fn run_joined(
     if !options.no_input {
         let tx = events_tx.clone();
         let typist = Arc::clone(&dispatch);
+        let known = Arc::clone(&inbound);
         spawn("stdin", move || {
-            console::read_input(tx, Event::Input, Event::InputEnded, |texts, more| {
+            let names = |prefix: &str| known.known.names_starting(prefix);
+            console::read_input(tx, Event::Input, Event::InputEnded, names, |texts, more| {
                 typist.say_all(texts, more)
             })
         })?;
