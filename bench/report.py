@@ -257,6 +257,12 @@ if capg:
     goals.append(("5. manager holds its cap and refuses newcomers with an error line", ok,
                   f"{c.get('accepted')} held, `{c.get('refusal')}`"))
 
+# ----------------------------------------------------------------------------- ready before hashed
+for r in sel("ready"):
+    gib = r["bytes"] / (1 << 30)
+    goals.append((f"ready before hashed: a servant with {gib:.0f} GiB to hash joins within 1 s of start", r["full_join_ms"] <= 1000,
+                  f"joined in {r['full_join_ms']:.0f} ms (with an empty share: {r['empty_join_ms']:.0f} ms); the share hashed {r['hashed_ms'] / 1000:.1f} s after start"))
+
 # ----------------------------------------------------------------------------- 6. footprint
 foot_table = []
 sz = sel("sizes")

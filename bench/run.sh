@@ -90,6 +90,7 @@ step() {
 if [ "$QUICK" = 1 ]; then
     LIMIT=240
     step "footprint: binary sizes" sizes
+    step "ready before hashed (a servant with 2 GiB to hash, beside one with none)" ready
     step "fan-out and burst (N = 10, 50 servants; 200 stub receivers; libp2p at N = $LIBP2P_NS)" fanout --limit-secs $LIMIT \
         --ns 10,50 --stub-ns 200 --runs 3 --samples 50 \
         --burst-ns 10 --burst-runs 3 --burst-msgs 5000 --join-ns 10 --join-runs 3 --libp2p-ns "$LIBP2P_NS" \
@@ -102,6 +103,7 @@ if [ "$QUICK" = 1 ]; then
 else
     LIMIT=900
     step "footprint: binary sizes" sizes
+    step "ready before hashed (a servant with 2 GiB to hash, beside one with none)" ready
     step "fan-out and burst (N = 10, 50, 100 servants, the overlay beside the full mesh at 50 and 100; 50, 200 stub receivers; libp2p at N = $LIBP2P_NS)" fanout --limit-secs $LIMIT \
         --ns 10,50,100 --stub-ns 50,200 --runs 5 --samples 300 \
         --burst-ns 10,50 --burst-runs 3 --burst-msgs 5000 --join-ns 10,50 --join-runs 5 --libp2p-ns "$LIBP2P_NS" \

@@ -9,6 +9,7 @@
 //! bench_driver storm    --out DIR --ns 100,1000 --runs 3
 //! bench_driver capacity --out DIR --max 4000 [--stress 20000]
 //! bench_driver sizes    --out DIR
+//! bench_driver ready    --out DIR [--gib N]
 //! bench_driver transfer --out DIR --mib 1024 --runs 3 [--resume-runs 3]
 //! ```
 //!
@@ -31,6 +32,8 @@ mod fanout;
 mod harness;
 #[path = "bench_driver/manager.rs"]
 mod manager;
+#[path = "bench_driver/ready.rs"]
+mod ready;
 #[path = "bench_driver/sizes.rs"]
 mod sizes;
 #[path = "bench_driver/storm.rs"]
@@ -75,9 +78,10 @@ fn main() {
         Some("storm") => storm::storm(&ctx, &args),
         Some("capacity") => capacity::capacity(&ctx, &args),
         Some("sizes") => sizes::sizes(&ctx),
+        Some("ready") => ready::ready(&ctx, &args),
         Some("transfer") => transfer::transfer(&ctx, &args),
         _ => Err(
-            "usage: bench_driver fanout|manager|storm|capacity|sizes|transfer --out DIR ...".into(),
+            "usage: bench_driver fanout|manager|storm|capacity|sizes|ready|transfer --out DIR ...".into(),
         ),
     };
     if let Err(e) = r {
