@@ -81,7 +81,8 @@ fn main() {
         Some("ready") => ready::ready(&ctx, &args),
         Some("transfer") => transfer::transfer(&ctx, &args),
         _ => Err(
-            "usage: bench_driver fanout|manager|storm|capacity|sizes|ready|transfer --out DIR ...".into(),
+            "usage: bench_driver fanout|manager|storm|capacity|sizes|ready|transfer --out DIR ..."
+                .into(),
         ),
     };
     if let Err(e) = r {

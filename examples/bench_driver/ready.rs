@@ -24,8 +24,14 @@ pub fn ready(ctx: &Ctx, args: &[String]) -> Res<()> {
         let f = File::create(full.join(format!("zeros-{i}.bin"))).map_err(|e| e.to_string())?;
         f.set_len(gib << 28).map_err(|e| e.to_string())?;
     }
+    // The configuration files live elsewhere: name the folders whole.
+    let canonical =
+        |d: &std::path::Path| fs::canonicalize(d).map_err(|e| format!("{}: {e}", d.display()));
+    let (full, empty) = (canonical(&full)?, canonical(&empty)?);
     let (_manager, addr) = start_manager(ctx, "ready", 64)?;
-    let mut figures = Json::new().str("test", "ready").int("bytes", (gib << 30) as i64);
+    let mut figures = Json::new()
+        .str("test", "ready")
+        .int("bytes", (gib << 30) as i64);
     for (tag, folder) in [("empty", &empty), ("full", &full)] {
         let conf = ctx.conf(
             &format!("servant-ready-{tag}.xml"),
@@ -50,8 +56,8 @@ pub fn ready(ctx: &Ctx, args: &[String]) -> Res<()> {
             .ok_or(format!("{tag}: the servant did not join within 60 s"))?;
         figures = figures.num(&format!("{tag}_join_ms"), t0.elapsed().as_secs_f64() * 1e3);
         if tag == "full" {
-            wait_for_line(&log, " shared file(s), ", Duration::from_secs(300))
-                .ok_or("the share was not hashed within 300 s")?;
+            wait_for_line(&log, " shared file(s), ", Duration::from_secs(120))
+                .ok_or("the share was not hashed within 120 s")?;
             figures = figures.num("hashed_ms", t0.elapsed().as_secs_f64() * 1e3);
         }
     }
