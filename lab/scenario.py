@@ -113,18 +113,23 @@ def scenario_files(directory):
     return sorted(os.path.join(directory, f) for f in os.listdir(directory) if f.endswith(".toml"))
 
 
-def load(path, knobs, spec):
-    """Reads and checks one scenario file against the step vocabulary spec."""
+def read_toml(path):
+    """The file's name as messages show it (from the repository's root when it is inside)
+    and its TOML; ScenarioError naming the file when it cannot be read or parsed."""
     short = os.path.relpath(path, hosts.ROOT)
-    if short.startswith(".."):
-        short = path
+    short = path if short.startswith("..") else short
     try:
         with open(path, "rb") as f:
-            data = tomllib.load(f)
+            return short, tomllib.load(f)
     except OSError as e:
         raise ScenarioError(f"{short}: cannot read it: {e.strerror}")
     except tomllib.TOMLDecodeError as e:
         raise ScenarioError(f"{short}: not valid TOML: {e}")
+
+
+def load(path, knobs, spec):
+    """Reads and checks one scenario file against the step vocabulary spec."""
+    short, data = read_toml(path)
     Checker(short, knobs, spec).check(data)
     return Scenario(path, data, knobs)
 
@@ -364,15 +369,7 @@ def load_figures(path, procedures):
     """Reads a loopback scenario file: kind = "loopback", numbers, title, run (one of
     procedures' names), and one table per section that procedure reads, every figure
     checked against its kind. Raises ScenarioError naming the file and the problem."""
-    short = os.path.relpath(path, hosts.ROOT)
-    short = path if short.startswith("..") else short
-    try:
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise ScenarioError(f"{short}: cannot read it: {e.strerror}")
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(f"{short}: not valid TOML: {e}")
+    short, data = read_toml(path)
 
     def err(msg):
         raise ScenarioError(f"{short}: {msg}")

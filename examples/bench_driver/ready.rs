@@ -9,11 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub fn ready(ctx: &Ctx, args: &[String]) -> Res<()> {
-    let gib: u64 = args
-        .windows(2)
-        .find(|w| w[0] == "--gib")
-        .and_then(|w| w[1].parse().ok())
-        .unwrap_or(2);
+    let gib: u64 = arg(args, "--gib", 2);
     let full = ctx.out.join("ready-share");
     let empty = ctx.out.join("ready-empty");
     for d in [&full, &empty] {

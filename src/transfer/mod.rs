@@ -268,15 +268,15 @@ impl Library {
                 }
             }
         }
-        if !fresh.is_empty() {
+        let started = std::time::Instant::now();
+        let (count, bytes) = (fresh.len(), fresh.iter().map(|f| f.2).sum::<u64>());
+        if count > 0 {
             self.lock().hashing = Some(Hashing {
-                files: fresh.len(),
-                bytes: fresh.iter().map(|f| f.2).sum(),
+                files: count,
+                bytes,
                 ..Hashing::default()
             });
         }
-        let started = std::time::Instant::now();
-        let (count, bytes) = (fresh.len(), fresh.iter().map(|f| f.2).sum::<u64>());
         for (path, name, size, modified) in fresh {
             if let Some(h) = &mut self.lock().hashing {
                 h.current = name.clone();
@@ -294,10 +294,19 @@ impl Library {
                         m.piece_count(),
                         &m.id()[..16]
                     );
-                    // Offered at once: a large share is served file by file as it is hashed.
+                    // Offered at once: a large share is served file by file as it is hashed,
+                    // and a changed file no longer under the id of what it held before.
                     let manifest = Arc::new(m);
-                    idx.files
-                        .retain(|_, e| e.partial.is_some() || e.path != path);
+                    if let Some(old) = idx.scanned.get(&path) {
+                        let key = (old.manifest.id(), old.manifest.name.clone());
+                        if idx
+                            .files
+                            .get(&key)
+                            .is_some_and(|e| e.partial.is_none() && e.path == path)
+                        {
+                            idx.files.remove(&key);
+                        }
+                    }
                     idx.files.insert(
                         (manifest.id(), manifest.name.clone()),
                         Entry {
